@@ -1,0 +1,317 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// config is every setting of the binary. Each has one name used as the
+// flag (--name), the config-file key (name:) and, upper-cased with
+// SANDBOX_ROUTER_ prefix and dashes as underscores, the environment
+// variable. Precedence: flags > file > environment > defaults.
+type config struct {
+	ConfigFile string
+
+	ListenHTTP  string
+	ListenHTTPS string
+	ListenAdmin string
+	TLSCert     string
+	TLSKey      string
+	Pprof       bool
+
+	Routes             string
+	BaseDomains        []string
+	PodIPMode          string
+	AllowLoopbackPodIP bool
+	TrustedProxies     []string
+	ForwardAuth        bool
+	MaxRequestBody     int64
+
+	ReadHeaderTimeout     time.Duration
+	IdleTimeout           time.Duration
+	MaxHeaderBytes        int
+	MaxConcurrentStreams  int
+	UpstreamDialTimeout   time.Duration
+	UpstreamHeaderTimeout time.Duration
+	UpstreamIdleTimeout   time.Duration
+	UpstreamMaxIdle       int
+	UpstreamMaxIdleTotal  int
+	DialRetries           int
+
+	DrainDelay   time.Duration
+	DrainTimeout time.Duration
+
+	AccessLog string
+	LogLevel  string
+}
+
+const envPrefix = "SANDBOX_ROUTER_"
+
+// listFlag is a comma-separated or repeated list. The first Set replaces
+// the default instead of appending to it.
+type listFlag struct {
+	dst *[]string
+	set bool
+}
+
+func (l *listFlag) String() string {
+	if l.dst == nil {
+		return ""
+	}
+	return strings.Join(*l.dst, ",")
+}
+
+func (l *listFlag) Set(v string) error {
+	if !l.set {
+		*l.dst = nil
+		l.set = true
+	}
+	for _, part := range strings.Split(v, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			*l.dst = append(*l.dst, part)
+		}
+	}
+	return nil
+}
+
+func newFlagSet(c *config) *flag.FlagSet {
+	fs := flag.NewFlagSet("sandbox-router", flag.ContinueOnError)
+	fs.StringVar(&c.ConfigFile, "config", "", "YAML config file; keys are the flag names")
+	fs.StringVar(&c.ListenHTTP, "listen-http", ":8080", "proxy listener for HTTP/1.1 and h2c; empty disables")
+	fs.StringVar(&c.ListenHTTPS, "listen-https", "", "proxy listener for HTTPS (HTTP/1.1 and h2); needs tls-cert and tls-key")
+	fs.StringVar(&c.ListenAdmin, "listen-admin", ":9090", "admin listener: /healthz, /readyz, /metrics, pprof")
+	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM), reloaded on change")
+	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file (PEM), reloaded on change")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof on the admin listener")
+	fs.StringVar(&c.Routes, "routes", "", "static routes YAML file, reloaded on change")
+	fs.Var(&listFlag{dst: &c.BaseDomains}, "base-domain", "base domain for host routing (<port>-<id>.<ns>.<domain>); repeat or comma-separate")
+	fs.StringVar(&c.PodIPMode, "pod-ip-header", "resolver", "X-Sandbox-Pod-IP handling: resolver (validate, route by resolver), direct (dial it), off (ignore)")
+	fs.BoolVar(&c.AllowLoopbackPodIP, "allow-loopback-pod-ip", false, "admit loopback pod addresses (tests and local demo only)")
+	fs.Var(&listFlag{dst: &c.TrustedProxies}, "trusted-proxies", "CIDRs whose X-Forwarded-* headers are kept")
+	fs.BoolVar(&c.ForwardAuth, "forward-authorization", false, "forward the client's Authorization header to the sandbox")
+	fs.Int64Var(&c.MaxRequestBody, "max-request-body-bytes", 0, "reject larger request bodies with 413; 0 = unlimited")
+	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send request headers")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 620*time.Second, "keep-alive idle timeout for client connections (above the 600s of common load balancers)")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 64<<10, "maximum size of request headers")
+	fs.IntVar(&c.MaxConcurrentStreams, "max-concurrent-streams", 250, "HTTP/2 streams per client connection")
+	fs.DurationVar(&c.UpstreamDialTimeout, "upstream-dial-timeout", 3*time.Second, "timeout of one connect to a sandbox")
+	fs.DurationVar(&c.UpstreamHeaderTimeout, "upstream-response-header-timeout", 0, "time a sandbox has to start its response; 0 = no limit")
+	fs.DurationVar(&c.UpstreamIdleTimeout, "upstream-idle-timeout", 30*time.Second, "close idle sandbox connections after this long")
+	fs.IntVar(&c.UpstreamMaxIdle, "upstream-max-idle-per-endpoint", 64, "idle keep-alive connections kept per sandbox endpoint")
+	fs.IntVar(&c.UpstreamMaxIdleTotal, "upstream-max-idle-total", 10000, "idle keep-alive connections kept in all")
+	fs.IntVar(&c.DialRetries, "dial-retries", 3, "retries of a failed connect, with backoff inside the request deadline")
+	fs.DurationVar(&c.DrainDelay, "drain-delay", 5*time.Second, "on SIGTERM, how long /readyz fails before listeners close")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long in-flight requests may take")
+	fs.StringVar(&c.AccessLog, "access-log", "stdout", "access log destination: stdout, stderr, off, or a file path")
+	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
+	return fs
+}
+
+// loadConfig applies defaults, environment, config file and flags in
+// increasing precedence, then validates the result.
+func loadConfig(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	c := &config{}
+	fs := newFlagSet(c)
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	fromFlags := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { fromFlags[f.Name] = true })
+
+	// Rebuild from defaults so that lower layers cannot undo flags.
+	flagArgs := args
+	c2 := &config{}
+	fs2 := newFlagSet(c2)
+	fs2.SetOutput(io.Discard)
+	configFile := c.ConfigFile
+	if !fromFlags["config"] {
+		configFile = getenv(envPrefix + "CONFIG")
+	}
+
+	var fileKeys map[string][]string
+	if configFile != "" {
+		var err error
+		if fileKeys, err = readConfigFile(configFile); err != nil {
+			return nil, err
+		}
+		for k := range fileKeys {
+			if fs2.Lookup(k) == nil || k == "config" {
+				return nil, fmt.Errorf("config file %s: unknown key %q", configFile, k)
+			}
+		}
+	}
+	var setErr error
+	fs2.VisitAll(func(f *flag.Flag) {
+		if setErr != nil || fromFlags[f.Name] || f.Name == "config" {
+			return
+		}
+		if vals, ok := fileKeys[f.Name]; ok {
+			for _, v := range vals {
+				if err := fs2.Set(f.Name, v); err != nil {
+					setErr = fmt.Errorf("config file %s: invalid value %q for %s: %v", configFile, v, f.Name, err)
+					return
+				}
+			}
+			return
+		}
+		env := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(env); v != "" {
+			if err := fs2.Set(f.Name, v); err != nil {
+				setErr = fmt.Errorf("environment %s: invalid value %q: %v", env, v, err)
+			}
+		}
+	})
+	if setErr != nil {
+		return nil, setErr
+	}
+	if err := fs2.Parse(flagArgs); err != nil {
+		return nil, err
+	}
+	c2.ConfigFile = configFile
+	if err := c2.validate(); err != nil {
+		return nil, err
+	}
+	return c2, nil
+}
+
+// readConfigFile returns each key's values as strings, as if given on the
+// command line; a YAML list becomes repeated values.
+func readConfigFile(path string) (map[string][]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	var raw map[string]yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(data)).Decode(&raw); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("config file %s: %w", path, err)
+	}
+	out := make(map[string][]string, len(raw))
+	for k, n := range raw {
+		switch n.Kind {
+		case yaml.ScalarNode:
+			out[k] = []string{n.Value}
+		case yaml.SequenceNode:
+			vals := []string{}
+			for _, item := range n.Content {
+				if item.Kind != yaml.ScalarNode {
+					return nil, fmt.Errorf("config file %s: %s: list items must be scalars", path, k)
+				}
+				vals = append(vals, item.Value)
+			}
+			out[k] = vals
+		default:
+			return nil, fmt.Errorf("config file %s: %s: expected a value or a list", path, k)
+		}
+	}
+	return out, nil
+}
+
+func (c *config) validate() error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.ListenHTTP == "" && c.ListenHTTPS == "" {
+		bad("at least one of listen-http and listen-https is required")
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		bad("tls-cert and tls-key must be given together")
+	}
+	if c.ListenHTTPS != "" && c.TLSCert == "" {
+		bad("listen-https needs tls-cert and tls-key")
+	}
+	for _, a := range []struct{ name, v string }{{"listen-http", c.ListenHTTP}, {"listen-https", c.ListenHTTPS}, {"listen-admin", c.ListenAdmin}} {
+		if a.v == "" {
+			continue
+		}
+		if _, port, err := splitHostPort(a.v); err != nil {
+			bad("%s: %q is not host:port: %v", a.name, a.v, err)
+		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+			bad("%s: %q has an invalid port", a.name, a.v)
+		}
+	}
+	switch c.PodIPMode {
+	case "resolver", "direct", "off":
+	default:
+		bad("pod-ip-header: %q is not resolver, direct or off", c.PodIPMode)
+	}
+	for _, p := range c.TrustedProxies {
+		if _, err := parsePrefix(p); err != nil {
+			bad("trusted-proxies: %q: %v", p, err)
+		}
+	}
+	for _, d := range c.BaseDomains {
+		if strings.ContainsAny(d, " /:*") {
+			bad("base-domain: %q is not a domain name", d)
+		}
+	}
+	if c.MaxRequestBody < 0 {
+		bad("max-request-body-bytes must not be negative")
+	}
+	positive := []struct {
+		name string
+		d    time.Duration
+	}{
+		{"read-header-timeout", c.ReadHeaderTimeout}, {"idle-timeout", c.IdleTimeout},
+		{"upstream-dial-timeout", c.UpstreamDialTimeout}, {"upstream-idle-timeout", c.UpstreamIdleTimeout},
+		{"drain-timeout", c.DrainTimeout},
+	}
+	for _, p := range positive {
+		if p.d <= 0 {
+			bad("%s must be positive", p.name)
+		}
+	}
+	if c.UpstreamHeaderTimeout < 0 || c.DrainDelay < 0 {
+		bad("upstream-response-header-timeout and drain-delay must not be negative")
+	}
+	if c.MaxHeaderBytes < 1024 {
+		bad("max-header-bytes must be at least 1024")
+	}
+	if c.MaxConcurrentStreams < 1 || c.UpstreamMaxIdle < 1 || c.UpstreamMaxIdleTotal < 1 {
+		bad("max-concurrent-streams, upstream-max-idle-per-endpoint and upstream-max-idle-total must be at least 1")
+	}
+	if c.DialRetries < 0 || c.DialRetries > 10 {
+		bad("dial-retries must be between 0 and 10")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log-level: %q is not debug, info, warn or error", c.LogLevel)
+	}
+	if c.Routes == "" {
+		bad("routes is required (the static resolver is the only one in this build)")
+	}
+	return errors.Join(errs...)
+}
+
+func splitHostPort(s string) (string, string, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i < 0 {
+		return "", "", errors.New("missing port")
+	}
+	return s[:i], s[i+1:], nil
+}
+
+// parsePrefix accepts a CIDR or a single address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		return netip.ParsePrefix(s)
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}

@@ -1,0 +1,161 @@
+// Command sandbox-router is the L7 front door to agent sandboxes. It reads
+// its configuration, wires the resolver, the data plane and the listeners,
+// and runs until SIGTERM or SIGINT, then drains.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/sandbox-router/sandbox-router/resolver/static"
+	"github.com/sandbox-router/sandbox-router/router"
+)
+
+func main() {
+	cfg, err := loadConfig(os.Args[1:], os.Getenv, os.Stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "sandbox-router: %v\n", err)
+		os.Exit(2)
+	}
+	if err := run(cfg); err != nil {
+		fmt.Fprintf(os.Stderr, "sandbox-router: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg *config) error {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.LogLevel))
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	accessLog, closeAccessLog, err := openAccessLog(cfg.AccessLog)
+	if err != nil {
+		return err
+	}
+	defer closeAccessLog()
+
+	tp, shutdownTracing, err := setupTracing(ctx)
+	if err != nil {
+		return err
+	}
+	defer shutdownTracing()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	routes, err := static.New(cfg.Routes, log)
+	if err != nil {
+		return err
+	}
+	go func() {
+		if err := routes.Watch(ctx); err != nil {
+			log.Error("routes reload disabled", "err", err)
+		}
+	}()
+
+	trusted := make([]netip.Prefix, 0, len(cfg.TrustedProxies))
+	for _, p := range cfg.TrustedProxies {
+		pfx, _ := parsePrefix(p) // validated
+		trusted = append(trusted, pfx)
+	}
+	rt, err := router.New(router.Options{
+		Resolver:             routes,
+		BaseDomains:          cfg.BaseDomains,
+		PodIPMode:            podIPMode(cfg.PodIPMode),
+		AllowLoopbackPodIP:   cfg.AllowLoopbackPodIP,
+		TrustedProxies:       trusted,
+		ForwardAuthorization: cfg.ForwardAuth,
+		MaxRequestBodyBytes:  cfg.MaxRequestBody,
+		Pool: router.PoolOptions{
+			MaxIdlePerEndpoint: cfg.UpstreamMaxIdle,
+			MaxIdleTotal:       cfg.UpstreamMaxIdleTotal,
+			IdleTimeout:        cfg.UpstreamIdleTimeout,
+			DialTimeout:        cfg.UpstreamDialTimeout,
+		},
+		ResponseHeaderTimeout: cfg.UpstreamHeaderTimeout,
+		DialRetries:           max(cfg.DialRetries, -1),
+		Metrics:               router.NewMetrics(reg),
+		AccessLog:             accessLog,
+		TracerProvider:        tp,
+		Log:                   log,
+	})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+
+	srv, err := router.NewServer(rt, router.ServerOptions{
+		HTTPAddr:             cfg.ListenHTTP,
+		HTTPSAddr:            cfg.ListenHTTPS,
+		CertFile:             cfg.TLSCert,
+		KeyFile:              cfg.TLSKey,
+		AdminAddr:            cfg.ListenAdmin,
+		EnablePprof:          cfg.Pprof,
+		ReadHeaderTimeout:    cfg.ReadHeaderTimeout,
+		IdleTimeout:          cfg.IdleTimeout,
+		MaxHeaderBytes:       cfg.MaxHeaderBytes,
+		MaxConcurrentStreams: cfg.MaxConcurrentStreams,
+		DrainDelay:           cfg.DrainDelay,
+		DrainTimeout:         cfg.DrainTimeout,
+		Gatherer:             reg,
+		Ready:                routes.Synced,
+		Log:                  log,
+	})
+	if err != nil {
+		return err
+	}
+	log.Info("sandbox-router listening", "http", srv.HTTPAddr(), "https", srv.HTTPSAddr(), "admin", srv.AdminAddr())
+	return srv.Run(ctx)
+}
+
+func podIPMode(s string) router.PodIPMode {
+	switch s {
+	case "direct":
+		return router.PodIPDirect
+	case "off":
+		return router.PodIPOff
+	}
+	return router.PodIPResolver
+}
+
+// openAccessLog returns the access logger (nil when off), writing JSON
+// lines through a buffer flushed every 100 ms.
+func openAccessLog(dest string) (*slog.Logger, func(), error) {
+	var w io.Writer
+	closeFile := func() {}
+	switch dest {
+	case "off", "":
+		return nil, func() {}, nil
+	case "stdout":
+		w = os.Stdout
+	case "stderr":
+		w = os.Stderr
+	default:
+		f, err := os.OpenFile(dest, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+		if err != nil {
+			return nil, nil, fmt.Errorf("access log: %w", err)
+		}
+		w = f
+		closeFile = func() { f.Close() }
+	}
+	bw := router.NewBufferedWriter(w, 64<<10, 100*time.Millisecond)
+	return slog.New(slog.NewJSONHandler(bw, nil)), func() { bw.Close(); closeFile() }, nil
+}

@@ -1,0 +1,103 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// dialError marks a failed TCP connect inside http.Transport, so the retry
+// loop can tell "never sent" from "sent and failed".
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
+
+// newH2CTransport is the cleartext HTTP/2 (prior knowledge) client used for
+// gRPC and for sandboxes configured as h2c. HTTP/2 multiplexes, so one
+// connection per endpoint serves every concurrent stream; net/http's own
+// pool is the right tool here.
+func newH2CTransport(opts PoolOptions, responseHeaderTimeout time.Duration) *http.Transport {
+	var protocols http.Protocols
+	protocols.SetUnencryptedHTTP2(true)
+	dialer := &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Protocols: &protocols,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, &dialError{err}
+			}
+			return c, nil
+		},
+		MaxIdleConns:          opts.MaxIdleTotal,
+		MaxIdleConnsPerHost:   opts.MaxIdlePerEndpoint,
+		IdleConnTimeout:       opts.IdleTimeout,
+		ResponseHeaderTimeout: responseHeaderTimeout,
+		DisableCompression:    true,
+		HTTP2: &http.HTTP2Config{
+			// Detect a dead sandbox connection instead of waiting on TCP.
+			SendPingTimeout: 15 * time.Second,
+			PingTimeout:     10 * time.Second,
+		},
+	}
+}
+
+// roundTripH2C forwards r over HTTP/2 to addr.
+func (rt *Router) roundTripH2C(ctx context.Context, r *http.Request, addr netip.AddrPort, fwd *forwarded) (*http.Response, error) {
+	h := make(http.Header, len(r.Header)+3)
+	tokens := connectionTokens(r.Header)
+	for k, vv := range r.Header {
+		if rt.forward.skipRequestHeader(k, tokens) || !httpguts.ValidHeaderFieldName(k) {
+			continue
+		}
+		h[k] = vv
+	}
+	// gRPC servers may insist on "te: trailers"; it is the one TE value
+	// HTTP/2 allows.
+	if strings.Contains(headerValue(r.Header, "Te"), "trailers") {
+		h["Te"] = []string{"trailers"}
+	}
+	h["X-Forwarded-For"] = []string{fwd.xff}
+	h["X-Forwarded-Proto"] = []string{fwd.proto}
+	h["X-Forwarded-Host"] = []string{fwd.host}
+
+	out := &http.Request{
+		Method:        r.Method,
+		URL:           &url.URL{Scheme: "http", Host: addr.String(), Path: r.URL.Path, RawPath: r.URL.RawPath, RawQuery: r.URL.RawQuery},
+		Proto:         "HTTP/2.0",
+		ProtoMajor:    2,
+		Header:        h,
+		Host:          r.Host,
+		ContentLength: r.ContentLength,
+		Trailer:       r.Trailer,
+	}
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		out.Body = r.Body
+	}
+	out = out.WithContext(ctx)
+	resp, err := rt.h2c.RoundTrip(out)
+	if err == nil {
+		return resp, nil
+	}
+	var de *dialError
+	switch {
+	case errors.As(err, &de):
+		return nil, &attemptError{failDial, err}
+	case isMaxBytes(err):
+		return nil, &attemptError{failBodyTooLarge, err}
+	case ctx.Err() != nil:
+		return nil, &attemptError{failClient, err}
+	case isTimeout(err):
+		return nil, &attemptError{failTimeout, err}
+	default:
+		return nil, &attemptError{failUpstream, err}
+	}
+}

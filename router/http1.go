@@ -1,0 +1,359 @@
+package router
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strconv"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
+)
+
+// aLongTimeAgo is a deadline in the past: setting it interrupts blocked
+// I/O at once, which is how a departed client cancels its upstream request.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// failKind says how far an attempt got, which decides whether it may be
+// retried and how the client is answered.
+type failKind uint8
+
+const (
+	// failDial: no connection; the sandbox cannot have seen the request.
+	failDial failKind = iota + 1
+	// failStale: a reused keep-alive connection died before any response
+	// byte arrived. Retried only for idempotent requests without a body.
+	failStale
+	// failUpstream: the sandbox broke the exchange (reset, garbage, EOF).
+	failUpstream
+	// failTimeout: the response header timeout passed.
+	failTimeout
+	// failClient: the client went away or its request body failed.
+	failClient
+	// failBodyTooLarge: the request body exceeded the configured limit.
+	failBodyTooLarge
+)
+
+// attemptError is the error of one upstream attempt.
+type attemptError struct {
+	kind failKind
+	err  error
+}
+
+func (e *attemptError) Error() string { return e.err.Error() }
+func (e *attemptError) Unwrap() error { return e.err }
+
+// forwarded holds the X-Forwarded-* values computed for one request.
+type forwarded struct {
+	xff, proto, host string
+}
+
+// h1Exchange is one request in flight on an HTTP/1.1 upstream connection.
+type h1Exchange struct {
+	pool       *connPool
+	conn       *upConn
+	resp       *http.Response
+	stopCancel func() bool
+	// bodyDone receives the result of streaming the request body; nil
+	// when the request has none.
+	bodyDone chan error
+	bodyErr  error
+	// unblockClientRead interrupts a request-body read stuck on the client.
+	unblockClientRead func()
+}
+
+// roundTripHTTP1 sends r to addr on a pooled or new connection and reads the
+// response head. The caller streams resp.Body and then calls finish.
+func (rt *Router) roundTripHTTP1(ctx context.Context, w http.ResponseWriter, r *http.Request, addr netip.AddrPort, fwd *forwarded, upgrade string) (*h1Exchange, error) {
+	c := rt.pool.get(addr)
+	reused := c != nil
+	if c == nil {
+		var err error
+		if c, err = rt.pool.dial(ctx, addr); err != nil {
+			if ctx.Err() != nil {
+				return nil, &attemptError{failClient, err}
+			}
+			return nil, &attemptError{failDial, err}
+		}
+	}
+	ex := &h1Exchange{pool: rt.pool, conn: c}
+	ex.stopCancel = context.AfterFunc(ctx, func() { c.nc.SetDeadline(aLongTimeAgo) })
+
+	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
+	writeRequestHead(c.bw, r, &rt.forward, fwd, upgrade, hasBody)
+	if hasBody {
+		if r.ProtoMajor == 1 {
+			// Let the sandbox answer while the client is still sending
+			// (bidirectional streams; early 4xx on uploads).
+			rc := http.NewResponseController(w)
+			_ = rc.EnableFullDuplex()
+			ex.unblockClientRead = func() { _ = rc.SetReadDeadline(aLongTimeAgo) }
+		}
+		ex.bodyDone = make(chan error, 1)
+		go ex.sendBody(r)
+	} else if err := c.bw.Flush(); err != nil {
+		return nil, ex.fail(ctx, reused, r, err)
+	}
+
+	if rt.opts.ResponseHeaderTimeout > 0 {
+		c.nc.SetReadDeadline(time.Now().Add(rt.opts.ResponseHeaderTimeout))
+	}
+	// Peek first: an error before the first byte means the sandbox sent
+	// nothing, the only case where a reused connection may be retried.
+	if _, err := c.br.Peek(1); err != nil {
+		return nil, ex.fail(ctx, reused, r, err)
+	}
+	resp, err := readResponseHead(c.br, r)
+	if err != nil {
+		return nil, ex.fail(ctx, false, r, err)
+	}
+	if rt.opts.ResponseHeaderTimeout > 0 {
+		c.nc.SetReadDeadline(time.Time{})
+	}
+	ex.resp = resp
+	return ex, nil
+}
+
+// readResponseHead reads a response, skipping 1xx informational ones other
+// than 101 (the router strips Expect, so 100 Continue is not expected, and
+// 103 Early Hints is an optimisation a proxy may drop).
+func readResponseHead(br *bufio.Reader, r *http.Request) (*http.Response, error) {
+	for {
+		resp, err := http.ReadResponse(br, r)
+		if err != nil {
+			return nil, err
+		}
+		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
+			return resp, nil
+		}
+		if resp.StatusCode < 100 {
+			return nil, errors.New("invalid status code")
+		}
+	}
+}
+
+// fail ends an exchange that produced no usable response and classifies
+// the error.
+func (ex *h1Exchange) fail(ctx context.Context, mayRetry bool, r *http.Request, err error) error {
+	ex.abort()
+	switch {
+	case ex.bodyErr != nil && isMaxBytes(ex.bodyErr):
+		return &attemptError{failBodyTooLarge, ex.bodyErr}
+	case ctx.Err() != nil || ex.bodyErr != nil:
+		return &attemptError{failClient, errors.Join(err, ex.bodyErr)}
+	case isTimeout(err):
+		return &attemptError{failTimeout, err}
+	case mayRetry && retryableRequest(r):
+		return &attemptError{failStale, err}
+	default:
+		return &attemptError{failUpstream, err}
+	}
+}
+
+// abort closes the connection and waits for the body sender to stop.
+func (ex *h1Exchange) abort() {
+	ex.stopCancel()
+	ex.conn.nc.Close()
+	ex.waitBody(true)
+}
+
+func (ex *h1Exchange) waitBody(interrupt bool) {
+	if ex.bodyDone == nil {
+		return
+	}
+	if interrupt && ex.unblockClientRead != nil {
+		select {
+		case ex.bodyErr = <-ex.bodyDone:
+			ex.bodyDone = nil
+			return
+		default:
+			ex.unblockClientRead()
+		}
+	}
+	ex.bodyErr = <-ex.bodyDone
+	ex.bodyDone = nil
+}
+
+// finish releases the connection after the response body was streamed;
+// complete says whether it was read to the end. The connection goes back
+// to the pool only when both directions ended cleanly.
+func (ex *h1Exchange) finish(complete bool) {
+	reusable := complete && !ex.resp.Close && ex.stopCancel()
+	if reusable && ex.bodyDone != nil {
+		select {
+		case ex.bodyErr = <-ex.bodyDone:
+			ex.bodyDone = nil
+			reusable = ex.bodyErr == nil
+		default:
+			// The sandbox answered without reading the whole request
+			// body; the stream is out of step and cannot be reused.
+			reusable = false
+		}
+	}
+	if reusable {
+		ex.pool.put(ex.conn)
+		return
+	}
+	ex.stopCancel()
+	ex.conn.nc.Close()
+	ex.waitBody(true)
+	ex.resp.Body.Close()
+}
+
+// sendBody streams the client's request body to the sandbox, chunked when
+// its length is unknown, flushing each piece so interactive streams flow.
+func (ex *h1Exchange) sendBody(r *http.Request) {
+	bw := ex.conn.bw
+	err := bw.Flush() // the head goes out before the first body byte
+	if err == nil {
+		var dst io.Writer = bw
+		var cw io.WriteCloser
+		if r.ContentLength < 0 {
+			cw = httputil.NewChunkedWriter(bw)
+			dst = cw
+		}
+		err = streamRequestBody(dst, bw, r.Body, r.ContentLength)
+		if err == nil && cw != nil {
+			if err = cw.Close(); err == nil {
+				_, err = bw.WriteString("\r\n")
+			}
+		}
+		if err == nil {
+			err = bw.Flush()
+		}
+	}
+	if err != nil {
+		// Whatever failed, the request is incomplete: stop the exchange.
+		ex.conn.nc.SetDeadline(aLongTimeAgo)
+	}
+	ex.bodyDone <- err
+}
+
+// clientBodyError marks a failure reading the client's body.
+type clientBodyError struct{ err error }
+
+func (e *clientBodyError) Error() string { return "reading request body: " + e.err.Error() }
+func (e *clientBodyError) Unwrap() error { return e.err }
+
+func streamRequestBody(dst io.Writer, bw *bufio.Writer, body io.Reader, contentLength int64) error {
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	buf := *bp
+	var sent int64
+	for {
+		n, rerr := body.Read(buf)
+		if n > 0 {
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return err
+			}
+			if err := bw.Flush(); err != nil {
+				return err
+			}
+			sent += int64(n)
+		}
+		if rerr == io.EOF {
+			if contentLength >= 0 && sent != contentLength {
+				return &clientBodyError{io.ErrUnexpectedEOF}
+			}
+			return nil
+		}
+		if rerr != nil {
+			return &clientBodyError{rerr}
+		}
+	}
+}
+
+func isMaxBytes(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
+}
+
+func isTimeout(err error) bool {
+	var te interface{ Timeout() bool }
+	return errors.As(err, &te) && te.Timeout()
+}
+
+// retryableRequest: may this request be sent twice? Only methods that are
+// idempotent by definition (or carry an idempotency key) and have no body
+// to replay.
+func retryableRequest(r *http.Request) bool {
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		return false
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return true
+	}
+	return headerValue(r.Header, "Idempotency-Key") != "" || headerValue(r.Header, "X-Idempotency-Key") != ""
+}
+
+// writeRequestHead writes the request line and headers, without
+// allocating: client headers are filtered on the fly instead of copied
+// into a new map.
+func writeRequestHead(bw *bufio.Writer, r *http.Request, p *forwardPolicy, fwd *forwarded, upgrade string, hasBody bool) {
+	bw.WriteString(r.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(requestTarget(r))
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(r.Host)
+	bw.WriteString("\r\n")
+	tokens := connectionTokens(r.Header)
+	for k, vv := range r.Header {
+		if p.skipRequestHeader(k, tokens) || !httpguts.ValidHeaderFieldName(k) {
+			continue
+		}
+		for _, v := range vv {
+			if !httpguts.ValidHeaderFieldValue(v) {
+				continue
+			}
+			bw.WriteString(k)
+			bw.WriteString(": ")
+			bw.WriteString(v)
+			bw.WriteString("\r\n")
+		}
+	}
+	writeHeaderLine(bw, "X-Forwarded-For", fwd.xff)
+	writeHeaderLine(bw, "X-Forwarded-Proto", fwd.proto)
+	writeHeaderLine(bw, "X-Forwarded-Host", fwd.host)
+	if upgrade != "" {
+		bw.WriteString("Connection: Upgrade\r\n")
+		writeHeaderLine(bw, "Upgrade", upgrade)
+	}
+	switch {
+	case !hasBody:
+		if r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch {
+			bw.WriteString("Content-Length: 0\r\n")
+		}
+	case r.ContentLength > 0:
+		var num [20]byte
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(num[:0], r.ContentLength, 10))
+		bw.WriteString("\r\n")
+	default:
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	}
+	bw.WriteString("\r\n")
+}
+
+func writeHeaderLine(bw *bufio.Writer, k, v string) {
+	if v == "" || !httpguts.ValidHeaderFieldValue(v) {
+		return
+	}
+	bw.WriteString(k)
+	bw.WriteString(": ")
+	bw.WriteString(v)
+	bw.WriteString("\r\n")
+}
+
+// requestTarget is the origin-form target: the raw request URI when the
+// client sent one (no re-encoding, no allocation), else the parsed URL's.
+func requestTarget(r *http.Request) string {
+	if len(r.RequestURI) > 0 && r.RequestURI[0] == '/' {
+		return r.RequestURI
+	}
+	return r.URL.RequestURI()
+}

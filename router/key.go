@@ -1,0 +1,281 @@
+package router
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+
+	"github.com/sandbox-router/sandbox-router/resolver"
+)
+
+// The request headers of the existing router contract. SDKs send them
+// today; they are validated like everything else from a client and never
+// forwarded to the sandbox.
+const (
+	HeaderSandboxID        = "X-Sandbox-Id"
+	HeaderSandboxNamespace = "X-Sandbox-Namespace"
+	HeaderSandboxPort      = "X-Sandbox-Port"
+	HeaderSandboxUID       = "X-Sandbox-Uid"
+	HeaderSandboxPodIP     = "X-Sandbox-Pod-Ip"
+)
+
+// DefaultPort is the sandbox port used when neither host nor headers name one.
+const DefaultPort = 8888
+
+// routingKey is what a request asks for: which sandbox, which port, and
+// optionally which pod address the client believes serves it.
+type routingKey struct {
+	resolver.Key
+	Port  uint16
+	PodIP netip.Addr // zero unless X-Sandbox-Pod-IP was sent
+	// FromHost is true when the key came from the host name.
+	FromHost bool
+}
+
+// keyError is a client mistake in the routing key; it becomes a 400.
+type keyError struct {
+	code   string
+	detail string
+}
+
+func (e *keyError) Error() string { return e.detail }
+
+var (
+	errMissingID      = &keyError{"missing_sandbox_id", "X-Sandbox-ID header is required"}
+	errInvalidID      = &keyError{"invalid_sandbox_id", "sandbox ID must be a DNS-1123 label"}
+	errInvalidNS      = &keyError{"invalid_namespace", "namespace must be a DNS-1123 label"}
+	errInvalidPort    = &keyError{"invalid_port", "port must be an integer between 1 and 65535"}
+	errInvalidUID     = &keyError{"invalid_uid", "sandbox UID must be a UUID"}
+	errInvalidPodIP   = &keyError{"invalid_pod_ip", "pod IP must be an IPv4 or IPv6 address"}
+	errForbiddenPodIP = &keyError{"forbidden_pod_ip", "pod IP must not be a loopback, link-local, multicast or unspecified address"}
+	errInvalidHost    = &keyError{"invalid_host", "host must be <id>.<namespace>.<domain> or <port>-<id>.<namespace>.<domain>"}
+)
+
+// keyParser turns a request into a routing key. It is immutable after
+// construction and safe for concurrent use.
+type keyParser struct {
+	// baseDomains are lower-case, without leading dot, longest first so
+	// that a more specific domain wins.
+	baseDomains []string
+	// allowLoopbackPodIP admits 127.0.0.0/8 and ::1 in X-Sandbox-Pod-IP
+	// (tests and the local demo only).
+	allowLoopbackPodIP bool
+	// ignorePodIP skips X-Sandbox-Pod-IP entirely (PodIPOff).
+	ignorePodIP bool
+}
+
+// parse reads the routing key from the host name first, then from the
+// X-Sandbox-* headers.
+func (p *keyParser) parse(r *http.Request) (routingKey, *keyError) {
+	var k routingKey
+	id, ns, port, matched, err := p.parseHost(r.Host)
+	if err != nil {
+		return k, err
+	}
+	h := r.Header
+	if matched {
+		k.Name, k.Namespace, k.Port, k.FromHost = id, ns, port, true
+		if k.Port == 0 {
+			if k.Port, err = parsePortHeader(h); err != nil {
+				return k, err
+			}
+		}
+	} else {
+		id := headerValue(h, HeaderSandboxID)
+		if id == "" {
+			return k, errMissingID
+		}
+		if !isDNSLabel(id) {
+			return k, errInvalidID
+		}
+		k.Name = id
+		k.Namespace = headerValue(h, HeaderSandboxNamespace)
+		if k.Namespace == "" {
+			k.Namespace = "default"
+		} else if !isDNSLabel(k.Namespace) {
+			return k, errInvalidNS
+		}
+		if k.Port, err = parsePortHeader(h); err != nil {
+			return k, err
+		}
+	}
+	if uid := headerValue(h, HeaderSandboxUID); uid != "" {
+		if !isUUID(uid) {
+			return k, errInvalidUID
+		}
+		k.UID = uid
+	}
+	if ip := headerValue(h, HeaderSandboxPodIP); ip != "" && !p.ignorePodIP {
+		addr, err := p.parsePodIP(ip)
+		if err != nil {
+			return k, err
+		}
+		k.PodIP = addr
+	}
+	return k, nil
+}
+
+// headerValue reads a canonical header without allocating.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+func parsePortHeader(h http.Header) (uint16, *keyError) {
+	v := headerValue(h, HeaderSandboxPort)
+	if v == "" {
+		return DefaultPort, nil
+	}
+	port, ok := parsePort(v)
+	if !ok {
+		return 0, errInvalidPort
+	}
+	return port, nil
+}
+
+// parsePort accepts 1..65535 written in decimal without sign or leading zeros.
+func parsePort(s string) (uint16, bool) {
+	if len(s) == 0 || len(s) > 5 || s[0] == '0' {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	if n > 65535 {
+		return 0, false
+	}
+	return uint16(n), true
+}
+
+func (p *keyParser) parsePodIP(s string) (netip.Addr, *keyError) {
+	addr, err := netip.ParseAddr(s)
+	if err != nil || addr.Zone() != "" {
+		return netip.Addr{}, errInvalidPodIP
+	}
+	addr = addr.Unmap()
+	if addr.IsLoopback() && p.allowLoopbackPodIP {
+		return addr, nil
+	}
+	if addr.IsLoopback() || addr.IsLinkLocalUnicast() || addr.IsLinkLocalMulticast() ||
+		addr.IsInterfaceLocalMulticast() || addr.IsMulticast() || addr.IsUnspecified() {
+		return netip.Addr{}, errForbiddenPodIP
+	}
+	return addr, nil
+}
+
+// parseHost recognises <port>-<id>.<ns>.<base> and <id>.<ns>.<base>. A host
+// that is not under a base domain, or is a base domain itself, does not
+// match and the caller falls back to headers. A host under a base domain
+// with the wrong shape is an error: guessing would route to the wrong
+// sandbox.
+//
+// A first label of the form <digits>-<rest> is read as port and id when the
+// digits are a valid port; sandbox names that start with digits and a dash
+// must therefore be addressed with an explicit port prefix
+// (8888-123-abc.ns.example.com).
+func (p *keyParser) parseHost(host string) (id, ns string, port uint16, matched bool, err *keyError) {
+	if len(p.baseDomains) == 0 || host == "" {
+		return "", "", 0, false, nil
+	}
+	host = stripHostPort(host)
+	host = strings.TrimSuffix(host, ".")
+	host = lowerASCII(host)
+	for _, base := range p.baseDomains {
+		if host == base {
+			return "", "", 0, false, nil
+		}
+		if len(host) <= len(base)+1 || !strings.HasSuffix(host, base) || host[len(host)-len(base)-1] != '.' {
+			continue
+		}
+		rest := host[:len(host)-len(base)-1]
+		dot := strings.IndexByte(rest, '.')
+		if dot < 0 || strings.IndexByte(rest[dot+1:], '.') >= 0 {
+			return "", "", 0, false, errInvalidHost
+		}
+		first, ns := rest[:dot], rest[dot+1:]
+		if !isDNSLabel(ns) {
+			return "", "", 0, false, errInvalidNS
+		}
+		if dash := strings.IndexByte(first, '-'); dash > 0 {
+			if pt, ok := parsePort(first[:dash]); ok && isDNSLabel(first[dash+1:]) {
+				return first[dash+1:], ns, pt, true, nil
+			}
+		}
+		if !isDNSLabel(first) {
+			return "", "", 0, false, errInvalidID
+		}
+		return first, ns, 0, true, nil
+	}
+	return "", "", 0, false, nil
+}
+
+// stripHostPort removes a trailing :port and IPv6 brackets.
+func stripHostPort(h string) string {
+	if len(h) > 0 && h[0] == '[' {
+		if end := strings.IndexByte(h, ']'); end > 0 {
+			return h[1:end]
+		}
+		return h
+	}
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && strings.IndexByte(h, ':') == i {
+		return h[:i]
+	}
+	return h
+}
+
+// lowerASCII lower-cases without allocating when the input is already lower.
+func lowerASCII(s string) string {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(s)
+		}
+	}
+	return s
+}
+
+// isDNSLabel reports whether s is an RFC 1123 label as Kubernetes names
+// use it: 1-63 lower-case alphanumerics or '-', starting and ending with an
+// alphanumeric.
+func isDNSLabel(s string) bool {
+	if len(s) == 0 || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		case c == '-' && i != 0 && i != len(s)-1:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// isUUID accepts the 8-4-4-4-12 hex form Kubernetes uses for UIDs.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,105 @@
+package router
+
+import (
+	"strconv"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the data plane's Prometheus series. Labels are bounded sets
+// (status code, protocol, reason), never sandbox names: thousands of
+// sandboxes must not mean thousands of series.
+type Metrics struct {
+	requests        *prometheus.CounterVec
+	duration        *prometheus.HistogramVec
+	inFlight        prometheus.Gauge
+	upstreamErrors  *prometheus.CounterVec
+	retries         prometheus.Counter
+	upgradedOpen    prometheus.Gauge
+	upgradedTotal   prometheus.Counter
+	bytesIn         prometheus.Counter
+	bytesOut        prometheus.Counter
+	requestsCounter sync.Map // requestsKey -> prometheus.Counter, avoids label hashing per request
+	durationObs     sync.Map // protocol -> prometheus.Observer
+}
+
+type requestsKey struct {
+	code  int
+	proto string
+}
+
+// NewMetrics registers the router's metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandbox_router_requests_total",
+			Help: "Requests answered, by HTTP status code and client protocol.",
+		}, []string{"code", "protocol"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sandbox_router_request_duration_seconds",
+			Help:    "Time from request start to the end of the response, by client protocol.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"protocol"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sandbox_router_requests_in_flight",
+			Help: "Requests being served now.",
+		}),
+		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandbox_router_upstream_errors_total",
+			Help: "Failed upstream attempts, by reason (dial, stale_connection, upstream, timeout, client, body_too_large).",
+		}, []string{"reason"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sandbox_router_upstream_retries_total",
+			Help: "Upstream attempts retried because the request provably had not reached the sandbox.",
+		}),
+		upgradedOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sandbox_router_upgraded_connections",
+			Help: "Upgraded (WebSocket and other) connections open now.",
+		}),
+		upgradedTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sandbox_router_upgraded_connections_total",
+			Help: "Upgraded connections established.",
+		}),
+		bytesIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sandbox_router_request_body_bytes_total",
+			Help: "Request body bytes read from clients.",
+		}),
+		bytesOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sandbox_router_response_body_bytes_total",
+			Help: "Response body bytes written to clients.",
+		}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.inFlight, m.upstreamErrors, m.retries,
+		m.upgradedOpen, m.upgradedTotal, m.bytesIn, m.bytesOut)
+	return m
+}
+
+func (m *Metrics) observeRequest(code int, proto string, seconds float64) {
+	k := requestsKey{code, proto}
+	c, ok := m.requestsCounter.Load(k)
+	if !ok {
+		c, _ = m.requestsCounter.LoadOrStore(k, m.requests.WithLabelValues(strconv.Itoa(code), proto))
+	}
+	c.(prometheus.Counter).Inc()
+	o, ok := m.durationObs.Load(proto)
+	if !ok {
+		o, _ = m.durationObs.LoadOrStore(proto, m.duration.WithLabelValues(proto))
+	}
+	o.(prometheus.Observer).Observe(seconds)
+}
+
+var failReasons = [...]string{
+	failDial:         "dial",
+	failStale:        "stale_connection",
+	failUpstream:     "upstream",
+	failTimeout:      "timeout",
+	failClient:       "client",
+	failBodyTooLarge: "body_too_large",
+}
+
+func (m *Metrics) upstreamError(kind failKind) {
+	if int(kind) < len(failReasons) && failReasons[kind] != "" {
+		m.upstreamErrors.WithLabelValues(failReasons[kind]).Inc()
+	}
+}

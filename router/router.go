@@ -1,0 +1,535 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sandbox-router/sandbox-router/resolver"
+)
+
+// Resolver answers which pod serves a sandbox. Lookups happen on every
+// request and must be fast and allocation-free on a hit.
+type Resolver interface {
+	Lookup(key resolver.Key) resolver.Result
+	// Synced reports whether the resolver has a complete view; until then
+	// an unknown sandbox is "not ready yet", not "not found".
+	Synced() bool
+}
+
+// Activator brings a sandbox that is not running to a state where it can
+// take the request: it holds the request, resumes the sandbox, and returns
+// the running Result, or an error (a StatusError for a precise answer).
+type Activator interface {
+	Activate(ctx context.Context, key resolver.Key, port uint16, current resolver.Result) (resolver.Result, error)
+}
+
+// PodIPMode says what the router does with a client's X-Sandbox-Pod-IP.
+type PodIPMode uint8
+
+const (
+	// PodIPResolver validates the header and then routes to the resolver's
+	// endpoint, so a client can never make the router dial an address of
+	// its choosing. The default.
+	PodIPResolver PodIPMode = iota
+	// PodIPDirect dials the client's address (after validation) as the
+	// legacy router did; for deployments that trust their clients.
+	PodIPDirect
+	// PodIPOff ignores the header entirely.
+	PodIPOff
+)
+
+// Options configure a Router. Zero values take the documented defaults.
+type Options struct {
+	Resolver  Resolver
+	Activator Activator // nil: non-running sandboxes are answered 503 with their state
+
+	// BaseDomains enable host-based routing (<port>-<id>.<ns>.<base>).
+	BaseDomains []string
+	PodIPMode   PodIPMode
+	// AllowLoopbackPodIP admits loopback pod addresses (tests, local demo).
+	AllowLoopbackPodIP bool
+	// TrustedProxies may supply X-Forwarded-* headers that are kept.
+	TrustedProxies []netip.Prefix
+	// ForwardAuthorization passes the client's Authorization header to the
+	// sandbox. Off by default: credentials for the router are not the
+	// sandbox's business.
+	ForwardAuthorization bool
+	// MaxRequestBodyBytes rejects larger request bodies with 413; 0 = no limit.
+	MaxRequestBodyBytes int64
+
+	Pool PoolOptions
+	// ResponseHeaderTimeout bounds the wait for the sandbox's response
+	// head; 0 = no limit (agents may think for minutes before answering).
+	ResponseHeaderTimeout time.Duration
+	// DialRetries is how many times a failed connect is retried (default 3).
+	DialRetries int
+	// RetryBackoff is the first retry's delay, doubled each time (default 25ms).
+	RetryBackoff time.Duration
+
+	Metrics        *Metrics
+	AccessLog      *slog.Logger // nil: no access log
+	TracerProvider trace.TracerProvider
+	Log            *slog.Logger
+}
+
+// Router is the data-plane HTTP handler: it routes each request to its
+// sandbox and proxies it.
+type Router struct {
+	opts     Options
+	resolver Resolver
+	keys     keyParser
+	forward  forwardPolicy
+	pool     *connPool
+	h2c      *http.Transport
+	metrics  *Metrics
+	tracing  *tracing
+	log      *slog.Logger
+
+	upgradesMu sync.Mutex
+	upgrades   map[*upgradedConn]struct{}
+}
+
+// New builds a Router; Close releases its connections.
+func New(opts Options) (*Router, error) {
+	if opts.Resolver == nil {
+		return nil, errors.New("router: Resolver is required")
+	}
+	if opts.Pool.MaxIdlePerEndpoint <= 0 {
+		opts.Pool.MaxIdlePerEndpoint = 64
+	}
+	if opts.Pool.MaxIdleTotal <= 0 {
+		opts.Pool.MaxIdleTotal = 10000
+	}
+	if opts.Pool.IdleTimeout <= 0 {
+		opts.Pool.IdleTimeout = 30 * time.Second
+	}
+	if opts.Pool.DialTimeout <= 0 {
+		opts.Pool.DialTimeout = 3 * time.Second
+	}
+	if opts.DialRetries < 0 {
+		opts.DialRetries = 0
+	} else if opts.DialRetries == 0 {
+		opts.DialRetries = 3
+	}
+	if opts.RetryBackoff <= 0 {
+		opts.RetryBackoff = 25 * time.Millisecond
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Metrics == nil {
+		return nil, errors.New("router: Metrics is required")
+	}
+	rt := &Router{
+		opts:     opts,
+		resolver: opts.Resolver,
+		keys: keyParser{
+			baseDomains:        normalizeDomains(opts.BaseDomains),
+			allowLoopbackPodIP: opts.AllowLoopbackPodIP,
+			ignorePodIP:        opts.PodIPMode == PodIPOff,
+		},
+		forward:  forwardPolicy{trustedProxies: opts.TrustedProxies, forwardAuthorization: opts.ForwardAuthorization},
+		pool:     newConnPool(opts.Pool),
+		h2c:      newH2CTransport(opts.Pool, opts.ResponseHeaderTimeout),
+		metrics:  opts.Metrics,
+		tracing:  newTracing(opts.TracerProvider),
+		log:      opts.Log,
+		upgrades: make(map[*upgradedConn]struct{}),
+	}
+	return rt, nil
+}
+
+// Close drops idle upstream connections. It does not touch requests in
+// flight; see CloseUpgraded for the end of a drain.
+func (rt *Router) Close() {
+	rt.pool.close()
+	rt.h2c.CloseIdleConnections()
+}
+
+// record is what one request did, for metrics and the access log.
+type record struct {
+	key      routingKey
+	status   int
+	code     string // error code when the router answered itself
+	bytesIn  int64
+	bytesOut int64
+	retries  int
+	upstream netip.AddrPort
+	upgraded bool
+	// abort: the response was cut short after its head was sent; the
+	// client connection must be reset so it cannot mistake it for a
+	// complete one.
+	abort bool
+}
+
+// statusClientClosed is logged when the client left before the answer
+// (nginx's convention; never sent on the wire).
+const statusClientClosed = 499
+
+func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rt.metrics.inFlight.Inc()
+	rec := record{}
+	proto := protocolLabel(r)
+
+	var span trace.Span
+	if rt.tracing != nil {
+		var ctx context.Context
+		ctx, span = rt.tracing.start(r)
+		r = r.WithContext(ctx)
+	}
+	rt.serve(w, r, &rec)
+
+	elapsed := time.Since(start)
+	rt.metrics.inFlight.Dec()
+	rt.metrics.observeRequest(rec.status, proto, elapsed.Seconds())
+	rt.metrics.bytesIn.Add(float64(rec.bytesIn))
+	rt.metrics.bytesOut.Add(float64(rec.bytesOut))
+	if span != nil {
+		rt.tracing.end(span, &rec)
+	}
+	if rt.opts.AccessLog != nil {
+		rt.logAccess(r, &rec, proto, start, elapsed, span)
+	}
+	if rec.abort {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+func (rt *Router) serve(w http.ResponseWriter, r *http.Request, rec *record) {
+	key, kerr := rt.keys.parse(r)
+	if kerr != nil {
+		if kerr == errMissingID && r.URL.Path == "/healthz" {
+			rec.status = http.StatusOK
+			writeHealth(w)
+			return
+		}
+		rt.answer(w, r, rec, &httpError{status: http.StatusBadRequest, code: kerr.code, detail: kerr.detail})
+		return
+	}
+	rec.key = key
+	if !validTarget(requestTarget(r)) {
+		rt.answer(w, r, rec, &httpError{status: http.StatusBadRequest, code: "invalid_request_target", detail: "request target is not a valid origin-form path"})
+		return
+	}
+	if max := rt.opts.MaxRequestBodyBytes; max > 0 && r.Body != nil && r.Body != http.NoBody {
+		if r.ContentLength > max {
+			rt.answer(w, r, rec, errBodyTooLarge)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, max)
+	}
+	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		cb := &countingBody{ReadCloser: r.Body}
+		r.Body = cb
+		defer func() { rec.bytesIn = cb.n }()
+	}
+
+	ctx := r.Context()
+	for attempt := 0; ; attempt++ {
+		target, herr := rt.target(ctx, key)
+		if herr != nil {
+			rt.answer(w, r, rec, herr)
+			return
+		}
+		rec.upstream = target.addr
+		err := rt.forwardOnce(ctx, w, r, target, rec)
+		if err == nil {
+			return
+		}
+		var ae *attemptError
+		if !errors.As(err, &ae) {
+			ae = &attemptError{failUpstream, err}
+		}
+		rt.metrics.upstreamError(ae.kind)
+		if rt.shouldRetry(ctx, ae, attempt) {
+			rec.retries++
+			rt.metrics.retries.Inc()
+			continue
+		}
+		rt.answerAttempt(w, r, rec, ae)
+		return
+	}
+}
+
+// shouldRetry applies the retry rule: a failed connect (never sent) up to
+// DialRetries times with jittered exponential backoff inside the request's
+// deadline; a stale keep-alive connection once, at once.
+func (rt *Router) shouldRetry(ctx context.Context, ae *attemptError, attempt int) bool {
+	switch ae.kind {
+	case failStale:
+		return attempt == 0
+	case failDial:
+		if attempt >= rt.opts.DialRetries {
+			return false
+		}
+		d := rt.opts.RetryBackoff << attempt
+		d = d/2 + rand.N(d/2+1)
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+			return false
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		}
+	}
+	return false
+}
+
+// upstreamTarget is where one attempt goes.
+type upstreamTarget struct {
+	key      routingKey
+	addr     netip.AddrPort
+	protocol resolver.Protocol
+}
+
+var (
+	errNotFound    = &httpError{status: http.StatusNotFound, code: CodeSandboxNotFound, detail: "sandbox not found"}
+	errFinished    = &httpError{status: http.StatusGone, code: CodeSandboxFinished, detail: "sandbox has finished"}
+	errNotReady    = &httpError{status: http.StatusServiceUnavailable, code: CodeNotReady, detail: "router is still loading sandboxes", retryAfter: 1}
+	errSuspended   = &httpError{status: http.StatusServiceUnavailable, code: CodeSandboxSuspended, detail: "sandbox is suspended", retryAfter: 5}
+	errStarting    = &httpError{status: http.StatusServiceUnavailable, code: CodeSandboxStarting, detail: "sandbox is starting", retryAfter: 1}
+	errBodyTooLarge = &httpError{status: http.StatusRequestEntityTooLarge, code: CodeRequestTooLarge, detail: "request body too large"}
+)
+
+// target resolves the key to a dial address, through the activator when
+// the sandbox is not running. It is re-run on every retry so that a pod
+// recreated with a new IP is picked up at once.
+func (rt *Router) target(ctx context.Context, key routingKey) (upstreamTarget, error) {
+	t := upstreamTarget{key: key}
+	res := rt.resolver.Lookup(key.Key)
+	if res.State == resolver.StateUnknown && key.PodIP.IsValid() && rt.opts.PodIPMode == PodIPDirect {
+		t.addr = netip.AddrPortFrom(key.PodIP, key.Port)
+		return t, nil
+	}
+	switch res.State {
+	case resolver.StateRunning:
+	case resolver.StateUnknown:
+		if !rt.resolver.Synced() {
+			return t, errNotReady
+		}
+		return t, errNotFound
+	case resolver.StateFinished:
+		return t, errFinished
+	default: // starting, suspending, suspended
+		if rt.opts.Activator == nil {
+			if res.State == resolver.StateSuspended {
+				return t, errSuspended
+			}
+			return t, errStarting
+		}
+		var err error
+		if res, err = rt.opts.Activator.Activate(ctx, key.Key, key.Port, res); err != nil {
+			return t, err
+		}
+	}
+	t.protocol = res.Protocol
+	ip := res.PodIP
+	if key.PodIP.IsValid() && rt.opts.PodIPMode == PodIPDirect {
+		ip = key.PodIP
+	}
+	t.addr = netip.AddrPortFrom(ip, key.Port)
+	return t, nil
+}
+
+// forwardOnce makes one upstream attempt. It returns an error only when
+// nothing was sent to the client yet, so the caller can retry or answer.
+func (rt *Router) forwardOnce(ctx context.Context, w http.ResponseWriter, r *http.Request, t upstreamTarget, rec *record) error {
+	fwd := forwarded{}
+	fwd.xff, fwd.proto, fwd.host = rt.forward.forwardedFor(r)
+	upgrade := ""
+	if r.ProtoMajor == 1 {
+		upgrade = upgradeType(r.Header)
+	}
+	if upgrade == "" && (t.protocol == resolver.ProtocolH2C || t.protocol == resolver.ProtocolAuto && isGRPC(r)) {
+		if r.ProtoMajor == 1 && r.Body != nil && r.Body != http.NoBody {
+			_ = http.NewResponseController(w).EnableFullDuplex()
+		}
+		resp, err := rt.roundTripH2C(ctx, r, t.addr, &fwd)
+		if err != nil {
+			return err
+		}
+		complete := rt.writeResponse(w, resp, rec)
+		resp.Body.Close()
+		rec.abort = rec.abort || !complete && ctx.Err() == nil
+		return nil
+	}
+	ex, err := rt.roundTripHTTP1(ctx, w, r, t.addr, &fwd, upgrade)
+	if err != nil {
+		return err
+	}
+	if ex.resp.StatusCode == http.StatusSwitchingProtocols {
+		if upgrade == "" {
+			ex.finish(false)
+			return &attemptError{failUpstream, errors.New("unsolicited 101 Switching Protocols")}
+		}
+		rt.serveUpgrade(w, r, ex, rec)
+		return nil
+	}
+	complete := rt.writeResponse(w, ex.resp, rec)
+	ex.finish(complete)
+	if !complete && ex.bodyErr == nil && ctx.Err() == nil {
+		rec.abort = true
+	}
+	return nil
+}
+
+// writeResponse relays the response head, body and trailers. It returns
+// whether the body was relayed to its end.
+func (rt *Router) writeResponse(w http.ResponseWriter, resp *http.Response, rec *record) bool {
+	h := w.Header()
+	copyResponseHeaders(h, resp.Header)
+	announced := announceTrailers(h, resp.Trailer)
+	flush := shouldFlushEachWrite(resp)
+	rec.status = resp.StatusCode
+	w.WriteHeader(resp.StatusCode)
+	if flush {
+		// Streams: let the client see the head before the first event.
+		if f, ok := w.(http.Flusher); ok {
+			f.Flush()
+		}
+	}
+	n, err := copyBody(w, resp.Body, flush)
+	rec.bytesOut = n
+	if err != nil {
+		if errors.Is(err, errClientGone) {
+			rec.code = "client_closed"
+		} else {
+			rec.code = "upstream_body_aborted"
+		}
+		return false
+	}
+	writeTrailers(h, resp.Trailer, announced)
+	return true
+}
+
+// answer writes the router's own response for err.
+func (rt *Router) answer(w http.ResponseWriter, r *http.Request, rec *record, err error) {
+	var he *httpError
+	if errors.As(err, &he) {
+		rec.status, rec.code = he.status, he.code
+		writeError(w, r, he.status, he.code, he.detail, he.retryAfter)
+		return
+	}
+	var se StatusError
+	if errors.As(err, &se) {
+		rec.status, rec.code = se.HTTPStatus(), se.ErrorCode()
+		writeError(w, r, rec.status, rec.code, se.Error(), 0)
+		return
+	}
+	if r.Context().Err() != nil {
+		rec.status, rec.code = statusClientClosed, "client_closed"
+		return
+	}
+	rt.log.Error("unexpected routing error", "err", err)
+	rec.status, rec.code = http.StatusBadGateway, CodeUpstreamConnect
+	writeError(w, r, http.StatusBadGateway, CodeUpstreamConnect, "sandbox could not be reached", 0)
+}
+
+// answerAttempt maps a failed upstream attempt to the client's answer.
+// Details are fixed strings: internal addresses never reach the client.
+func (rt *Router) answerAttempt(w http.ResponseWriter, r *http.Request, rec *record, ae *attemptError) {
+	var he *httpError
+	switch ae.kind {
+	case failClient:
+		rec.status, rec.code = statusClientClosed, "client_closed"
+		return
+	case failBodyTooLarge:
+		he = errBodyTooLarge
+	case failTimeout:
+		he = &httpError{status: http.StatusGatewayTimeout, code: CodeUpstreamTimeout, detail: "sandbox did not answer in time"}
+	case failDial:
+		he = &httpError{status: http.StatusBadGateway, code: CodeUpstreamConnect, detail: "sandbox refused the connection", retryAfter: 1}
+	default:
+		he = &httpError{status: http.StatusBadGateway, code: CodeUpstreamProtocol, detail: "sandbox closed the connection without a valid response"}
+	}
+	rt.log.Debug("upstream attempt failed", "sandbox", rec.key.Name, "namespace", rec.key.Namespace, "err", ae.err)
+	rt.answer(w, r, rec, he)
+}
+
+func writeHealth(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte(`{"status":"ok"}`))
+}
+
+// isGRPC recognises gRPC by its content type (application/grpc, +proto, ...).
+func isGRPC(r *http.Request) bool {
+	ct := headerValue(r.Header, "Content-Type")
+	return len(ct) >= 16 && ct[:16] == "application/grpc"
+}
+
+// validTarget rejects request targets with control characters or spaces,
+// which an HTTP/2 :path could carry into an HTTP/1.1 request line.
+func validTarget(s string) bool {
+	if s == "" || (s[0] != '/' && s != "*") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c == 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func protocolLabel(r *http.Request) string {
+	switch {
+	case r.ProtoMajor == 2 && r.TLS != nil:
+		return "h2"
+	case r.ProtoMajor == 2:
+		return "h2c"
+	default:
+		return "http1"
+	}
+}
+
+func normalizeDomains(ds []string) []string {
+	out := make([]string, 0, len(ds))
+	for _, d := range ds {
+		d = lowerASCII(d)
+		for len(d) > 0 && d[0] == '.' {
+			d = d[1:]
+		}
+		for len(d) > 0 && d[len(d)-1] == '.' {
+			d = d[:len(d)-1]
+		}
+		if d != "" {
+			out = append(out, d)
+		}
+	}
+	// Longest first, so a.example.com wins over example.com.
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && len(out[j]) > len(out[j-1]); j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+// countingBody counts request body bytes for the access log.
+type countingBody struct {
+	ReadCloser io.ReadCloser
+	n          int64
+}
+
+func (c *countingBody) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingBody) Close() error { return c.ReadCloser.Close() }
