@@ -9,6 +9,8 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -64,6 +66,13 @@ type h1Exchange struct {
 	bodyErr  error
 	// unblockClientRead interrupts a request-body read stuck on the client.
 	unblockClientRead func()
+	// sendFailed is set when the body sender failed on its own (the
+	// client's body broke off, or the sandbox stopped taking it), before
+	// it stops the exchange.
+	sendFailed atomic.Bool
+	// clientBodyRead is set once the client's body has been read to its
+	// end; from then on only writes to the sandbox remain.
+	clientBodyRead atomic.Bool
 }
 
 // roundTripHTTP1 sends r to addr on a pooled or new connection and reads the
@@ -91,7 +100,13 @@ func (rt *Router) roundTripHTTP1(ctx context.Context, w http.ResponseWriter, r *
 			// (bidirectional streams; early 4xx on uploads).
 			rc := http.NewResponseController(w)
 			_ = rc.EnableFullDuplex()
-			ex.unblockClientRead = func() { _ = rc.SetReadDeadline(aLongTimeAgo) }
+			ex.unblockClientRead = func() {
+				// The client is left mid-body, and net/http cancels the
+				// connection's context when a read fails: the connection
+				// cannot carry another request.
+				closeAfterReply(w)
+				_ = rc.SetReadDeadline(aLongTimeAgo)
+			}
 		}
 		ex.bodyDone = make(chan error, 1)
 		go ex.sendBody(r)
@@ -139,12 +154,21 @@ func readResponseHead(br *bufio.Reader, r *http.Request) (*http.Response, error)
 // fail ends an exchange that produced no usable response and classifies
 // the error.
 func (ex *h1Exchange) fail(ctx context.Context, mayRetry bool, r *http.Request, err error) error {
+	// Look before abort: stopping the exchange fails the body sender
+	// and, through an interrupted read, cancels the client's context.
+	clientGone := ctx.Err() != nil
+	sendFailed := ex.sendFailed.Load()
 	ex.abort()
+	var cbe *clientBodyError
 	switch {
 	case ex.bodyErr != nil && isMaxBytes(ex.bodyErr):
 		return &attemptError{failBodyTooLarge, ex.bodyErr}
-	case ctx.Err() != nil || ex.bodyErr != nil:
+	case clientGone || sendFailed && errors.As(ex.bodyErr, &cbe):
 		return &attemptError{failClient, errors.Join(err, ex.bodyErr)}
+	case sendFailed:
+		// The sandbox stopped reading the body (closed, reset): it
+		// broke the exchange, and the client must hear so.
+		return &attemptError{failUpstream, errors.Join(err, ex.bodyErr)}
 	case isTimeout(err):
 		return &attemptError{failTimeout, err}
 	case mayRetry && retryableRequest(r):
@@ -165,17 +189,34 @@ func (ex *h1Exchange) waitBody(interrupt bool) {
 	if ex.bodyDone == nil {
 		return
 	}
-	if interrupt && ex.unblockClientRead != nil {
+	if interrupt {
 		select {
 		case ex.bodyErr = <-ex.bodyDone:
 			ex.bodyDone = nil
 			return
 		default:
+		}
+		if ex.clientBodyRead.Load() {
+			// Never touch the client's connection once its body has
+			// ended: net/http is then reading it in the background, and
+			// a past read deadline fails that read, which cancels the
+			// context of every later request on the connection.
+			ex.conn.nc.SetWriteDeadline(aLongTimeAgo)
+		} else if ex.unblockClientRead != nil {
 			ex.unblockClientRead()
 		}
 	}
 	ex.bodyErr = <-ex.bodyDone
 	ex.bodyDone = nil
+}
+
+// closeAfterReply has net/http close the client's connection after this
+// response, lingering so that the client reads the answer before a reset
+// (as for a body over its limit). A MaxBytesReader read past its limit is
+// the public way to ask for that, whether or not the head is written.
+func closeAfterReply(w http.ResponseWriter) {
+	var b [1]byte
+	_, _ = http.MaxBytesReader(w, io.NopCloser(strings.NewReader("x")), 0).Read(b[:])
 }
 
 // finish releases the connection after the response body was streamed;
@@ -189,9 +230,21 @@ func (ex *h1Exchange) finish(complete bool) {
 			ex.bodyDone = nil
 			reusable = ex.bodyErr == nil
 		default:
-			// The sandbox answered without reading the whole request
-			// body; the stream is out of step and cannot be reused.
-			reusable = false
+			if !ex.clientBodyRead.Load() {
+				// The sandbox answered without reading the whole request
+				// body; the stream is out of step and cannot be reused.
+				reusable = false
+				break
+			}
+			// The body is all read and the sandbox answered it: the
+			// sender is only finishing its last write. Wait for it
+			// (stopping a write the sandbox no longer reads), so that
+			// a complete exchange is not mistaken for a broken one.
+			ex.conn.nc.SetWriteDeadline(aLongTimeAgo)
+			ex.bodyErr = <-ex.bodyDone
+			ex.bodyDone = nil
+			ex.conn.nc.SetWriteDeadline(time.Time{})
+			reusable = ex.bodyErr == nil
 		}
 	}
 	if reusable {
@@ -216,7 +269,7 @@ func (ex *h1Exchange) sendBody(r *http.Request) {
 			cw = httputil.NewChunkedWriter(bw)
 			dst = cw
 		}
-		err = streamRequestBody(dst, bw, r.Body, r.ContentLength)
+		err = streamRequestBody(dst, bw, r.Body, r.ContentLength, &ex.clientBodyRead)
 		if err == nil && cw != nil {
 			if err = cw.Close(); err == nil {
 				_, err = bw.WriteString("\r\n")
@@ -228,6 +281,7 @@ func (ex *h1Exchange) sendBody(r *http.Request) {
 	}
 	if err != nil {
 		// Whatever failed, the request is incomplete: stop the exchange.
+		ex.sendFailed.Store(true)
 		ex.conn.nc.SetDeadline(aLongTimeAgo)
 	}
 	ex.bodyDone <- err
@@ -239,13 +293,18 @@ type clientBodyError struct{ err error }
 func (e *clientBodyError) Error() string { return "reading request body: " + e.err.Error() }
 func (e *clientBodyError) Unwrap() error { return e.err }
 
-func streamRequestBody(dst io.Writer, bw *bufio.Writer, body io.Reader, contentLength int64) error {
+// eof is set as soon as body reports its end, before the last piece is
+// written, so that the exchange knows the client side is done.
+func streamRequestBody(dst io.Writer, bw *bufio.Writer, body io.Reader, contentLength int64, eof *atomic.Bool) error {
 	bp := copyBufPool.Get().(*[]byte)
 	defer copyBufPool.Put(bp)
 	buf := *bp
 	var sent int64
 	for {
 		n, rerr := body.Read(buf)
+		if rerr == io.EOF {
+			eof.Store(true)
+		}
 		if n > 0 {
 			if _, err := dst.Write(buf[:n]); err != nil {
 				return err

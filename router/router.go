@@ -221,6 +221,14 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, rec *record) {
 		rt.answer(w, r, rec, &httpError{status: http.StatusBadRequest, code: "invalid_request_target", detail: "request target is not a valid origin-form path"})
 		return
 	}
+	if r.Body != nil && r.Body != http.NoBody {
+		// Wrap the body on a copy of the request: after the handler,
+		// net/http looks for its own body type on the original to see
+		// that an unread rest was given up, and then closes with a delay
+		// so that the client reads the answer before a reset.
+		r2 := *r
+		r = &r2
+	}
 	if max := rt.opts.MaxRequestBodyBytes; max > 0 && r.Body != nil && r.Body != http.NoBody {
 		if r.ContentLength > max {
 			rt.answer(w, r, rec, errBodyTooLarge)
@@ -297,11 +305,11 @@ type upstreamTarget struct {
 }
 
 var (
-	errNotFound    = &httpError{status: http.StatusNotFound, code: CodeSandboxNotFound, detail: "sandbox not found"}
-	errFinished    = &httpError{status: http.StatusGone, code: CodeSandboxFinished, detail: "sandbox has finished"}
-	errNotReady    = &httpError{status: http.StatusServiceUnavailable, code: CodeNotReady, detail: "router is still loading sandboxes", retryAfter: 1}
-	errSuspended   = &httpError{status: http.StatusServiceUnavailable, code: CodeSandboxSuspended, detail: "sandbox is suspended", retryAfter: 5}
-	errStarting    = &httpError{status: http.StatusServiceUnavailable, code: CodeSandboxStarting, detail: "sandbox is starting", retryAfter: 1}
+	errNotFound     = &httpError{status: http.StatusNotFound, code: CodeSandboxNotFound, detail: "sandbox not found"}
+	errFinished     = &httpError{status: http.StatusGone, code: CodeSandboxFinished, detail: "sandbox has finished"}
+	errNotReady     = &httpError{status: http.StatusServiceUnavailable, code: CodeNotReady, detail: "router is still loading sandboxes", retryAfter: 1}
+	errSuspended    = &httpError{status: http.StatusServiceUnavailable, code: CodeSandboxSuspended, detail: "sandbox is suspended", retryAfter: 5}
+	errStarting     = &httpError{status: http.StatusServiceUnavailable, code: CodeSandboxStarting, detail: "sandbox is starting", retryAfter: 1}
 	errBodyTooLarge = &httpError{status: http.StatusRequestEntityTooLarge, code: CodeRequestTooLarge, detail: "request body too large"}
 )
 
@@ -393,6 +401,12 @@ func (rt *Router) writeResponse(w http.ResponseWriter, resp *http.Response, rec 
 	h := w.Header()
 	copyResponseHeaders(h, resp.Header)
 	announced := announceTrailers(h, resp.Trailer)
+	if announced != nil {
+		// An HTTP/2 sandbox may send a Content-Length with trailers;
+		// HTTP/1.1 can carry trailers only in a chunked body, and
+		// net/http drops them when a length is set.
+		delete(h, "Content-Length")
+	}
 	flush := shouldFlushEachWrite(resp)
 	rec.status = resp.StatusCode
 	w.WriteHeader(resp.StatusCode)

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeFile(t *testing.T, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func envOf(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestConfigPrecedence(t *testing.T) {
+	file := writeFile(t, `
+routes: /from/file.yaml
+idle-timeout: 30s
+base-domain: [file.example.com, other.example.com]
+listen-admin: 127.0.0.1:7000
+`)
+	env := map[string]string{
+		"SANDBOX_ROUTER_CONFIG":       file,
+		"SANDBOX_ROUTER_IDLE_TIMEOUT": "40s",
+		"SANDBOX_ROUTER_LISTEN_ADMIN": "127.0.0.1:7001",
+		"SANDBOX_ROUTER_DIAL_RETRIES": "5",
+		"SANDBOX_ROUTER_LOG_LEVEL":    "debug",
+	}
+	c, err := loadConfig([]string{"--idle-timeout=50s", "--log-level", "warn"}, envOf(env), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"flag beats file and env", c.IdleTimeout, 50 * time.Second},
+		{"flag beats env", c.LogLevel, "warn"},
+		{"file beats env", c.ListenAdmin, "127.0.0.1:7000"},
+		{"env beats default", c.DialRetries, 5},
+		{"file list", c.BaseDomains, []string{"file.example.com", "other.example.com"}},
+		{"default", c.ListenHTTP, ":8080"},
+		{"file from env", c.ConfigFile, file},
+		{"routes from file", c.Routes, "/from/file.yaml"},
+	}
+	for _, ch := range checks {
+		if !reflect.DeepEqual(ch.got, ch.want) {
+			t.Errorf("%s: got %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+}
+
+func TestConfigListFlagReplacesLowerLayers(t *testing.T) {
+	file := writeFile(t, "routes: r.yaml\nbase-domain: [file.example.com]\n")
+	c, err := loadConfig([]string{"--config", file, "--base-domain", "a.test,b.test", "--base-domain", "c.test"}, envOf(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a.test", "b.test", "c.test"}; !reflect.DeepEqual(c.BaseDomains, want) {
+		t.Fatalf("base domains = %v, want %v", c.BaseDomains, want)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		args    []string
+		file    string
+		env     map[string]string
+		wantErr string
+	}{
+		{name: "unknown file key", file: "routes: r.yaml\nlisten-htp: :80\n", wantErr: `unknown key "listen-htp"`},
+		{name: "bad file value", file: "routes: r.yaml\nidle-timeout: soon\n", wantErr: `invalid value "soon" for idle-timeout`},
+		{name: "nested file value", file: "routes: r.yaml\nidle-timeout: {a: b}\n", wantErr: "expected a value or a list"},
+		{name: "bad env value", args: []string{"--routes", "r"}, env: map[string]string{"SANDBOX_ROUTER_DIAL_RETRIES": "many"}, wantErr: "SANDBOX_ROUTER_DIAL_RETRIES"},
+		{name: "bad flag", args: []string{"--routes", "r", "--max-header-bytes", "x"}, wantErr: "invalid value"},
+		{name: "unknown flag", args: []string{"--nope"}, wantErr: "not defined"},
+		{name: "missing routes", args: nil, wantErr: "routes is required"},
+		{name: "tls half", args: []string{"--routes", "r", "--tls-cert", "c"}, wantErr: "given together"},
+		{name: "https without cert", args: []string{"--routes", "r", "--listen-https", ":8443"}, wantErr: "listen-https needs"},
+		{name: "bad listen", args: []string{"--routes", "r", "--listen-http", "nope"}, wantErr: "not host:port"},
+		{name: "bad pod ip mode", args: []string{"--routes", "r", "--pod-ip-header", "yes"}, wantErr: "pod-ip-header"},
+		{name: "bad cidr", args: []string{"--routes", "r", "--trusted-proxies", "10.0.0.0/33"}, wantErr: "trusted-proxies"},
+		{name: "negative body", args: []string{"--routes", "r", "--max-request-body-bytes", "-1"}, wantErr: "must not be negative"},
+		{name: "zero timeout", args: []string{"--routes", "r", "--read-header-timeout", "0s"}, wantErr: "read-header-timeout must be positive"},
+		{name: "bad log level", args: []string{"--routes", "r", "--log-level", "loud"}, wantErr: "log-level"},
+		{name: "missing file", args: []string{"--config", "/does/not/exist.yaml"}, wantErr: "no such file"},
+		{name: "stray argument", args: []string{"--routes", "r", "extra"}, wantErr: `unexpected argument "extra"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := tt.args
+			if tt.file != "" {
+				args = append([]string{"--config", writeFile(t, tt.file)}, args...)
+			}
+			_, err := loadConfig(args, envOf(tt.env), io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("error = %v, want it to mention %q", err, tt.wantErr)
+			}
+		})
+	}
+}
