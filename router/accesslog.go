@@ -2,17 +2,19 @@ package router
 
 import (
 	"bufio"
-	"context"
 	"io"
-	"log/slog"
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/trace"
 )
 
-// logAccess writes one JSON line per request. Query strings are left out:
+// logAccess writes one JSON line per request. The line is built by hand
+// into a pooled buffer: a general-purpose structured logger cost about a
+// tenth of the router's CPU on small requests. Query strings are left out:
 // they often carry tokens.
 func (rt *Router) logAccess(r *http.Request, rec *record, proto string, start time.Time, elapsed time.Duration, span trace.Span) {
 	traceID := ""
@@ -23,24 +25,89 @@ func (rt *Router) logAccess(r *http.Request, rec *record, proto string, start ti
 	} else {
 		traceID = traceIDFromHeader(r.Header)
 	}
-	attrs := [...]slog.Attr{
-		slog.Time("start", start),
-		slog.String("sandbox", rec.key.Name),
-		slog.String("namespace", rec.key.Namespace),
-		slog.String("method", r.Method),
-		slog.String("path", r.URL.Path),
-		slog.String("protocol", proto),
-		slog.Int("status", rec.status),
-		slog.String("code", rec.code),
-		slog.Float64("duration_ms", float64(elapsed.Microseconds())/1000),
-		slog.Int64("bytes_in", rec.bytesIn),
-		slog.Int64("bytes_out", rec.bytesOut),
-		slog.Int("retries", rec.retries),
-		slog.Bool("upgraded", rec.upgraded),
-		slog.String("client", r.RemoteAddr),
-		slog.String("trace_id", traceID),
+	bp := logBufPool.Get().(*[]byte)
+	b := (*bp)[:0]
+	b = append(b, `{"time":"`...)
+	b = start.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","msg":"request","sandbox":`...)
+	b = appendJSONString(b, rec.key.Name)
+	b = append(b, `,"namespace":`...)
+	b = appendJSONString(b, rec.key.Namespace)
+	b = append(b, `,"method":`...)
+	b = appendJSONString(b, r.Method)
+	b = append(b, `,"path":`...)
+	b = appendJSONString(b, r.URL.Path)
+	b = append(b, `,"protocol":"`...)
+	b = append(b, proto...)
+	b = append(b, `","status":`...)
+	b = strconv.AppendInt(b, int64(rec.status), 10)
+	b = append(b, `,"code":"`...)
+	b = append(b, rec.code...) // fixed identifiers, no escaping needed
+	b = append(b, `","duration_ms":`...)
+	b = strconv.AppendFloat(b, float64(elapsed.Microseconds())/1000, 'f', -1, 64)
+	b = append(b, `,"bytes_in":`...)
+	b = strconv.AppendInt(b, rec.bytesIn, 10)
+	b = append(b, `,"bytes_out":`...)
+	b = strconv.AppendInt(b, rec.bytesOut, 10)
+	b = append(b, `,"retries":`...)
+	b = strconv.AppendInt(b, int64(rec.retries), 10)
+	b = append(b, `,"upgraded":`...)
+	b = strconv.AppendBool(b, rec.upgraded)
+	b = append(b, `,"client":`...)
+	b = appendJSONString(b, r.RemoteAddr)
+	b = append(b, `,"trace_id":"`...)
+	b = append(b, traceID...) // hex only
+	b = append(b, "\"}\n"...)
+	_, _ = rt.opts.AccessLog.Write(b)
+	*bp = b
+	logBufPool.Put(bp)
+}
+
+var logBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// appendJSONString appends s as a JSON string. Control characters, quotes
+// and backslashes are escaped and invalid UTF-8 becomes U+FFFD, so a
+// hostile path cannot break the line or forge fields.
+func appendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		i += size
 	}
-	rt.opts.AccessLog.LogAttrs(context.Background(), slog.LevelInfo, "request", attrs[:]...)
+	b = append(b, s[start:]...)
+	return append(b, '"')
 }
 
 // BufferedWriter batches access-log lines so that logging costs a memory

@@ -301,8 +301,8 @@ type backend struct {
 }
 
 // startBackend serves h over HTTP/1.1, or over h2c only (prior knowledge,
-// no HTTP/1.1) when h2c is set.
-func startBackend(t *testing.T, h http.Handler, h2c bool) *backend {
+// no HTTP/1.1) when h2c is set. configure may adjust the server.
+func startBackend(t *testing.T, h http.Handler, h2c bool, configure ...func(*http.Server)) *backend {
 	t.Helper()
 	b := &backend{}
 	s := httptest.NewUnstartedServer(h)
@@ -317,6 +317,9 @@ func startBackend(t *testing.T, h http.Handler, h2c bool) *backend {
 		if cs == http.StateNew {
 			b.newConns.Add(1)
 		}
+	}
+	for _, f := range configure {
+		f(s.Config)
 	}
 	s.Start()
 	t.Cleanup(s.Close)
@@ -462,8 +465,8 @@ func hashStream(r io.Reader) (string, int64, error) {
 	return hex.EncodeToString(h.Sum(nil)), n, err
 }
 
-// writeTestCert writes a self-signed certificate for localhost/127.0.0.1
-// and returns its files and a pool that trusts it.
+// writeTestCert writes a self-signed certificate for localhost, 127.0.0.1
+// and the sandbox hosts of namespace default, and returns its files and a pool that trusts it.
 func writeTestCert(t *testing.T) (certFile, keyFile string, roots *x509.CertPool) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -471,9 +474,11 @@ func writeTestCert(t *testing.T) (certFile, keyFile string, roots *x509.CertPool
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "sandbox-router-e2e"},
-		DNSNames:              []string{"localhost"},
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "sandbox-router-e2e"},
+		// Public sandbox hosts too, for clients (gRPC) that verify the
+		// authority they route by.
+		DNSNames:              []string{"localhost", testBaseDomain, "*.default." + testBaseDomain},
 		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),

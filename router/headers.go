@@ -79,20 +79,18 @@ func (p *forwardPolicy) trusted(peer netip.Addr) bool {
 // A client's own values are kept (and extended) only when it is a trusted
 // proxy; otherwise they are replaced, so a client cannot forge its origin.
 func (p *forwardPolicy) forwardedFor(r *http.Request) (xff, proto, host string) {
-	peer := peerAddr(r)
 	proto = "http"
 	if r.TLS != nil {
 		proto = "https"
 	}
 	host = r.Host
-	peerStr := ""
-	if peer.IsValid() {
-		peerStr = peer.String()
+	xff = remoteHost(r.RemoteAddr)
+	if len(p.trustedProxies) == 0 {
+		return xff, proto, host
 	}
-	xff = peerStr
-	if peer.IsValid() && p.trusted(peer) {
+	if peer := peerAddr(r); peer.IsValid() && p.trusted(peer) {
 		if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
-			xff = strings.Join(prior, ", ") + ", " + peerStr
+			xff = strings.Join(prior, ", ") + ", " + xff
 		}
 		if v := headerValue(r.Header, "X-Forwarded-Proto"); v == "http" || v == "https" {
 			proto = v
@@ -102,6 +100,20 @@ func (p *forwardPolicy) forwardedFor(r *http.Request) (xff, proto, host string) 
 		}
 	}
 	return xff, proto, host
+}
+
+// remoteHost is the address part of a RemoteAddr ("1.2.3.4:5678",
+// "[::1]:5678"), sliced without allocating.
+func remoteHost(addr string) string {
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		return addr
+	}
+	h := addr[:i]
+	if len(h) >= 2 && h[0] == '[' && h[len(h)-1] == ']' {
+		h = h[1 : len(h)-1]
+	}
+	return h
 }
 
 // peerAddr parses the connection's remote address without allocating.

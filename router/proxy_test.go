@@ -602,55 +602,122 @@ func closingBackend(t *testing.T, keepFirst int) (port int, attempts *atomic.Int
 	return ln.Addr().(*net.TCPAddr).Port, attempts, conns
 }
 
-// TestPostNotRetriedAfterUpstreamClose: a POST the sandbox read and then
-// dropped is answered 502 upstream_protocol_error and never replayed,
-// whether it went on a fresh or a reused connection.
-func TestPostNotRetriedAfterUpstreamClose(t *testing.T) {
-	for _, reused := range []bool{false, true} {
-		t.Run(fmt.Sprintf("reused=%v", reused), func(t *testing.T) {
+// TestUpstreamCloseAfterRequest: the sandbox reads a request and drops
+// the connection without an answer. Only a request that may be sent twice
+// (idempotent, no body) on a reused connection, where the drop is the
+// keep-alive race, is retried, once, on a new connection; anything else
+// (a POST above all) is answered 502 upstream_protocol_error and the
+// sandbox saw it exactly once.
+func TestUpstreamCloseAfterRequest(t *testing.T) {
+	cases := []struct {
+		name      string
+		method    string
+		key       string // Idempotency-Key
+		body      string
+		reused    bool
+		wantRetry bool
+	}{
+		{name: "POST fresh", method: http.MethodPost, body: `{"run":"once"}`},
+		{name: "POST reused", method: http.MethodPost, body: `{"run":"once"}`, reused: true},
+		{name: "POST reused with idempotency key", method: http.MethodPost, key: "k1", body: `{"run":"once"}`, reused: true},
+		{name: "GET fresh", method: http.MethodGet},
+		{name: "GET reused", method: http.MethodGet, reused: true, wantRetry: true},
+		{name: "DELETE reused", method: http.MethodDelete, reused: true},
+		{name: "DELETE reused with idempotency key", method: http.MethodDelete, key: "k2", reused: true, wantRetry: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
 			env := newProxyEnv(t, nil)
 			keep := 0
-			if reused {
-				keep = 1
+			if tc.reused {
+				keep = 1 // answer the first request on each connection
 			}
 			port, attempts, conns := closingBackend(t, keep)
 			client := env.client(viaH1)
-			if reused {
-				resp, err := client.Do(env.sandboxRequest(context.Background(), viaH1, http.MethodGet, "/warm", port, nil))
-				if err != nil {
-					t.Fatal(err)
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					t.Fatalf("warm-up GET = %d", resp.StatusCode)
+			if tc.reused {
+				res := doRequest(client, env.sandboxRequest(context.Background(), viaH1, http.MethodGet, "/warm", port, nil))
+				if res.err != nil || res.status != 200 {
+					t.Fatalf("warm-up GET = %d %v", res.status, res.err)
 				}
 			}
-			resp, err := client.Do(env.sandboxRequest(context.Background(), viaH1, http.MethodPost, "/submit", port, strings.NewReader(`{"run":"once"}`)))
+			var body io.Reader
+			if tc.body != "" {
+				body = strings.NewReader(tc.body)
+			}
+			req := env.sandboxRequest(context.Background(), viaH1, tc.method, "/do", port, body)
+			if tc.key != "" {
+				req.Header.Set("Idempotency-Key", tc.key)
+			}
+			resp, err := client.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}
-			ae, raw := readAPIError(t, resp)
-			if resp.StatusCode != http.StatusBadGateway || ae.Code != CodeUpstreamProtocol {
-				t.Fatalf("got %d %s, want 502 %s", resp.StatusCode, raw, CodeUpstreamProtocol)
+			wantConns, wantRetries := int64(1), 0.0
+			if tc.wantRetry {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Fatalf("got %d, want 200 from the retry on a new connection", resp.StatusCode)
+				}
+				wantConns, wantRetries = 2, 1
+				if got := env.metric("sandbox_router_upstream_errors_total", map[string]string{"reason": "stale_connection"}); got != 1 {
+					t.Errorf("stale_connection errors = %v, want 1", got)
+				}
+			} else {
+				ae, raw := readAPIError(t, resp)
+				if resp.StatusCode != http.StatusBadGateway || ae.Code != CodeUpstreamProtocol {
+					t.Fatalf("got %d %s, want 502 %s", resp.StatusCode, raw, CodeUpstreamProtocol)
+				}
+				mustNotContainAddr(t, raw, port)
 			}
-			mustNotContainAddr(t, raw, port)
 			if n := attempts.Load(); n != 1 {
-				t.Errorf("sandbox saw the POST %d times, want exactly 1", n)
+				t.Errorf("sandbox dropped %d attempts, want exactly 1", n)
 			}
-			if n := conns.Load(); n != 1 {
-				t.Errorf("sandbox saw %d connections, want 1", n)
+			if n := conns.Load(); n != wantConns {
+				t.Errorf("sandbox saw %d connections, want %d", n, wantConns)
 			}
-			if got := env.metric("sandbox_router_upstream_retries_total", nil); got != 0 {
-				t.Errorf("retries = %v, want 0", got)
+			if got := env.metric("sandbox_router_upstream_retries_total", nil); got != wantRetries {
+				t.Errorf("retries = %v, want %v", got, wantRetries)
 			}
 		})
 	}
 }
 
+// TestResponseHeaderTimeout: a sandbox that never answers is a 504 after
+// ResponseHeaderTimeout, naming no address, and its request is canceled.
+func TestResponseHeaderTimeout(t *testing.T) {
+	for _, up := range []struct {
+		name string
+		h2c  bool
+	}{{"http1", false}, {"h2c", true}} {
+		t.Run(up.name, func(t *testing.T) {
+			env := newProxyEnv(t, func(o *Options) { o.ResponseHeaderTimeout = 50 * time.Millisecond })
+			if up.h2c {
+				env.res.set("default", "sb1", resolver.StateRunning, resolver.ProtocolH2C)
+			}
+			canceled := make(chan struct{})
+			be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				<-r.Context().Done()
+				close(canceled)
+			}), up.h2c)
+			resp, err := env.client(viaH1).Do(env.sandboxRequest(context.Background(), viaH1, http.MethodGet, "/think", be.port, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ae, raw := readAPIError(t, resp)
+			if resp.StatusCode != http.StatusGatewayTimeout || ae.Code != CodeUpstreamTimeout {
+				t.Fatalf("got %d %s, want 504 %s", resp.StatusCode, raw, CodeUpstreamTimeout)
+			}
+			mustNotContainAddr(t, raw, be.port)
+			recv(t, canceled, "the sandbox's request to be canceled")
+		})
+	}
+}
+
 // TestStaleKeepAliveNotUsed: the sandbox closes an idle keep-alive
-// connection; the next POST (which may not be retried) must not be sent
-// into it. The pool's liveness probe drops it and dials anew.
+// connection on its keep-alive timeout; the next POST (which may not be
+// retried) must not be sent into it. The pool's liveness probe drops it
+// and dials anew.
 func TestStaleKeepAliveNotUsed(t *testing.T) {
 	env := newProxyEnv(t, nil)
 	var posts atomic.Int64
@@ -660,7 +727,11 @@ func TestStaleKeepAliveNotUsed(t *testing.T) {
 			posts.Add(1)
 		}
 		w.Write(b)
-	}), false)
+	}), false, func(s *http.Server) {
+		// Short, but like real servers' (uvicorn 5 s, Node 5 s) longer
+		// than the idle time below which the pool skips its probe.
+		s.IdleTimeout = 250 * time.Millisecond
+	})
 	client := env.client(viaH1)
 	do := func(method, body string) {
 		t.Helper()
@@ -675,11 +746,8 @@ func TestStaleKeepAliveNotUsed(t *testing.T) {
 		}
 	}
 	do(http.MethodPost, "first")
-	waitUntil(t, "the connection to be pooled", func() bool { idle, _ := env.idlePoolConns(be.addrPort()); return idle == 1 })
-
-	// The sandbox drops its idle connections (as on its keep-alive
-	// timeout); wait until the router's end has seen the FIN.
-	be.CloseClientConnections()
+	// Wait until the sandbox has closed the idle connection and the
+	// router's end has seen the FIN.
 	waitUntil(t, "the pooled connection to be closed by the sandbox", func() bool {
 		_, closed := env.idlePoolConns(be.addrPort())
 		return closed == 1
@@ -765,6 +833,150 @@ func TestMaxRequestBody(t *testing.T) {
 			}
 			if !tc.chunked && be.newConns.Load() != 0 {
 				t.Errorf("declared oversized body still dialed the sandbox")
+			}
+		})
+	}
+}
+
+// uploadSize is large enough that neither socket buffers nor net/http's
+// post-handler discard (256 KiB) can absorb what the sandbox leaves unread.
+const uploadSize = 4 << 20
+
+// TestUploadToDroppingSandbox: a sandbox that reads the head of a large
+// upload and then drops the connection is a 502 for the client, never an
+// empty 200 (which the router once sent, taking the sandbox's failure for
+// the client's), and the client can read that answer before its
+// connection is closed.
+func TestUploadToDroppingSandbox(t *testing.T) {
+	env := newProxyEnv(t, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var attempts atomic.Int64
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				attempts.Add(1)
+				io.CopyN(io.Discard, br, 1000) // a little of the body, then drop
+			}()
+		}
+	}()
+	port := ln.Addr().(*net.TCPAddr).Port
+	for _, proto := range []string{viaH1, viaH2C} {
+		for _, chunked := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s chunked=%v", proto, chunked), func(t *testing.T) {
+				before := attempts.Load()
+				req := env.sandboxRequest(context.Background(), proto, http.MethodPost, "/upload", port, newPatternReader(3, uploadSize))
+				if !chunked {
+					req.ContentLength = uploadSize
+				}
+				resp, err := env.client(proto).Do(req)
+				if err != nil {
+					t.Fatalf("client got no answer: %v", err)
+				}
+				ae, raw := readAPIError(t, resp)
+				if resp.StatusCode != http.StatusBadGateway || ae.Code != CodeUpstreamProtocol {
+					t.Fatalf("got %d %s, want 502 %s", resp.StatusCode, raw, CodeUpstreamProtocol)
+				}
+				mustNotContainAddr(t, raw, port)
+				if n := attempts.Load() - before; n != 1 {
+					t.Errorf("sandbox saw %d attempts, want 1", n)
+				}
+			})
+		}
+	}
+}
+
+// TestEarlyAnswerToUpload: a sandbox that answers (403) without reading a
+// large upload. The client gets that answer, and its connection is either
+// closed or still in step: the unread rest of the body must never be
+// parsed as a next request, nor may a later request inherit a canceled
+// context (both happened: a 400 or an empty 200 for the next request).
+func TestEarlyAnswerToUpload(t *testing.T) {
+	for _, up := range []struct {
+		name string
+		h2c  bool
+	}{{"http1", false}, {"h2c", true}} {
+		t.Run(up.name, func(t *testing.T) {
+			env := newProxyEnv(t, nil)
+			if up.h2c {
+				env.res.set("default", "sb1", resolver.StateRunning, resolver.ProtocolH2C)
+			}
+			be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.Method == http.MethodPost {
+					http.Error(w, "denied", http.StatusForbidden)
+					return
+				}
+				io.WriteString(w, "get ok")
+			}), up.h2c)
+
+			t.Run("raw connection", func(t *testing.T) {
+				// One connection: the POST with its whole body, then a
+				// GET, as a pipelining-free HTTP/1.1 client must send them.
+				c, err := net.Dial("tcp", env.httpAddr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(waitTimeout))
+				head := fmt.Sprintf("X-Sandbox-ID: sb1\r\nX-Sandbox-Port: %d\r\n", be.port)
+				fmt.Fprintf(c, "POST /up HTTP/1.1\r\nHost: h\r\n%sContent-Length: %d\r\n\r\n", head, uploadSize)
+				go func() {
+					if _, err := io.Copy(c, newPatternReader(4, uploadSize)); err != nil {
+						return // the router closed: fine
+					}
+					fmt.Fprintf(c, "GET /next HTTP/1.1\r\nHost: h\r\n%s\r\n", head)
+				}()
+				br := bufio.NewReader(c)
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					t.Fatalf("no answer to the POST: %v", err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				if resp.StatusCode != http.StatusForbidden || string(body) != "denied\n" {
+					t.Fatalf("POST: %d %q, want the sandbox's 403", resp.StatusCode, body)
+				}
+				resp, err = http.ReadResponse(br, nil)
+				if err != nil {
+					return // closed after the answer: fine
+				}
+				body, _ = io.ReadAll(resp.Body)
+				if resp.StatusCode != 200 || string(body) != "get ok" {
+					t.Fatalf("next request on the connection: %d %q, want the sandbox's answer or a close", resp.StatusCode, body)
+				}
+			})
+
+			for _, proto := range []string{viaH1, viaH2C} {
+				for _, chunked := range []bool{false, true} {
+					t.Run(fmt.Sprintf("%s chunked=%v", proto, chunked), func(t *testing.T) {
+						client := env.client(proto)
+						for i := range 3 {
+							req := env.sandboxRequest(context.Background(), proto, http.MethodPost, "/up", be.port, newPatternReader(5, uploadSize))
+							if !chunked {
+								req.ContentLength = uploadSize
+							}
+							res := doRequest(client, req)
+							if res.err != nil || res.status != http.StatusForbidden || res.body != "denied\n" {
+								t.Fatalf("POST %d: %d %q %v, want the sandbox's 403", i, res.status, res.body, res.err)
+							}
+							res = doRequest(client, env.sandboxRequest(context.Background(), proto, http.MethodGet, "/next", be.port, nil))
+							if res.err != nil || res.status != 200 || res.body != "get ok" {
+								t.Fatalf("GET after POST %d: %d %q %v %v", i, res.status, res.body, res.err, res.header)
+							}
+						}
+					})
+				}
 			}
 		})
 	}

@@ -76,7 +76,7 @@ type Options struct {
 	RetryBackoff time.Duration
 
 	Metrics        *Metrics
-	AccessLog      *slog.Logger // nil: no access log
+	AccessLog      io.Writer // one JSON line per request; nil: no access log
 	TracerProvider trace.TracerProvider
 	Log            *slog.Logger
 }

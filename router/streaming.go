@@ -3,7 +3,6 @@ package router
 import (
 	"errors"
 	"io"
-	"mime"
 	"net/http"
 	"slices"
 	"strings"
@@ -28,12 +27,12 @@ func shouldFlushEachWrite(resp *http.Response) bool {
 	if resp.ContentLength < 0 {
 		return true
 	}
-	ct := resp.Header.Get("Content-Type")
-	if ct == "" {
-		return false
-	}
-	mt, _, _ := mime.ParseMediaType(ct)
-	return mt == "text/event-stream" || strings.HasPrefix(mt, "application/grpc")
+	ct := headerValue(resp.Header, "Content-Type")
+	return hasPrefixFold(ct, "text/event-stream") || hasPrefixFold(ct, "application/grpc")
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
 }
 
 // copyBody streams src to the client. It returns the bytes written and an

@@ -107,7 +107,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.UpstreamDialTimeout, "upstream-dial-timeout", 3*time.Second, "timeout of one connect to a sandbox")
 	fs.DurationVar(&c.UpstreamHeaderTimeout, "upstream-response-header-timeout", 0, "time a sandbox has to start its response; 0 = no limit")
 	fs.DurationVar(&c.UpstreamIdleTimeout, "upstream-idle-timeout", 30*time.Second, "close idle sandbox connections after this long")
-	fs.IntVar(&c.UpstreamMaxIdle, "upstream-max-idle-per-endpoint", 64, "idle keep-alive connections kept per sandbox endpoint")
+	fs.IntVar(&c.UpstreamMaxIdle, "upstream-max-idle-per-endpoint", 256, "idle keep-alive connections kept per sandbox endpoint")
 	fs.IntVar(&c.UpstreamMaxIdleTotal, "upstream-max-idle-total", 10000, "idle keep-alive connections kept in all")
 	fs.IntVar(&c.DialRetries, "dial-retries", 3, "retries of a failed connect, with backoff inside the request deadline")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", 5*time.Second, "on SIGTERM, how long /readyz fails before listeners close")

@@ -136,9 +136,9 @@ func podIPMode(s string) router.PodIPMode {
 	return router.PodIPResolver
 }
 
-// openAccessLog returns the access logger (nil when off), writing JSON
-// lines through a buffer flushed every 100 ms.
-func openAccessLog(dest string) (*slog.Logger, func(), error) {
+// openAccessLog returns the access log's writer (nil when off): JSON lines
+// through a buffer flushed every 100 ms.
+func openAccessLog(dest string) (io.Writer, func(), error) {
 	var w io.Writer
 	closeFile := func() {}
 	switch dest {
@@ -157,5 +157,5 @@ func openAccessLog(dest string) (*slog.Logger, func(), error) {
 		closeFile = func() { f.Close() }
 	}
 	bw := router.NewBufferedWriter(w, 64<<10, 100*time.Millisecond)
-	return slog.New(slog.NewJSONHandler(bw, nil)), func() { bw.Close(); closeFile() }, nil
+	return bw, func() { bw.Close(); closeFile() }, nil
 }

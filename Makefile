@@ -1,0 +1,43 @@
+# sandbox-router. Every target installs what it needs.
+GO      ?= go
+BIN     := bin
+PKGS    := ./...
+FUZZTIME ?= 10s
+
+.PHONY: build test bench fuzz lint demo image clean
+
+build:
+	$(GO) build -o $(BIN)/sandbox-router ./cmd/sandbox-router
+
+# All tests, always with the race detector.
+test:
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# wrk/h2load against direct, nginx, httputil.ReverseProxy and the router
+# (interleaved rounds, ratios), the 1 GiB memory test, and go test -bench.
+bench:
+	bash bench/run.sh && bash bench/memory.sh && $(GO) test -run '^$$' -bench . -benchmem ./router/
+
+# A short run of every fuzz target.
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "fuzz $$pkg $$t"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+lint:
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+# The local demo: simulated sandboxes, the router, curl lines to try.
+demo: build
+	$(GO) run ./e2e/demo --router $(BIN)/sandbox-router
+
+# Container image (needs a Docker engine; none runs on the CI machines).
+image:
+	docker build -t sandbox-router:dev .
+
+clean:
+	rm -rf $(BIN)
