@@ -37,11 +37,12 @@ func newH2CTransport(opts PoolOptions, responseHeaderTimeout time.Duration) *htt
 			}
 			return c, nil
 		},
-		MaxIdleConns:          opts.MaxIdleTotal,
-		MaxIdleConnsPerHost:   opts.MaxIdlePerEndpoint,
-		IdleConnTimeout:       opts.IdleTimeout,
-		ResponseHeaderTimeout: responseHeaderTimeout,
-		DisableCompression:    true,
+		MaxIdleConns:           opts.MaxIdleTotal,
+		MaxIdleConnsPerHost:    opts.MaxIdlePerEndpoint,
+		IdleConnTimeout:        opts.IdleTimeout,
+		ResponseHeaderTimeout:  responseHeaderTimeout,
+		MaxResponseHeaderBytes: maxResponseHeaderBytes,
+		DisableCompression:     true,
 		HTTP2: &http.HTTP2Config{
 			// Detect a dead sandbox connection instead of waiting on TCP.
 			SendPingTimeout: 15 * time.Second,

@@ -117,12 +117,16 @@ func (rt *Router) roundTripHTTP1(ctx context.Context, w http.ResponseWriter, r *
 	if rt.opts.ResponseHeaderTimeout > 0 {
 		c.nc.SetReadDeadline(time.Now().Add(rt.opts.ResponseHeaderTimeout))
 	}
+	// A hostile sandbox must not make the router buffer headers without
+	// end: http.ReadResponse has no size limit of its own.
+	c.limit.remaining = maxResponseHeaderBytes
 	// Peek first: an error before the first byte means the sandbox sent
 	// nothing, the only case where a reused connection may be retried.
 	if _, err := c.br.Peek(1); err != nil {
 		return nil, ex.fail(ctx, reused, r, err)
 	}
 	resp, err := readResponseHead(c.br, r)
+	c.limit.remaining = -1
 	if err != nil {
 		return nil, ex.fail(ctx, false, r, err)
 	}

@@ -3,6 +3,7 @@ package router
 import (
 	"bufio"
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"sync"
@@ -27,9 +28,38 @@ type PoolOptions struct {
 // for a close by the sandbox before reuse.
 const probeAfter = 50 * time.Millisecond
 
+// maxResponseHeaderBytes bounds a sandbox's response head (all 1xx heads
+// and the final one together).
+const maxResponseHeaderBytes = 1 << 20
+
+var errResponseHeaderTooLarge = errors.New("sandbox response headers too large")
+
+// limitedReader caps what the buffered reader may pull from the
+// connection while a response head is read; remaining < 0 means no cap.
+type limitedReader struct {
+	r         net.Conn
+	remaining int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.remaining < 0 {
+		return l.r.Read(p)
+	}
+	if l.remaining == 0 {
+		return 0, errResponseHeaderTooLarge
+	}
+	if int64(len(p)) > l.remaining {
+		p = p[:l.remaining]
+	}
+	n, err := l.r.Read(p)
+	l.remaining -= int64(n)
+	return n, err
+}
+
 // upConn is one HTTP/1.1 connection to a sandbox.
 type upConn struct {
 	nc        net.Conn
+	limit     limitedReader
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	addr      netip.AddrPort
@@ -101,11 +131,12 @@ func (p *connPool) dial(ctx context.Context, addr netip.AddrPort) (*upConn, erro
 		return nil, err
 	}
 	c := &upConn{
-		nc:   nc,
-		br:   bufio.NewReaderSize(nc, 4096),
-		bw:   bufio.NewWriterSize(nc, 4096),
-		addr: addr,
+		nc:    nc,
+		limit: limitedReader{r: nc, remaining: -1},
+		bw:    bufio.NewWriterSize(nc, 4096),
+		addr:  addr,
 	}
+	c.br = bufio.NewReaderSize(&c.limit, 4096)
 	c.alive = newLivenessProbe(nc)
 	return c, nil
 }
