@@ -100,7 +100,9 @@ func wsDial(t *testing.T, env *proxyEnv, sb *wsSandbox, byHost bool, origin stri
 	})
 }
 
-func (e *proxyEnv) upgradedOpen() float64 { return e.metric("sandbox_router_upgraded_connections", nil) }
+func (e *proxyEnv) upgradedOpen() float64 {
+	return e.metric("sandbox_router_upgraded_connections", nil)
+}
 
 // TestWebSocketEcho: lock-step echo of text and binary messages, small
 // and large, by host and by header routing; the client's close ends the

@@ -1,0 +1,10 @@
+//go:build tools
+
+// Package tools pins the real kube-apiserver and etcd that the e2e harness
+// builds from source; the blank imports keep `go mod tidy` from dropping them.
+package tools
+
+import (
+	_ "go.etcd.io/etcd/server/v3"
+	_ "k8s.io/kubernetes/cmd/kube-apiserver/app"
+)
