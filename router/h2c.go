@@ -3,11 +3,13 @@ package router
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -81,11 +83,21 @@ func (rt *Router) roundTripH2C(ctx context.Context, r *http.Request, addr netip.
 		Trailer:       r.Trailer,
 	}
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		out.Body = r.Body
+		// The transport closes a request body when a dial fails; the
+		// router may retry that dial, so that close must not reach the
+		// client's body. Any other close (a read is blocked or has
+		// happened) must, to unblock it.
+		out.Body = &retryableBody{r: r.Body}
 	}
 	out = out.WithContext(ctx)
 	resp, err := rt.h2c.RoundTrip(out)
 	if err == nil {
+		if resp.StatusCode < 100 || resp.StatusCode > 999 {
+			// net/http's HTTP/2 client does not range-check :status, and
+			// WriteHeader panics on such a code.
+			resp.Body.Close()
+			return nil, &attemptError{failUpstream, errors.New("invalid :status from sandbox")}
+		}
 		return resp, nil
 	}
 	var de *dialError
@@ -101,4 +113,28 @@ func (rt *Router) roundTripH2C(ctx context.Context, r *http.Request, addr netip.
 	default:
 		return nil, &attemptError{failUpstream, err}
 	}
+}
+
+// retryableBody passes a request body to the transport and ignores the
+// close that comes with a failed dial (nothing read yet), so the retry can
+// send the same body. A close while a read is blocked or after reading
+// goes through: that is how a finished stream stops waiting on the client.
+type retryableBody struct {
+	r       io.ReadCloser
+	reading atomic.Int32
+	started atomic.Bool
+}
+
+func (b *retryableBody) Read(p []byte) (int, error) {
+	b.started.Store(true)
+	b.reading.Add(1)
+	defer b.reading.Add(-1)
+	return b.r.Read(p)
+}
+
+func (b *retryableBody) Close() error {
+	if b.reading.Load() > 0 || b.started.Load() {
+		return b.r.Close()
+	}
+	return nil
 }

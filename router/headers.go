@@ -57,6 +57,12 @@ func (p *forwardPolicy) skipRequestHeader(k string, connTokens []string) bool {
 	if k == "Authorization" && !p.forwardAuthorization {
 		return true
 	}
+	if strings.IndexByte(k, '_') >= 0 {
+		// CGI-style servers map X-Forwarded_For and X-Forwarded-For to
+		// the same variable; dropping underscores (as nginx does)
+		// keeps a client from shadowing the router's headers.
+		return true
+	}
 	for _, t := range connTokens {
 		if strings.EqualFold(t, k) {
 			return true

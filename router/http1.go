@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -73,6 +74,10 @@ type h1Exchange struct {
 	// clientBodyRead is set once the client's body has been read to its
 	// end; from then on only writes to the sandbox remain.
 	clientBodyRead atomic.Bool
+
+	headTimeout  time.Duration
+	headMu       sync.Mutex
+	awaitingHead bool
 }
 
 // roundTripHTTP1 sends r to addr on a pooled or new connection and reads the
@@ -89,7 +94,7 @@ func (rt *Router) roundTripHTTP1(ctx context.Context, w http.ResponseWriter, r *
 			return nil, &attemptError{failDial, err}
 		}
 	}
-	ex := &h1Exchange{pool: rt.pool, conn: c}
+	ex := &h1Exchange{pool: rt.pool, conn: c, headTimeout: rt.opts.ResponseHeaderTimeout, awaitingHead: true}
 	ex.stopCancel = context.AfterFunc(ctx, func() { c.nc.SetDeadline(aLongTimeAgo) })
 
 	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
@@ -107,16 +112,19 @@ func (rt *Router) roundTripHTTP1(ctx context.Context, w http.ResponseWriter, r *
 				closeAfterReply(w)
 				_ = rc.SetReadDeadline(aLongTimeAgo)
 			}
+		} else {
+			// HTTP/2: closing the body unblocks a pending read.
+			body := r.Body
+			ex.unblockClientRead = func() { body.Close() }
 		}
 		ex.bodyDone = make(chan error, 1)
-		go ex.sendBody(r)
+		go ex.sendBody(r) // arms the response header timeout once the body is sent
 	} else if err := c.bw.Flush(); err != nil {
 		return nil, ex.fail(ctx, reused, r, err)
+	} else {
+		ex.armHeadDeadline()
 	}
 
-	if rt.opts.ResponseHeaderTimeout > 0 {
-		c.nc.SetReadDeadline(time.Now().Add(rt.opts.ResponseHeaderTimeout))
-	}
 	// A hostile sandbox must not make the router buffer headers without
 	// end: http.ReadResponse has no size limit of its own.
 	c.limit.remaining = maxResponseHeaderBytes
@@ -127,14 +135,36 @@ func (rt *Router) roundTripHTTP1(ctx context.Context, w http.ResponseWriter, r *
 	}
 	resp, err := readResponseHead(c.br, r)
 	c.limit.remaining = -1
+	ex.headRead()
 	if err != nil {
 		return nil, ex.fail(ctx, false, r, err)
 	}
-	if rt.opts.ResponseHeaderTimeout > 0 {
-		c.nc.SetReadDeadline(time.Time{})
-	}
 	ex.resp = resp
 	return ex, nil
+}
+
+// armHeadDeadline starts the response header timeout. It runs when the
+// request is fully sent, not before: a long upload is not the sandbox
+// being slow to answer.
+func (ex *h1Exchange) armHeadDeadline() {
+	if ex.headTimeout <= 0 {
+		return
+	}
+	ex.headMu.Lock()
+	if ex.awaitingHead {
+		ex.conn.nc.SetReadDeadline(time.Now().Add(ex.headTimeout))
+	}
+	ex.headMu.Unlock()
+}
+
+// headRead marks the response head as received and lifts the timeout.
+func (ex *h1Exchange) headRead() {
+	ex.headMu.Lock()
+	ex.awaitingHead = false
+	if ex.headTimeout > 0 {
+		ex.conn.nc.SetReadDeadline(time.Time{})
+	}
+	ex.headMu.Unlock()
 }
 
 // readResponseHead reads a response, skipping 1xx informational ones other
@@ -287,6 +317,9 @@ func (ex *h1Exchange) sendBody(r *http.Request) {
 		// Whatever failed, the request is incomplete: stop the exchange.
 		ex.sendFailed.Store(true)
 		ex.conn.nc.SetDeadline(aLongTimeAgo)
+	}
+	if err == nil {
+		ex.armHeadDeadline()
 	}
 	ex.bodyDone <- err
 }

@@ -9,9 +9,11 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/sandbox-router/sandbox-router/resolver"
 )
@@ -41,7 +43,8 @@ const (
 	// its choosing. The default.
 	PodIPResolver PodIPMode = iota
 	// PodIPDirect dials the client's address (after validation) as the
-	// legacy router did; for deployments that trust their clients.
+	// legacy router did, but only inside Options.PodCIDRs; for
+	// deployments that trust their clients.
 	PodIPDirect
 	// PodIPOff ignores the header entirely.
 	PodIPOff
@@ -55,6 +58,9 @@ type Options struct {
 	// BaseDomains enable host-based routing (<port>-<id>.<ns>.<base>).
 	BaseDomains []string
 	PodIPMode   PodIPMode
+	// PodCIDRs bound the addresses PodIPDirect may dial (the cluster's pod
+	// network). Empty: direct dialing is refused.
+	PodCIDRs []netip.Prefix
 	// AllowLoopbackPodIP admits loopback pod addresses (tests, local demo).
 	AllowLoopbackPodIP bool
 	// TrustedProxies may supply X-Forwarded-* headers that are kept.
@@ -217,6 +223,12 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, rec *record) {
 		return
 	}
 	rec.key = key
+	if r.Method == http.MethodConnect || !httpguts.ValidHeaderFieldName(r.Method) {
+		// An HTTP/2 :method is not checked to be a token by net/http; it
+		// is written into an HTTP/1.1 request line, so it must be one.
+		rt.answer(w, r, rec, &httpError{status: http.StatusMethodNotAllowed, code: CodeUnsupportedMethod, detail: "method not supported"})
+		return
+	}
 	if !validTarget(requestTarget(r)) {
 		rt.answer(w, r, rec, &httpError{status: http.StatusBadRequest, code: "invalid_request_target", detail: "request target is not a valid origin-form path"})
 		return
@@ -239,7 +251,7 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, rec *record) {
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		cb := &countingBody{ReadCloser: r.Body}
 		r.Body = cb
-		defer func() { rec.bytesIn = cb.n }()
+		defer func() { rec.bytesIn = cb.n.Load() }()
 	}
 
 	ctx := r.Context()
@@ -252,6 +264,11 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, rec *record) {
 		rec.upstream = target.addr
 		err := rt.forwardOnce(ctx, w, r, target, rec)
 		if err == nil {
+			return
+		}
+		var he *httpError
+		if errors.As(err, &he) {
+			rt.answer(w, r, rec, he)
 			return
 		}
 		var ae *attemptError
@@ -297,6 +314,18 @@ func (rt *Router) shouldRetry(ctx context.Context, ae *attemptError, attempt int
 	return false
 }
 
+// inPodCIDRs reports whether a client-supplied pod address is inside the
+// pod network, so that direct mode cannot reach nodes, services or the
+// router itself.
+func (rt *Router) inPodCIDRs(a netip.Addr) bool {
+	for _, p := range rt.opts.PodCIDRs {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // upstreamTarget is where one attempt goes.
 type upstreamTarget struct {
 	key      routingKey
@@ -318,8 +347,16 @@ var (
 // recreated with a new IP is picked up at once.
 func (rt *Router) target(ctx context.Context, key routingKey) (upstreamTarget, error) {
 	t := upstreamTarget{key: key}
-	res := rt.resolver.Lookup(key.Key)
-	if res.State == resolver.StateUnknown && key.PodIP.IsValid() && rt.opts.PodIPMode == PodIPDirect {
+	direct := key.PodIP.IsValid() && rt.opts.PodIPMode == PodIPDirect && rt.inPodCIDRs(key.PodIP)
+	// Look up by name: a UID pins the instance (a sandbox recreated under
+	// the same name has a new UID) but never redirects to another
+	// sandbox, so a host or ID the client is allowed to use cannot be
+	// combined with someone else's UID.
+	res := rt.resolver.Lookup(resolver.Key{Namespace: key.Namespace, Name: key.Name})
+	if key.UID != "" && res.State != resolver.StateUnknown && res.UID != "" && res.UID != key.UID {
+		return t, errNotFound
+	}
+	if res.State == resolver.StateUnknown && direct {
 		t.addr = netip.AddrPortFrom(key.PodIP, key.Port)
 		return t, nil
 	}
@@ -346,7 +383,7 @@ func (rt *Router) target(ctx context.Context, key routingKey) (upstreamTarget, e
 	}
 	t.protocol = res.Protocol
 	ip := res.PodIP
-	if key.PodIP.IsValid() && rt.opts.PodIPMode == PodIPDirect {
+	if direct {
 		ip = key.PodIP
 	}
 	t.addr = netip.AddrPortFrom(ip, key.Port)
@@ -362,6 +399,11 @@ func (rt *Router) forwardOnce(ctx context.Context, w http.ResponseWriter, r *htt
 	if r.ProtoMajor == 1 {
 		upgrade = upgradeType(r.Header)
 	}
+	if upgrade != "" && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		// After a 101 the connection belongs to the new protocol; a body
+		// still being sent would interleave with it.
+		return &httpError{status: http.StatusBadRequest, code: "upgrade_with_body", detail: "upgrade requests must not carry a body"}
+	}
 	if upgrade == "" && (t.protocol == resolver.ProtocolH2C || t.protocol == resolver.ProtocolAuto && isGRPC(r)) {
 		if r.ProtoMajor == 1 && r.Body != nil && r.Body != http.NoBody {
 			_ = http.NewResponseController(w).EnableFullDuplex()
@@ -371,6 +413,14 @@ func (rt *Router) forwardOnce(ctx context.Context, w http.ResponseWriter, r *htt
 			return err
 		}
 		complete := rt.writeResponse(w, resp, rec)
+		if cb, ok := r.Body.(*countingBody); ok && !cb.eof.Load() && r.ProtoMajor == 1 {
+			// The sandbox answered before the client finished sending:
+			// the transport is still blocked reading the client's body,
+			// and closing the response waits for it. Interrupt the read
+			// and have net/http close the client connection.
+			closeAfterReply(w)
+			_ = http.NewResponseController(w).SetReadDeadline(aLongTimeAgo)
+		}
 		resp.Body.Close()
 		rec.abort = rec.abort || !complete && ctx.Err() == nil
 		return nil
@@ -389,7 +439,8 @@ func (rt *Router) forwardOnce(ctx context.Context, w http.ResponseWriter, r *htt
 	}
 	complete := rt.writeResponse(w, ex.resp, rec)
 	ex.finish(complete)
-	if !complete && ex.bodyErr == nil && ctx.Err() == nil {
+	if !complete && ctx.Err() == nil {
+		// Cut short: the client must not take it for a whole response.
 		rec.abort = true
 	}
 	return nil
@@ -534,15 +585,21 @@ func normalizeDomains(ds []string) []string {
 	return out
 }
 
-// countingBody counts request body bytes for the access log.
+// countingBody counts request body bytes for the access log and notes the
+// end of the body. It may be read by a transport goroutine while the
+// handler looks at it, hence the atomics.
 type countingBody struct {
 	ReadCloser io.ReadCloser
-	n          int64
+	n          atomic.Int64
+	eof        atomic.Bool
 }
 
 func (c *countingBody) Read(p []byte) (int, error) {
 	n, err := c.ReadCloser.Read(p)
-	c.n += int64(n)
+	c.n.Add(int64(n))
+	if err == io.EOF {
+		c.eof.Store(true)
+	}
 	return n, err
 }
 

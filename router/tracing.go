@@ -72,5 +72,12 @@ func traceIDFromHeader(h http.Header) string {
 	if len(v) < 55 || v[2] != '-' || v[35] != '-' {
 		return ""
 	}
-	return v[3:35]
+	id := v[3:35]
+	for i := 0; i < len(id); i++ {
+		// Only lower-case hex: anything else could forge access-log fields.
+		if c := id[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return ""
+		}
+	}
+	return id
 }

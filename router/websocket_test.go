@@ -157,9 +157,10 @@ func TestWebSocketEcho(t *testing.T) {
 			if got := env.metric("sandbox_router_upgraded_connections_total", nil); got != 1 {
 				t.Errorf("upgraded total = %v, want 1", got)
 			}
-			if got := env.metric("sandbox_router_requests_total", map[string]string{"code": "101"}); got != 1 {
-				t.Errorf("requests_total{code=101} = %v, want 1", got)
-			}
+			// Counted when the handler returns, just after the gauge.
+			waitUntil(t, "the upgrade to be counted as a 101", func() bool {
+				return env.metric("sandbox_router_requests_total", map[string]string{"code": "101"}) == 1
+			})
 		})
 	}
 }

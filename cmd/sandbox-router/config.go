@@ -32,6 +32,7 @@ type config struct {
 	Routes             string
 	BaseDomains        []string
 	PodIPMode          string
+	PodCIDRs           []string
 	AllowLoopbackPodIP bool
 	TrustedProxies     []string
 	ForwardAuth        bool
@@ -96,6 +97,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&c.Routes, "routes", "", "static routes YAML file, reloaded on change")
 	fs.Var(&listFlag{dst: &c.BaseDomains}, "base-domain", "base domain for host routing (<port>-<id>.<ns>.<domain>); repeat or comma-separate")
 	fs.StringVar(&c.PodIPMode, "pod-ip-header", "resolver", "X-Sandbox-Pod-IP handling: resolver (validate, route by resolver), direct (dial it), off (ignore)")
+	fs.Var(&listFlag{dst: &c.PodCIDRs}, "pod-cidrs", "pod network CIDRs that --pod-ip-header=direct may dial (required for direct)")
 	fs.BoolVar(&c.AllowLoopbackPodIP, "allow-loopback-pod-ip", false, "admit loopback pod addresses (tests and local demo only)")
 	fs.Var(&listFlag{dst: &c.TrustedProxies}, "trusted-proxies", "CIDRs whose X-Forwarded-* headers are kept")
 	fs.BoolVar(&c.ForwardAuth, "forward-authorization", false, "forward the client's Authorization header to the sandbox")
@@ -243,9 +245,18 @@ func (c *config) validate() error {
 		}
 	}
 	switch c.PodIPMode {
-	case "resolver", "direct", "off":
+	case "resolver", "off":
+	case "direct":
+		if len(c.PodCIDRs) == 0 {
+			bad("pod-ip-header=direct needs pod-cidrs: without them a client could make the router dial any address")
+		}
 	default:
 		bad("pod-ip-header: %q is not resolver, direct or off", c.PodIPMode)
+	}
+	for _, p := range c.PodCIDRs {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			bad("pod-cidrs: %q: %v", p, err)
+		}
 	}
 	for _, p := range c.TrustedProxies {
 		if _, err := parsePrefix(p); err != nil {

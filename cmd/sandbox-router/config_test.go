@@ -91,6 +91,8 @@ func TestConfigErrors(t *testing.T) {
 		{name: "https without cert", args: []string{"--routes", "r", "--listen-https", ":8443"}, wantErr: "listen-https needs"},
 		{name: "bad listen", args: []string{"--routes", "r", "--listen-http", "nope"}, wantErr: "not host:port"},
 		{name: "bad pod ip mode", args: []string{"--routes", "r", "--pod-ip-header", "yes"}, wantErr: "pod-ip-header"},
+		{name: "direct without cidrs", args: []string{"--routes", "r", "--pod-ip-header", "direct"}, wantErr: "needs pod-cidrs"},
+		{name: "bad pod cidr", args: []string{"--routes", "r", "--pod-cidrs", "10.0.0.0"}, wantErr: "pod-cidrs"},
 		{name: "bad cidr", args: []string{"--routes", "r", "--trusted-proxies", "10.0.0.0/33"}, wantErr: "trusted-proxies"},
 		{name: "negative body", args: []string{"--routes", "r", "--max-request-body-bytes", "-1"}, wantErr: "must not be negative"},
 		{name: "zero timeout", args: []string{"--routes", "r", "--read-header-timeout", "0s"}, wantErr: "read-header-timeout must be positive"},

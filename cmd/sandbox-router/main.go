@@ -86,10 +86,16 @@ func run(cfg *config) error {
 		pfx, _ := parsePrefix(p) // validated
 		trusted = append(trusted, pfx)
 	}
+	podCIDRs := make([]netip.Prefix, 0, len(cfg.PodCIDRs))
+	for _, p := range cfg.PodCIDRs {
+		pfx, _ := netip.ParsePrefix(p) // validated
+		podCIDRs = append(podCIDRs, pfx)
+	}
 	rt, err := router.New(router.Options{
 		Resolver:             routes,
 		BaseDomains:          cfg.BaseDomains,
 		PodIPMode:            podIPMode(cfg.PodIPMode),
+		PodCIDRs:             podCIDRs,
 		AllowLoopbackPodIP:   cfg.AllowLoopbackPodIP,
 		TrustedProxies:       trusted,
 		ForwardAuthorization: cfg.ForwardAuth,
