@@ -451,6 +451,11 @@ func (rt *Router) forwardOnce(ctx context.Context, w http.ResponseWriter, r *htt
 func (rt *Router) writeResponse(w http.ResponseWriter, resp *http.Response, rec *record) bool {
 	h := w.Header()
 	copyResponseHeaders(h, resp.Header)
+	if _, ok := h["Content-Type"]; !ok {
+		// A proxy must not invent a media type: nil stops net/http
+		// from sniffing one.
+		h["Content-Type"] = nil
+	}
 	announced := announceTrailers(h, resp.Trailer)
 	if announced != nil {
 		// An HTTP/2 sandbox may send a Content-Length with trailers;
@@ -511,6 +516,12 @@ func (rt *Router) answerAttempt(w http.ResponseWriter, r *http.Request, rec *rec
 	switch ae.kind {
 	case failClient:
 		rec.status, rec.code = statusClientClosed, "client_closed"
+		if r.Context().Err() == nil {
+			// The client is still connected but its request broke off
+			// (a malformed or truncated body): reset rather than let
+			// net/http send an empty 200.
+			rec.abort = true
+		}
 		return
 	case failBodyTooLarge:
 		he = errBodyTooLarge
