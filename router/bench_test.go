@@ -14,17 +14,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/sandbox-router/sandbox-router/resolver"
 )
-
-// benchResolver answers every lookup with one running pod.
-type benchResolver struct{ ip netip.Addr }
-
-func (b benchResolver) Lookup(k resolver.Key) resolver.Result {
-	return resolver.Result{State: resolver.StateRunning, Namespace: k.Namespace, Name: k.Name, PodIP: b.ip}
-}
-func (benchResolver) Synced() bool { return true }
 
 // startBenchOrigin is a minimal HTTP/1.1 backend on 127.0.0.1: it reads each
 // request head (GET, no body) and answers a canned response, allocating
@@ -108,7 +98,7 @@ func (w *benchWriter) Flush() {}
 func newBenchRouter(b *testing.B, accessLog io.Writer) *Router {
 	b.Helper()
 	rt, err := New(Options{
-		Resolver:           benchResolver{netip.MustParseAddr("127.0.0.1")},
+		Resolver:           oneSandbox{netip.MustParseAddr("127.0.0.1")},
 		AllowLoopbackPodIP: true,
 		Metrics:            NewMetrics(prometheus.NewRegistry()),
 		AccessLog:          accessLog,

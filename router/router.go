@@ -328,7 +328,6 @@ func (rt *Router) inPodCIDRs(a netip.Addr) bool {
 
 // upstreamTarget is where one attempt goes.
 type upstreamTarget struct {
-	key      routingKey
 	addr     netip.AddrPort
 	protocol resolver.Protocol
 }
@@ -346,7 +345,7 @@ var (
 // the sandbox is not running. It is re-run on every retry so that a pod
 // recreated with a new IP is picked up at once.
 func (rt *Router) target(ctx context.Context, key routingKey) (upstreamTarget, error) {
-	t := upstreamTarget{key: key}
+	var t upstreamTarget
 	direct := key.PodIP.IsValid() && rt.opts.PodIPMode == PodIPDirect && rt.inPodCIDRs(key.PodIP)
 	// Look up by name: a UID pins the instance (a sandbox recreated under
 	// the same name has a new UID) but never redirects to another
