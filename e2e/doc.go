@@ -1,5 +1,7 @@
-// Package e2e holds the end-to-end harness of sandbox-router: the local
-// demo (e2e/demo) today, and the real etcd + kube-apiserver harness with a
-// simulated sandbox controller as the resolver work lands. Nothing here is
-// linked into the router binary.
+// Package e2e holds the end-to-end harness of sandbox-router: e2e/cluster
+// (a real etcd + kube-apiserver built from source, on loopback),
+// e2e/sim (a simulated sandbox controller and kubelet that gives every
+// Sandbox a Pod and a real HTTP backend on its own loopback address) and
+// the local demo (e2e/demo). Nothing here is linked into the router
+// binary.
 package e2e

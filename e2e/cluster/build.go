@@ -3,13 +3,14 @@ package cluster
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -40,22 +41,29 @@ var tools = []tool{
 }
 
 // repoRoot walks up from the working directory to the go.mod of the main
-// module.
+// module, and failing that from this source file's directory (a demo
+// binary started elsewhere, built without -trimpath).
 func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
+	var starts []string
+	if wd, err := os.Getwd(); err == nil {
+		starts = append(starts, wd)
 	}
-	for {
-		if isMainModule(filepath.Join(dir, "go.mod")) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("no go.mod of module %s above the working directory", mainModule)
-		}
-		dir = parent
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		starts = append(starts, filepath.Dir(file))
 	}
+	for _, dir := range starts {
+		for {
+			if isMainModule(filepath.Join(dir, "go.mod")) {
+				return dir, nil
+			}
+			parent := filepath.Dir(dir)
+			if parent == dir {
+				break
+			}
+			dir = parent
+		}
+	}
+	return "", fmt.Errorf("no go.mod of module %s above the working directory", mainModule)
 }
 
 func isMainModule(goMod string) bool {
@@ -75,58 +83,57 @@ func isMainModule(goMod string) bool {
 // ensureBinaries builds the tools into e2e/tools/bin when they are missing
 // or older than the tools module's go.mod/go.sum. A flock on bin/.lock keeps
 // test packages running in parallel from building at the same time.
-func ensureBinaries(t testing.TB) binaries {
-	t.Helper()
+func ensureBinaries(ctx context.Context, logf func(string, ...any)) (binaries, error) {
 	root, err := repoRoot()
 	if err != nil {
-		t.Fatalf("cluster: %v", err)
+		return binaries{}, err
 	}
 	toolsDir := filepath.Join(root, "e2e", "tools")
 	binDir := filepath.Join(toolsDir, "bin")
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
-		t.Fatalf("cluster: %v", err)
+		return binaries{}, err
 	}
 	lock, err := os.OpenFile(filepath.Join(binDir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		t.Fatalf("cluster: %v", err)
+		return binaries{}, err
 	}
 	defer lock.Close() // closing the file releases the lock
 	if err := flock(lock); err != nil {
-		t.Fatalf("cluster: lock %s: %v", lock.Name(), err)
+		return binaries{}, fmt.Errorf("lock %s: %w", lock.Name(), err)
 	}
 
 	newest, err := newestModTime(filepath.Join(toolsDir, "go.mod"), filepath.Join(toolsDir, "go.sum"))
 	if err != nil {
-		t.Fatalf("cluster: tools module: %v", err)
+		return binaries{}, fmt.Errorf("tools module: %w", err)
 	}
 	goBin, err := goCommand()
 	if err != nil {
-		t.Fatalf("cluster: %v", err)
+		return binaries{}, err
 	}
 	for _, tl := range tools {
 		out := filepath.Join(binDir, tl.name)
 		if fi, err := os.Stat(out); err == nil && fi.ModTime().After(newest) {
 			continue
 		}
-		t.Logf("cluster: building %s from source (a cold build takes minutes)", tl.name)
+		logf("cluster: building %s from source (a cold build takes minutes)", tl.name)
 		start := time.Now()
 		tmp := out + ".tmp"
-		cmd := exec.Command(goBin, "build", "-o", tmp, "-ldflags="+tl.ldflags, tl.pkg)
+		cmd := exec.CommandContext(ctx, goBin, "build", "-o", tmp, "-ldflags="+tl.ldflags, tl.pkg)
 		cmd.Dir = toolsDir
 		cmd.Env = append(os.Environ(), "GOWORK=off")
 		if msg, err := cmd.CombinedOutput(); err != nil {
 			_ = os.Remove(tmp)
-			t.Fatalf("cluster: go build %s: %v\n%s", tl.pkg, err, msg)
+			return binaries{}, fmt.Errorf("go build %s: %w\n%s", tl.pkg, err, msg)
 		}
 		if err := os.Rename(tmp, out); err != nil {
-			t.Fatalf("cluster: %v", err)
+			return binaries{}, err
 		}
-		t.Logf("cluster: built %s in %s", tl.name, time.Since(start).Round(time.Millisecond))
+		logf("cluster: built %s in %s", tl.name, time.Since(start).Round(time.Millisecond))
 	}
 	return binaries{
 		apiserver: filepath.Join(binDir, "kube-apiserver"),
 		etcd:      filepath.Join(binDir, "etcd"),
-	}
+	}, nil
 }
 
 // flock takes an exclusive lock, retrying when a signal interrupts the wait.

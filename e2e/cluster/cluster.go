@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -17,11 +18,24 @@ import (
 )
 
 const (
-	// readyTimeout bounds the wait for etcd /health and kube-apiserver /readyz.
+	// readyTimeout bounds the wait for etcd /health and kube-apiserver
+	// /readyz when the caller's context has no earlier deadline.
 	readyTimeout = 90 * time.Second
 	// logTailBytes is how much of each process's output a failed test prints.
 	logTailBytes = 64 << 10
 )
+
+// Options configure New.
+type Options struct {
+	// Dir is the work directory: etcd's data, the API server's
+	// certificates, keys, token file, kubeconfig and both processes' logs
+	// live under it. It is created if missing and left in place by Close.
+	// Empty means a fresh temporary directory that Close removes.
+	Dir string
+	// Logf receives progress lines (binary builds, process starts and
+	// stops). Nil discards them.
+	Logf func(format string, args ...any)
+}
 
 // Cluster is a running etcd and kube-apiserver on loopback.
 type Cluster struct {
@@ -36,8 +50,11 @@ type Cluster struct {
 	CAFile string
 	// KubeconfigPath is an admin kubeconfig for the cluster.
 	KubeconfigPath string
+	// Dir is the work directory (Options.Dir or the temporary one).
+	Dir string
 
-	t        testing.TB
+	logf     func(string, ...any)
+	removeWD bool // Dir was made by New; Close removes it
 	bins     binaries
 	etcdDir  string
 	apiDir   string
@@ -47,28 +64,79 @@ type Cluster struct {
 	etcd     *process
 	api      *process
 	finished []*process // stopped processes, kept for their logs
+	closed   bool
 }
 
-// Start builds (if needed) and starts etcd and kube-apiserver, waits until
-// the API server is ready, and registers a cleanup that stops both. Tests
-// using it are skipped with -short.
+// Start is New for tests: it skips the test with -short, builds and starts
+// the cluster in t.TempDir(), fails the test on error, and registers a
+// cleanup that stops both processes and prints their output if the test
+// failed.
 func Start(t testing.TB) *Cluster {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("cluster: real etcd + kube-apiserver test skipped in -short mode")
 	}
-	c := &Cluster{t: t, bins: ensureBinaries(t), etcdDir: t.TempDir(), apiDir: t.TempDir()}
-	// Registered after the TempDirs, so it runs before they are removed.
-	t.Cleanup(func() {
-		c.Stop()
-		if t.Failed() {
-			c.dumpLogs()
-		}
-	})
-
-	ports, err := freePorts(3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute) // a cold build takes minutes
+	defer cancel()
+	c, err := New(ctx, Options{Dir: t.TempDir(), Logf: t.Logf})
+	if c != nil {
+		// Registered after the TempDir, so it runs before it is removed.
+		t.Cleanup(func() {
+			if err := c.Close(); err != nil {
+				t.Errorf("cluster: %v", err)
+			}
+			if t.Failed() {
+				c.DumpLogs(t.Logf)
+			}
+		})
+	}
 	if err != nil {
 		t.Fatalf("cluster: %v", err)
+	}
+	return c
+}
+
+// New builds kube-apiserver and etcd if needed (see the package doc),
+// starts both on free loopback ports, waits until the API server is ready
+// and writes an admin kubeconfig. ctx bounds the build and the start, not
+// the life of the processes: they run until Close. On error the returned
+// Cluster, if not nil, has already been closed but still serves DumpLogs.
+func New(ctx context.Context, opts Options) (*Cluster, error) {
+	logf := opts.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	bins, err := ensureBinaries(ctx, logf)
+	if err != nil {
+		return nil, err
+	}
+	c := &Cluster{logf: logf, bins: bins, Dir: opts.Dir}
+	if c.Dir == "" {
+		if c.Dir, err = os.MkdirTemp("", "sandbox-router-cluster-"); err != nil {
+			return nil, err
+		}
+		c.removeWD = true
+	}
+	if err := c.start(ctx); err != nil {
+		if cerr := c.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		return c, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) start(ctx context.Context) error {
+	c.etcdDir = filepath.Join(c.Dir, "etcd")
+	c.apiDir = filepath.Join(c.Dir, "apiserver")
+	for _, d := range []string{c.etcdDir, c.apiDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	ports, err := freePorts(3)
+	if err != nil {
+		return err
 	}
 	c.etcdURL = "http://127.0.0.1:" + strconv.Itoa(ports[0])
 	peerURL := "http://127.0.0.1:" + strconv.Itoa(ports[1])
@@ -78,19 +146,19 @@ func Start(t testing.TB) *Cluster {
 	c.KubeconfigPath = filepath.Join(c.apiDir, "kubeconfig")
 
 	if c.AdminToken, err = newToken(); err != nil {
-		t.Fatalf("cluster: %v", err)
+		return err
 	}
 	if c.RouterToken, err = newToken(); err != nil {
-		t.Fatalf("cluster: %v", err)
+		return err
 	}
 	if err := writeTokens(filepath.Join(c.apiDir, "tokens.csv"), c.AdminToken, c.RouterToken); err != nil {
-		t.Fatalf("cluster: %v", err)
+		return err
 	}
 	if err := writeServiceAccountKeys(filepath.Join(c.apiDir, "sa.key"), filepath.Join(c.apiDir, "sa.pub")); err != nil {
-		t.Fatalf("cluster: %v", err)
+		return err
 	}
 
-	c.etcd, err = startProcess("etcd", c.bins.etcd, filepath.Join(c.etcdDir, "etcd.log"),
+	p, err := startProcess("etcd", c.bins.etcd, filepath.Join(c.etcdDir, "etcd.log"),
 		"--name=default",
 		"--data-dir="+filepath.Join(c.etcdDir, "data"),
 		"--listen-client-urls="+c.etcdURL,
@@ -101,27 +169,32 @@ func Start(t testing.TB) *Cluster {
 		"--unsafe-no-fsync", // test data only; keeps slow disks out of the way
 	)
 	if err != nil {
-		t.Fatalf("cluster: %v", err)
+		return err
 	}
-	if err := waitHealthy(c.etcd, http.DefaultClient, c.etcdURL+"/health", ""); err != nil {
-		t.Fatalf("cluster: etcd: %v", err)
+	c.mu.Lock()
+	c.etcd = p
+	c.mu.Unlock()
+	c.logf("cluster: etcd started (pid %d) on %s", p.cmd.Process.Pid, c.etcdURL)
+	if err := waitHealthy(ctx, p, http.DefaultClient, c.etcdURL+"/health", ""); err != nil {
+		return fmt.Errorf("etcd: %w", err)
 	}
-	c.StartAPIServer()
-	if err := writeKubeconfig(c.KubeconfigPath, c.URL, c.CAFile, c.AdminToken); err != nil {
-		t.Fatalf("cluster: %v", err)
+	if err := c.StartAPIServer(ctx); err != nil {
+		return err
 	}
-	return c
+	return c.WriteKubeconfig(c.KubeconfigPath, c.AdminToken)
 }
 
 // StartAPIServer starts kube-apiserver on the cluster's port with the same
-// etcd, certificates and tokens, and waits for /readyz. Call it from the
-// test goroutine; it fails the test on error.
-func (c *Cluster) StartAPIServer() {
-	c.t.Helper()
+// etcd, certificates and tokens, and waits for /readyz. New calls it; call
+// it again after StopAPIServer to restart the API server.
+func (c *Cluster) StartAPIServer(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.closed {
+		return errors.New("cluster is closed")
+	}
 	if c.api != nil {
-		c.t.Fatalf("cluster: kube-apiserver is already running")
+		return errors.New("kube-apiserver is already running")
 	}
 	d := c.apiDir
 	p, err := startProcess("kube-apiserver", c.bins.apiserver, filepath.Join(d, "kube-apiserver.log"),
@@ -138,45 +211,80 @@ func (c *Cluster) StartAPIServer() {
 		"--disable-admission-plugins=ServiceAccount",
 	)
 	if err != nil {
-		c.t.Fatalf("cluster: %v", err)
+		return err
 	}
 	c.api = p
-	if err := c.waitAPIReady(p); err != nil {
-		c.t.Fatalf("cluster: kube-apiserver: %v", err)
+	c.logf("cluster: kube-apiserver started (pid %d) on %s", p.cmd.Process.Pid, c.URL)
+	if err := c.waitAPIReady(ctx, p); err != nil {
+		return fmt.Errorf("kube-apiserver: %w", err)
 	}
+	return nil
 }
 
 // StopAPIServer stops kube-apiserver (etcd and its data stay), so a test
 // can see the API server unreachable and then call StartAPIServer again.
-func (c *Cluster) StopAPIServer() {
-	c.t.Helper()
+func (c *Cluster) StopAPIServer() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.api == nil {
-		return
+	return c.stopLocked(&c.api)
+}
+
+// Close stops kube-apiserver and then etcd, each by its PID, and removes
+// the work directory if New made it. It is safe to call more than once.
+func (c *Cluster) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
 	}
-	p := c.api
-	c.api = nil
+	c.closed = true
+	err := errors.Join(c.stopLocked(&c.api), c.stopLocked(&c.etcd))
+	if c.removeWD {
+		// Keep the logs readable for DumpLogs first.
+		c.keepLogTails()
+		err = errors.Join(err, os.RemoveAll(c.Dir))
+	}
+	return err
+}
+
+func (c *Cluster) stopLocked(pp **process) error {
+	p := *pp
+	if p == nil {
+		return nil
+	}
+	*pp = nil
 	c.finished = append(c.finished, p)
-	if err := p.stop(); err != nil {
-		c.t.Errorf("cluster: %v", err)
+	err := p.stop()
+	c.logf("cluster: %s (pid %d) stopped", p.name, p.cmd.Process.Pid)
+	return err
+}
+
+// keepLogTails reads the finished processes' log tails into memory before
+// their files are removed.
+func (c *Cluster) keepLogTails() {
+	for _, p := range c.finished {
+		if p.savedTail == "" {
+			p.savedTail = p.logTail(logTailBytes)
+		}
 	}
 }
 
-// Stop stops kube-apiserver and then etcd. It is safe to call more than
-// once; Start registers it with t.Cleanup.
-func (c *Cluster) Stop() {
-	c.StopAPIServer()
+// DumpLogs writes the tail of every process's output to logf; Start calls
+// it when a test failed.
+func (c *Cluster) DumpLogs(logf func(format string, args ...any)) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.etcd == nil {
-		return
-	}
-	p := c.etcd
-	c.etcd = nil
-	c.finished = append(c.finished, p)
-	if err := p.stop(); err != nil {
-		c.t.Errorf("cluster: %v", err)
+	seen := map[string]bool{}
+	for _, p := range append(append([]*process(nil), c.finished...), c.etcd, c.api) {
+		if p == nil || seen[p.logPath] { // restarts append to the same file
+			continue
+		}
+		seen[p.logPath] = true
+		tail := p.savedTail
+		if tail == "" {
+			tail = p.logTail(logTailBytes)
+		}
+		logf("cluster: ---- %s output (%s) ----\n%s", p.name, p.logPath, tail)
 	}
 }
 
@@ -205,17 +313,23 @@ func (c *Cluster) caPool() (*x509.CertPool, error) {
 	return pool, nil
 }
 
+// withReadyTimeout bounds ctx by readyTimeout unless it ends sooner.
+func withReadyTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if d, ok := ctx.Deadline(); ok && time.Until(d) < readyTimeout {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, readyTimeout)
+}
+
 // waitAPIReady waits until the serving certificate exists and /readyz
 // answers 200 over TLS verified against it.
-func (c *Cluster) waitAPIReady(p *process) error {
-	deadline := time.Now().Add(readyTimeout)
+func (c *Cluster) waitAPIReady(ctx context.Context, p *process) error {
+	ctx, cancel := withReadyTimeout(ctx)
+	defer cancel()
 	var client *http.Client
 	for client == nil {
 		if p.exited() {
 			return fmt.Errorf("exited before writing its certificate: %v", p.err)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no serving certificate at %s after %s", c.CAFile, readyTimeout)
 		}
 		if _, err := os.Stat(c.CAFile); err == nil {
 			var err error
@@ -225,23 +339,26 @@ func (c *Cluster) waitAPIReady(p *process) error {
 			}
 		}
 		if client == nil {
-			time.Sleep(100 * time.Millisecond)
+			if err := sleep(ctx, p, 100*time.Millisecond); err != nil {
+				return fmt.Errorf("no serving certificate at %s: %w", c.CAFile, err)
+			}
 		}
 	}
 	defer client.CloseIdleConnections()
-	return waitHealthy(p, client, c.URL+"/readyz", c.AdminToken)
+	return waitHealthy(ctx, p, client, c.URL+"/readyz", c.AdminToken)
 }
 
-// waitHealthy polls url until it answers 200, the process exits, or
-// readyTimeout passes.
-func waitHealthy(p *process, client *http.Client, url, token string) error {
-	deadline := time.Now().Add(readyTimeout)
+// waitHealthy polls url until it answers 200, the process exits, or ctx
+// (bounded by readyTimeout) ends.
+func waitHealthy(ctx context.Context, p *process, client *http.Client, url, token string) error {
+	ctx, cancel := withReadyTimeout(ctx)
+	defer cancel()
 	var last error
 	for {
 		if p.exited() {
 			return fmt.Errorf("exited while waiting for %s: %v", url, p.err)
 		}
-		req, err := http.NewRequest(http.MethodGet, url, nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return err
 		}
@@ -258,24 +375,23 @@ func waitHealthy(p *process, client *http.Client, url, token string) error {
 			err = fmt.Errorf("%s: %s", resp.Status, body)
 		}
 		last = err
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not ready after %s: %w", url, readyTimeout, last)
+		if err := sleep(ctx, p, 200*time.Millisecond); err != nil {
+			return fmt.Errorf("%s not ready: %w (last: %v)", url, err, last)
 		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }
 
-// dumpLogs prints the tail of every process's output.
-func (c *Cluster) dumpLogs() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	seen := map[string]bool{}
-	for _, p := range c.finished {
-		if seen[p.logPath] { // restarts append to the same file
-			continue
-		}
-		seen[p.logPath] = true
-		c.t.Logf("cluster: ---- %s output (%s) ----\n%s", p.name, p.logPath, p.logTail(logTailBytes))
+// sleep waits d, or until ctx ends or p exits (then it returns an error).
+func sleep(ctx context.Context, p *process, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-p.done:
+		return fmt.Errorf("%s exited: %v", p.name, p.err)
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

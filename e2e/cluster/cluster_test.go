@@ -212,11 +212,15 @@ func TestClusterStartsAndServesSandboxes(t *testing.T) {
 	router.must(http.StatusForbidden, http.MethodGet, beta, "", nil, nil)
 
 	// Restart the API server; the object lives in etcd and survives.
-	c.StopAPIServer()
+	if err := c.StopAPIServer(); err != nil {
+		t.Fatal(err)
+	}
 	if _, _, err := admin.do(http.MethodGet, beta+"/demo", "", nil); err == nil {
 		t.Fatal("API server still answers after StopAPIServer")
 	}
-	c.StartAPIServer()
+	if err := c.StartAPIServer(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	waitServed(t, admin)
 	var after sandbox
 	admin.must(http.StatusOK, http.MethodGet, beta+"/demo", "", nil, &after)

@@ -1,15 +1,23 @@
 // Package cluster starts a real etcd and a real kube-apiserver on loopback
-// for end-to-end tests: Start(t) builds both from source through the
-// separate e2e/tools module (cached in e2e/tools/bin, rebuilt when the tools
-// module's go.mod or go.sum is newer), runs each in its own t.TempDir() on
-// free 127.0.0.1 ports, waits for /readyz, and writes an admin kubeconfig.
+// for end-to-end tests and the local demo. New(ctx, Options) builds both
+// from source through the separate e2e/tools module (cached in
+// e2e/tools/bin, rebuilt when the tools module's go.mod or go.sum is
+// newer), runs each under the work directory on free 127.0.0.1 ports,
+// waits for /readyz, and writes an admin kubeconfig; Start(t) is the same
+// for tests (skipped with -short, closed by t.Cleanup, process output
+// printed when the test failed).
+//
+// Identities: the static token file holds "admin" (system:masters) and
+// "router" (no group, so RBAC decides). AdminConfig, RouterConfig and
+// WriteKubeconfig hand them to client-go and to the router binary.
+// ApplyCRDs installs deploy/crds and waits until the versions are served;
+// ApplyManifests server-side applies any multi-document YAML (RBAC,
+// namespaces, CRDs, custom objects) through discovery.
 //
 // It owns the life of the processes it starts and nothing else: every
-// process is stopped by its PID (SIGTERM, then SIGKILL after a deadline) in
-// t.Cleanup, never by name; process output goes to log files that are
-// printed only when the test failed. There is no kubelet, scheduler or
-// controller-manager; tests play those roles themselves.
-//
-// It must not depend on client-go or any router package: tests talk to the
-// API server over plain HTTPS with the tokens and CA file exposed here.
+// process is stopped by its PID (SIGTERM, then SIGKILL after a deadline),
+// never by name, and dies with its parent (Pdeathsig). There is no kubelet,
+// scheduler, controller-manager or garbage collector; e2e/sim plays the
+// sandbox controller and the kubelet. It must not depend on any router
+// package.
 package cluster

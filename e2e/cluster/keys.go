@@ -46,8 +46,9 @@ func writeTokens(path, adminToken, routerToken string) error {
 	return os.WriteFile(path, []byte(data), 0o600)
 }
 
-// writeKubeconfig writes an admin kubeconfig for server, trusting caFile.
-func writeKubeconfig(path, server, caFile, token string) error {
+// writeKubeconfig writes a kubeconfig for server, trusting caFile, that
+// authenticates as user with token.
+func writeKubeconfig(path, server, caFile, user, token string) error {
 	data := fmt.Sprintf(`apiVersion: v1
 kind: Config
 clusters:
@@ -56,15 +57,15 @@ clusters:
     server: %q
     certificate-authority: %q
 users:
-- name: admin
+- name: %q
   user:
     token: %q
 contexts:
 - name: e2e
   context:
     cluster: e2e
-    user: admin
+    user: %q
 current-context: e2e
-`, server, caFile, token)
+`, server, caFile, user, token, user)
 	return os.WriteFile(path, []byte(data), 0o600)
 }

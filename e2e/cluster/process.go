@@ -19,6 +19,9 @@ type process struct {
 	logPath string
 	done    chan struct{} // closed when the process has exited
 	err     error         // exit status; valid after done is closed
+	// savedTail is the log tail read before Close removed the work
+	// directory; guarded by the Cluster's mutex.
+	savedTail string
 }
 
 // startProcess starts bin with args, its output appended to logPath.

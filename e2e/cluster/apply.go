@@ -1,0 +1,288 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/cache"
+	watchtools "k8s.io/client-go/tools/watch"
+)
+
+const (
+	// FieldManager is the server-side apply field manager of ApplyManifests.
+	FieldManager = "sandbox-router-e2e"
+	// crdWaitTimeout bounds the wait for a CRD to be served when the
+	// caller's context has no deadline.
+	crdWaitTimeout = 60 * time.Second
+)
+
+var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
+
+// CRDDir returns the repository's deploy/crds directory.
+func CRDDir() (string, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, "deploy", "crds"), nil
+}
+
+// ApplyCRDs applies every CRD manifest in deploy/crds as admin and waits
+// until each is Established and all its served versions answer in
+// discovery and to a list. It is idempotent: call it again after
+// StartAPIServer to wait until the restarted server serves them.
+func (c *Cluster) ApplyCRDs(ctx context.Context) error {
+	dir, err := CRDDir()
+	if err != nil {
+		return err
+	}
+	return ApplyManifests(ctx, c.AdminConfig(), dir)
+}
+
+// ApplyManifests server-side applies (field manager FieldManager, forced)
+// every object of the multi-document YAML or JSON files at paths, in
+// order. A path that is a directory stands for its *.yaml, *.yml and
+// *.json files in name order, without kustomization.yaml. Resources are
+// mapped through discovery; a namespaced object without a namespace goes
+// to "default". After a CustomResourceDefinition, ApplyManifests waits
+// until its versions are served, so later documents may be of its kind.
+func ApplyManifests(ctx context.Context, cfg *rest.Config, paths ...string) error {
+	objs, err := readManifests(paths)
+	if err != nil {
+		return err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(dc))
+	for _, m := range objs {
+		obj := m.obj
+		gvk := obj.GroupVersionKind()
+		mapping, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if meta.IsNoMatchError(err) {
+			mapper.Reset() // a CRD may have been added since discovery was read
+			mapping, err = mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %s %s: %w", m.source, gvk.Kind, obj.GetName(), err)
+		}
+		var res dynamic.ResourceInterface = dyn.Resource(mapping.Resource)
+		if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
+			if obj.GetNamespace() == "" {
+				obj.SetNamespace(metav1.NamespaceDefault)
+			}
+			res = dyn.Resource(mapping.Resource).Namespace(obj.GetNamespace())
+		} else {
+			obj.SetNamespace("")
+		}
+		data, err := json.Marshal(obj.Object)
+		if err != nil {
+			return err
+		}
+		force := true
+		if _, err := res.Patch(ctx, obj.GetName(), types.ApplyPatchType, data,
+			metav1.PatchOptions{FieldManager: FieldManager, Force: &force}); err != nil {
+			return fmt.Errorf("%s: apply %s %s: %w", m.source, gvk.Kind, obj.GetName(), err)
+		}
+		if mapping.Resource == crdGVR {
+			if err := waitCRDServed(ctx, dyn, dc, obj); err != nil {
+				return fmt.Errorf("%s: CRD %s: %w", m.source, obj.GetName(), err)
+			}
+			mapper.Reset()
+		}
+	}
+	return nil
+}
+
+type manifest struct {
+	source string // file name and document number, for errors
+	obj    *unstructured.Unstructured
+}
+
+func readManifests(paths []string) ([]manifest, error) {
+	var files []string
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		if !fi.IsDir() {
+			files = append(files, p)
+			continue
+		}
+		entries, err := os.ReadDir(p)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries { // ReadDir sorts by name
+			n := e.Name()
+			if e.IsDir() || n == "kustomization.yaml" || n == "kustomization.yml" {
+				continue
+			}
+			if ext := filepath.Ext(n); ext == ".yaml" || ext == ".yml" || ext == ".json" {
+				files = append(files, filepath.Join(p, n))
+			}
+		}
+	}
+	var out []manifest
+	for _, f := range files {
+		objs, err := decodeFile(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, objs...)
+	}
+	return out, nil
+}
+
+func decodeFile(path string) ([]manifest, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	dec := utilyaml.NewYAMLOrJSONDecoder(fh, 4096)
+	var out []manifest
+	for doc := 1; ; doc++ {
+		var m map[string]any
+		if err := dec.Decode(&m); err != nil {
+			if errors.Is(err, io.EOF) {
+				return out, nil
+			}
+			return nil, fmt.Errorf("%s: document %d: %w", path, doc, err)
+		}
+		if len(m) == 0 { // an empty document (a lone ---)
+			continue
+		}
+		obj := &unstructured.Unstructured{Object: m}
+		if obj.GetKind() == "" || obj.GetAPIVersion() == "" || obj.GetName() == "" {
+			return nil, fmt.Errorf("%s: document %d: apiVersion, kind and metadata.name are required", path, doc)
+		}
+		out = append(out, manifest{source: fmt.Sprintf("%s#%d", path, doc), obj: obj})
+	}
+}
+
+// waitCRDServed waits, through a watch, until the CRD is Established, and
+// then until every served version lists in discovery and answers a list
+// (the CRD handler can lag Established by a moment).
+func waitCRDServed(ctx context.Context, dyn dynamic.Interface, dc discovery.DiscoveryInterface, applied *unstructured.Unstructured) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, crdWaitTimeout)
+		defer cancel()
+	}
+	name := applied.GetName()
+	sel := fields.OneTermEqualSelector("metadata.name", name).String()
+	crds := dyn.Resource(crdGVR)
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			o.FieldSelector = sel
+			return crds.List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			o.FieldSelector = sel
+			return crds.Watch(ctx, o)
+		},
+	}
+	var crd *unstructured.Unstructured
+	_, err := watchtools.UntilWithSync(ctx, lw, &unstructured.Unstructured{}, nil, func(ev watch.Event) (bool, error) {
+		u, ok := ev.Object.(*unstructured.Unstructured)
+		if !ok || ev.Type == watch.Deleted {
+			return false, nil
+		}
+		if conditionTrue(u, "Established") {
+			crd = u
+			return true, nil
+		}
+		return false, nil
+	})
+	if err != nil {
+		return fmt.Errorf("not Established: %w", err)
+	}
+
+	group, _, _ := unstructured.NestedString(crd.Object, "spec", "group")
+	plural, _, _ := unstructured.NestedString(crd.Object, "spec", "names", "plural")
+	scope, _, _ := unstructured.NestedString(crd.Object, "spec", "scope")
+	versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
+	for _, v := range versions {
+		vm, _ := v.(map[string]any)
+		version, _ := vm["name"].(string)
+		if served, _ := vm["served"].(bool); !served || version == "" {
+			continue
+		}
+		gv := group + "/" + version
+		gvr := schema.GroupVersionResource{Group: group, Version: version, Resource: plural}
+		var last error
+		for {
+			last = servedOnce(ctx, dyn, dc, gv, gvr, scope)
+			if last == nil {
+				break
+			}
+			t := time.NewTimer(100 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("%s not served: %w (last: %v)", gvr, ctx.Err(), last)
+			case <-t.C:
+			}
+		}
+	}
+	return nil
+}
+
+// servedOnce checks discovery and a one-item list of gvr once.
+func servedOnce(ctx context.Context, dyn dynamic.Interface, dc discovery.DiscoveryInterface, gv string, gvr schema.GroupVersionResource, scope string) error {
+	list, err := dc.ServerResourcesForGroupVersion(gv)
+	if err != nil {
+		return err
+	}
+	if !slices.ContainsFunc(list.APIResources, func(r metav1.APIResource) bool { return r.Name == gvr.Resource }) {
+		return fmt.Errorf("%s not in discovery of %s", gvr.Resource, gv)
+	}
+	var res dynamic.ResourceInterface = dyn.Resource(gvr)
+	if strings.EqualFold(scope, "Namespaced") {
+		res = dyn.Resource(gvr).Namespace(metav1.NamespaceDefault)
+	}
+	_, err = res.List(ctx, metav1.ListOptions{Limit: 1})
+	return err
+}
+
+// conditionTrue reports whether status.conditions has type t with status
+// "True".
+func conditionTrue(u *unstructured.Unstructured, t string) bool {
+	conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
+	for _, c := range conds {
+		m, _ := c.(map[string]any)
+		if m["type"] == t && m["status"] == "True" {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,231 @@
+package sim
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// sseInterval is the time between two events of /sse.
+const sseInterval = 50 * time.Millisecond
+
+// usedAddrs are the loopback addresses handed out in this process, by any
+// Sim: an address is never given to a second pod, so a stale route can
+// never reach another pod's backend.
+var usedAddrs = struct {
+	sync.Mutex
+	m map[netip.Addr]bool
+}{m: map[netip.Addr]bool{}}
+
+func reserveAddr(a netip.Addr) bool {
+	usedAddrs.Lock()
+	defer usedAddrs.Unlock()
+	if usedAddrs.m[a] {
+		return false
+	}
+	usedAddrs.m[a] = true
+	return true
+}
+
+// backend is the HTTP server of one pod: one listener per port on the
+// pod's address.
+type backend struct {
+	namespace, pod string
+	ip             netip.Addr
+	sandbox        atomic.Pointer[string] // changes when a warm pod is adopted
+	logf           func(string, ...any)
+
+	ctx     context.Context // canceled by stop; every request's base
+	cancel  context.CancelFunc
+	servers []*http.Server
+	serveWG sync.WaitGroup // Serve goroutines
+
+	mu       sync.Mutex
+	stopping bool
+	active   sync.WaitGroup // running handlers, hijacked ones included
+	stopOnce sync.Once
+}
+
+// startBackend listens on ip at every port and serves. It fails (with an
+// error wrapping syscall.EADDRINUSE when another process holds a port)
+// without leaving a listener open.
+func startBackend(ip netip.Addr, ports []uint16, namespace, pod, sandbox string, logf func(string, ...any)) (*backend, error) {
+	b := &backend{namespace: namespace, pod: pod, ip: ip, logf: logf}
+	b.sandbox.Store(&sandbox)
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	var ls []net.Listener
+	for _, port := range ports {
+		l, err := net.Listen("tcp", netip.AddrPortFrom(ip, port).String())
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			b.cancel()
+			return nil, err
+		}
+		ls = append(ls, l)
+	}
+	for i, l := range ls {
+		port := ports[i]
+		srv := &http.Server{
+			Handler:           b.handler(port),
+			ReadHeaderTimeout: 30 * time.Second,
+			BaseContext:       func(net.Listener) context.Context { return b.ctx },
+			ErrorLog:          nil,
+		}
+		b.servers = append(b.servers, srv)
+		b.serveWG.Add(1)
+		go func() {
+			defer b.serveWG.Done()
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				logf("sim: backend %s %s: %v", pod, l.Addr(), err)
+			}
+		}()
+	}
+	return b, nil
+}
+
+func (b *backend) setSandbox(name string) { b.sandbox.Store(&name) }
+
+// stop closes the listeners and every connection, ends streams and
+// WebSockets, and waits for the handlers. Connections to the address are
+// refused afterwards.
+func (b *backend) stop() {
+	b.stopOnce.Do(func() {
+		b.mu.Lock()
+		b.stopping = true
+		b.mu.Unlock()
+		b.cancel()
+		for _, srv := range b.servers {
+			srv.Close()
+		}
+		b.serveWG.Wait()
+		b.active.Wait()
+	})
+}
+
+// track registers a running handler; false once the backend is stopping.
+func (b *backend) track() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopping {
+		return false
+	}
+	b.active.Add(1)
+	return true
+}
+
+// info is the JSON answer of every plain request.
+type info struct {
+	Sandbox   string `json:"sandbox"`
+	Namespace string `json:"namespace"`
+	Pod       string `json:"pod"`
+	IP        string `json:"ip"`
+	Port      uint16 `json:"port"`
+	Method    string `json:"method"`
+	Path      string `json:"path"`
+	Host      string `json:"host"`
+}
+
+func (b *backend) handler(port uint16) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !b.track() {
+			http.Error(w, "stopping", http.StatusServiceUnavailable)
+			return
+		}
+		defer b.active.Done()
+		w.Header().Set("X-Served-By", b.pod)
+		switch {
+		case r.URL.Path == "/ws":
+			b.serveWebSocket(w, r)
+		case r.URL.Path == "/sse":
+			serveSSE(w, r)
+		case r.URL.Path == "/echo" && r.Method == http.MethodPost:
+			serveEcho(w, r)
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(info{
+				Sandbox:   *b.sandbox.Load(),
+				Namespace: b.namespace,
+				Pod:       b.pod,
+				IP:        b.ip.String(),
+				Port:      port,
+				Method:    r.Method,
+				Path:      r.URL.Path,
+				Host:      r.Host,
+			})
+		}
+	})
+}
+
+// serveWebSocket echoes every message until the client or the backend
+// goes away.
+func (b *backend) serveWebSocket(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	if err != nil {
+		return // Accept has answered
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(1 << 20)
+	ctx := r.Context() // canceled when the backend stops
+	for {
+		typ, data, err := c.Read(ctx)
+		if err != nil {
+			return
+		}
+		if err := c.Write(ctx, typ, data); err != nil {
+			return
+		}
+	}
+}
+
+// serveSSE sends "data: <n>" every sseInterval until the client or the
+// backend goes away.
+func serveSSE(w http.ResponseWriter, r *http.Request) {
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	if rc.Flush() != nil {
+		return
+	}
+	t := time.NewTicker(sseInterval)
+	defer t.Stop()
+	for n := 0; ; n++ {
+		if _, err := fmt.Fprintf(w, "data: %d\n\n", n); err != nil || rc.Flush() != nil {
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// serveEcho streams the request body back as the response body.
+func serveEcho(w http.ResponseWriter, r *http.Request) {
+	_ = http.NewResponseController(w).EnableFullDuplex() // HTTP/2 is full duplex anyway
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		w.Header().Set("Content-Type", ct)
+	}
+	w.WriteHeader(http.StatusOK)
+	io.Copy(w, r.Body)
+}
+
+// isAddrInUse reports whether a listen failed because another socket
+// holds the address.
+func isAddrInUse(err error) bool {
+	return errors.Is(err, syscall.EADDRINUSE)
+}
