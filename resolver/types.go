@@ -105,4 +105,26 @@ type Result struct {
 	// PodIP is valid only when State is StateRunning.
 	PodIP    netip.Addr
 	Protocol Protocol
+	// H2CPorts are ports the pod declares as HTTP/2 with prior knowledge
+	// (by container port name, e.g. "grpc"); zeros are unused slots. They
+	// override an automatic Protocol for their port.
+	H2CPorts [MaxPortHints]uint16
+}
+
+// MaxPortHints bounds the per-port protocol hints a Result carries, so it
+// stays a small comparable value.
+const MaxPortHints = 4
+
+// ProtocolFor is the protocol to speak to port: Protocol when it is
+// forced, else the port's hint, else automatic.
+func (r *Result) ProtocolFor(port uint16) Protocol {
+	if r.Protocol != ProtocolAuto || port == 0 {
+		return r.Protocol
+	}
+	for _, p := range r.H2CPorts {
+		if p == port {
+			return ProtocolH2C
+		}
+	}
+	return ProtocolAuto
 }

@@ -20,11 +20,12 @@ const (
 	uidB = "9f9f9f9f-1111-4222-8333-444455556666"
 )
 
-// uidSandbox is one running sandbox "sb1" with uidA.
+// uidSandbox is one running sandbox "sb1" with uidA, found by its name or
+// by its UID.
 type uidSandbox struct{}
 
 func (uidSandbox) Lookup(k resolver.Key) resolver.Result {
-	if k.Name == "sb1" {
+	if k.UID == uidA || k.UID == "" && k.Name == "sb1" {
 		return resolver.Result{State: resolver.StateRunning, Namespace: k.Namespace, Name: "sb1", UID: uidA, PodIP: netip.MustParseAddr("127.0.0.1")}
 	}
 	return resolver.Result{}

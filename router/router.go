@@ -347,14 +347,7 @@ var (
 func (rt *Router) target(ctx context.Context, key routingKey) (upstreamTarget, error) {
 	var t upstreamTarget
 	direct := key.PodIP.IsValid() && rt.opts.PodIPMode == PodIPDirect && rt.inPodCIDRs(key.PodIP)
-	// Look up by name: a UID pins the instance (a sandbox recreated under
-	// the same name has a new UID) but never redirects to another
-	// sandbox, so a host or ID the client is allowed to use cannot be
-	// combined with someone else's UID.
-	res := rt.resolver.Lookup(resolver.Key{Namespace: key.Namespace, Name: key.Name})
-	if key.UID != "" && res.State != resolver.StateUnknown && res.UID != "" && res.UID != key.UID {
-		return t, errNotFound
-	}
+	res := rt.lookup(key.Key)
 	if res.State == resolver.StateUnknown && direct {
 		t.addr = netip.AddrPortFrom(key.PodIP, key.Port)
 		return t, nil
@@ -380,13 +373,38 @@ func (rt *Router) target(ctx context.Context, key routingKey) (upstreamTarget, e
 			return t, err
 		}
 	}
-	t.protocol = res.Protocol
+	t.protocol = res.ProtocolFor(key.Port)
 	ip := res.PodIP
 	if direct {
 		ip = key.PodIP
 	}
 	t.addr = netip.AddrPortFrom(ip, key.Port)
 	return t, nil
+}
+
+// lookup resolves a key. A UID pins the instance (a sandbox recreated
+// under the same name has a new UID) and reaches unclaimed warm-pool pods,
+// which have no sandbox name; it never redirects to another sandbox: the
+// instance found must carry the name the client gave (the pod's name for a
+// warm-pool pod), so a host or ID the client may use cannot be combined
+// with someone else's UID.
+func (rt *Router) lookup(k resolver.Key) resolver.Result {
+	if k.UID == "" {
+		return rt.resolver.Lookup(resolver.Key{Namespace: k.Namespace, Name: k.Name})
+	}
+	res := rt.resolver.Lookup(k)
+	if res.State != resolver.StateUnknown {
+		if res.Name != k.Name {
+			return resolver.Result{}
+		}
+		return res
+	}
+	// A resolver that knows no UIDs (a static route without one) answers
+	// by name alone.
+	if byName := rt.resolver.Lookup(resolver.Key{Namespace: k.Namespace, Name: k.Name}); byName.UID == "" {
+		return byName
+	}
+	return resolver.Result{}
 }
 
 // forwardOnce makes one upstream attempt. It returns an error only when

@@ -1,0 +1,170 @@
+package kube
+
+import (
+	"net/netip"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/sandbox-router/sandbox-router/resolver"
+)
+
+// entry is everything the resolver knows about one sandbox name (or, for an
+// unclaimed warm-pool pod, one pod). Lookups compute its result from the
+// records (a few comparisons, no allocation) rather than storing it: at
+// 100,000 sandboxes a stored copy would cost a tenth of the memory budget.
+type entry struct {
+	namespace, name string
+	// views holds the Sandbox as read through each watched API version.
+	views [numVersions]*sandboxRecord
+	// pods are the pods that name this sandbox as their owner (usually one;
+	// two while a pod is replaced), or the warm-pool pod itself.
+	pods []*podRecord
+	// goneIP is the address of the sandbox's last deleted pod: the
+	// Sandbox status may still advertise it until its controller catches
+	// up, and it must never be dialled again.
+	goneIP netip.Addr
+	// warm marks an entry that is an unclaimed warm-pool pod, warmUID
+	// that pod's UID.
+	warmUID types.UID
+	warm    bool
+	// sig is a digest of the last computed result, to tell a change of
+	// answer (which wakes waiters) from an update that changed nothing.
+	sig uint64
+}
+
+// sandbox returns the view to trust: the newest one, by resource version,
+// among those watched. Views of different UIDs (a sandbox deleted and
+// recreated under the same name, seen by one watch before the other)
+// resolve to the newest too.
+func (e *entry) sandbox() *sandboxRecord {
+	var best *sandboxRecord
+	for _, v := range e.views {
+		if v != nil && (best == nil || v.resourceVersion > best.resourceVersion) {
+			best = v
+		}
+	}
+	return best
+}
+
+func (e *entry) empty() bool {
+	return len(e.pods) == 0 && e.sandbox() == nil
+}
+
+// compute derives the routing answer from the records.
+func (e *entry) compute() resolver.Result {
+	if e.warm {
+		return e.computeWarm()
+	}
+	sb := e.sandbox()
+	if sb == nil {
+		// Pods whose Sandbox is not (or no longer) known route nowhere.
+		return resolver.Result{}
+	}
+	res := resolver.Result{Namespace: sb.namespace, Name: sb.name, UID: string(sb.uid), Protocol: sb.protocol}
+	suspend := false
+	for _, v := range e.views {
+		if v == nil || v.uid != sb.uid {
+			continue
+		}
+		if v.deleting {
+			// Going away: as good as deleted, and never resumable.
+			return resolver.Result{}
+		}
+		suspend = suspend || v.suspend
+	}
+	if sb.finished == condTrue {
+		res.State = resolver.StateFinished
+		return res
+	}
+	var ready, live *podRecord
+	anyPod := false
+	for _, p := range e.pods {
+		if p.ownerUID != sb.uid {
+			continue // a pod of an earlier sandbox of the same name
+		}
+		anyPod = true
+		if !p.live() {
+			continue
+		}
+		if live == nil {
+			live = p
+		}
+		if ready == nil && p.ready && p.ip.IsValid() {
+			ready = p
+		}
+	}
+	switch {
+	case suspend && anyPod:
+		res.State = resolver.StateSuspending
+	case suspend:
+		res.State = resolver.StateSuspended
+	case ready != nil:
+		res.State, res.PodIP, res.H2CPorts = resolver.StateRunning, ready.ip, ready.h2cPorts
+	case sb.ready == condTrue && e.statusIPUsable(sb, live):
+		// The Sandbox status said Ready before this pod's own update
+		// arrived: trust it, unless it names a pod known to be gone.
+		res.State, res.PodIP = resolver.StateRunning, sb.podIP
+		if live != nil {
+			res.H2CPorts = live.h2cPorts
+		}
+	default:
+		res.State = resolver.StateStarting
+	}
+	return res
+}
+
+// statusIPUsable reports whether the IP in the Sandbox status may be
+// dialled: it is valid, is not a deleted pod's, and agrees with the live
+// pod (when one is known and has an IP already).
+func (e *entry) statusIPUsable(sb *sandboxRecord, live *podRecord) bool {
+	if !sb.podIP.IsValid() || sb.podIP == e.goneIP {
+		return false
+	}
+	for _, p := range e.pods {
+		if !p.live() && p.ip == sb.podIP {
+			return false
+		}
+	}
+	return live == nil || !live.ip.IsValid() || live.ip == sb.podIP
+}
+
+// signature digests a result (FNV-1a over its fields). A collision only
+// suppresses one wake-up, with odds of 2^-64.
+func signature(r *resolver.Result) uint64 {
+	h := uint64(14695981039346656037)
+	mix := func(b byte) { h = (h ^ uint64(b)) * 1099511628211 }
+	mixString := func(s string) {
+		for i := 0; i < len(s); i++ {
+			mix(s[i])
+		}
+		mix(0)
+	}
+	mix(byte(r.State))
+	mix(byte(r.Protocol))
+	mixString(r.Namespace)
+	mixString(r.Name)
+	mixString(r.UID)
+	for _, b := range r.PodIP.As16() {
+		mix(b)
+	}
+	for _, p := range r.H2CPorts {
+		mix(byte(p >> 8))
+		mix(byte(p))
+	}
+	return h
+}
+
+func (e *entry) computeWarm() resolver.Result {
+	if len(e.pods) == 0 {
+		return resolver.Result{}
+	}
+	p := e.pods[0]
+	res := resolver.Result{Namespace: p.namespace, Name: p.name, UID: string(p.uid), State: resolver.StateStarting}
+	switch {
+	case !p.live():
+		return resolver.Result{}
+	case p.ready && p.ip.IsValid():
+		res.State, res.PodIP, res.H2CPorts = resolver.StateRunning, p.ip, p.h2cPorts
+	}
+	return res
+}

@@ -1,0 +1,214 @@
+package kube
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/sandbox-router/sandbox-router/resolver"
+)
+
+const (
+	// Group is the Sandbox API group.
+	Group = "agents.x-k8s.io"
+	// SandboxNameHashLabel is on every pod of a sandbox (and on warm-pool
+	// pods); the Pod informer selects on its existence.
+	SandboxNameHashLabel = "agents.x-k8s.io/sandbox-name-hash"
+	// WarmPoolLabel marks an unclaimed warm-pool pod: reachable by its UID
+	// only, never by a name.
+	WarmPoolLabel = "agents.x-k8s.io/warm-pool-sandbox"
+	// ProtocolAnnotation on a Sandbox forces the protocol spoken to all its
+	// ports: "http1", "h2c" or "auto".
+	ProtocolAnnotation = "sandbox-router.dev/protocol"
+)
+
+// transformer builds records. It interns namespace strings, of which a
+// cluster has few, so 100,000 records do not hold 100,000 copies of them.
+type transformer struct {
+	now func() int64
+
+	mu         sync.Mutex
+	namespaces map[string]string
+}
+
+func newTransformer(now func() int64) *transformer {
+	return &transformer{now: now, namespaces: make(map[string]string)}
+}
+
+func (t *transformer) intern(ns string) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s, ok := t.namespaces[ns]; ok {
+		return s
+	}
+	t.namespaces[ns] = ns
+	return ns
+}
+
+// sandboxTransform returns the informer transform for Sandboxes read
+// through version v.
+func (t *transformer) sandboxTransform(v apiVersion) cache.TransformFunc {
+	return func(obj any) (any, error) {
+		switch o := obj.(type) {
+		case *unstructured.Unstructured:
+			return t.sandbox(v, o), nil
+		case *sandboxRecord, cache.DeletedFinalStateUnknown:
+			return obj, nil // already transformed (relist, tombstone)
+		}
+		return nil, fmt.Errorf("sandbox transform: unexpected %T", obj)
+	}
+}
+
+func (t *transformer) sandbox(v apiVersion, u *unstructured.Unstructured) *sandboxRecord {
+	rec := &sandboxRecord{
+		namespace:  t.intern(u.GetNamespace()),
+		name:       u.GetName(),
+		uid:        u.GetUID(),
+		receivedAt: t.now(),
+		version:    v,
+		deleting:   u.GetDeletionTimestamp() != nil,
+	}
+	rec.resourceVersion, _ = strconv.ParseUint(u.GetResourceVersion(), 10, 64)
+	if p, ok := resolver.ParseProtocol(u.GetAnnotations()[ProtocolAnnotation]); ok {
+		rec.protocol = p
+	}
+	if spec, ok := u.Object["spec"].(map[string]any); ok {
+		rec.suspend = specSuspends(spec)
+	}
+	status, _ := u.Object["status"].(map[string]any)
+	if ips, ok := status["podIPs"].([]any); ok && len(ips) > 0 {
+		if s, ok := ips[0].(string); ok {
+			rec.podIP = parsePodIP(s)
+		}
+	}
+	conds, _ := status["conditions"].([]any)
+	for _, c := range conds {
+		m, ok := c.(map[string]any)
+		if !ok {
+			continue
+		}
+		typ, _ := m["type"].(string)
+		st, _ := m["status"].(string)
+		switch typ {
+		case "Ready":
+			rec.ready = parseCondition(st)
+		case "Finished":
+			rec.finished = parseCondition(st)
+		}
+	}
+	return rec
+}
+
+// specSuspends reads both suspension fields whatever version the object
+// was read through: v1beta1 operatingMode Suspended, v1alpha1 replicas 0.
+// Without a conversion webhook a write through one version leaves the
+// other version's field as it was (or absent), so either one asking for
+// suspension means suspended; an absent field means running.
+func specSuspends(spec map[string]any) bool {
+	if mode, _ := spec["operatingMode"].(string); mode == "Suspended" {
+		return true
+	}
+	switch n := spec["replicas"].(type) {
+	case int64:
+		return n == 0
+	case float64:
+		return n == 0
+	}
+	return false
+}
+
+func parseCondition(s string) condition {
+	switch s {
+	case "True":
+		return condTrue
+	case "False":
+		return condFalse
+	}
+	return condUnknown
+}
+
+// parsePodIP accepts only a plain unicast address: a zone, or an
+// unspecified or multicast address, is no pod IP to dial.
+func parsePodIP(s string) netip.Addr {
+	ip, err := netip.ParseAddr(s)
+	if err != nil || ip.Zone() != "" || ip.IsUnspecified() || ip.IsMulticast() {
+		return netip.Addr{}
+	}
+	return ip.Unmap()
+}
+
+// podTransform is the informer transform for Pods.
+func (t *transformer) podTransform(obj any) (any, error) {
+	switch o := obj.(type) {
+	case *corev1.Pod:
+		return t.pod(o), nil
+	case *podRecord, cache.DeletedFinalStateUnknown:
+		return obj, nil
+	}
+	return nil, fmt.Errorf("pod transform: unexpected %T", obj)
+}
+
+func (t *transformer) pod(p *corev1.Pod) *podRecord {
+	rec := &podRecord{
+		namespace:  t.intern(p.Namespace),
+		name:       p.Name,
+		receivedAt: t.now(),
+		ip:         parsePodIP(p.Status.PodIP),
+		deleting:   p.DeletionTimestamp != nil,
+		terminal:   p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed,
+	}
+	for i := range p.OwnerReferences {
+		ref := &p.OwnerReferences[i]
+		if ref.Kind == "Sandbox" && ref.Controller != nil && *ref.Controller && apiGroup(ref.APIVersion) == Group {
+			rec.owner, rec.ownerUID = ref.Name, ref.UID
+			break
+		}
+	}
+	// Only an unclaimed warm-pool pod is looked up by its own UID; other
+	// pods are known by name, and dropping their UID saves its 48 bytes.
+	if _, rec.warmPool = p.Labels[WarmPoolLabel]; rec.warmPool {
+		rec.uid = p.UID
+	}
+	if p.Status.Phase == corev1.PodRunning {
+		for _, c := range p.Status.Conditions {
+			if c.Type == corev1.PodReady {
+				rec.ready = c.Status == corev1.ConditionTrue
+			}
+		}
+	}
+	n := 0
+	for i := range p.Spec.Containers {
+		for _, cp := range p.Spec.Containers[i].Ports {
+			if n < len(rec.h2cPorts) && isH2CPortName(cp.Name) && cp.ContainerPort > 0 && cp.ContainerPort < 1<<16 {
+				rec.h2cPorts[n] = uint16(cp.ContainerPort)
+				n++
+			}
+		}
+	}
+	return rec
+}
+
+// isH2CPortName reads the protocol hint of a container port's name, by the
+// naming convention service meshes use: grpc*, h2c* and http2* are HTTP/2
+// with prior knowledge. Other names give no hint.
+func isH2CPortName(name string) bool {
+	for _, prefix := range [...]string{"grpc", "h2c", "http2"} {
+		if strings.HasPrefix(name, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+func apiGroup(apiVersion string) string {
+	if i := strings.IndexByte(apiVersion, '/'); i >= 0 {
+		return apiVersion[:i]
+	}
+	return ""
+}
