@@ -30,6 +30,9 @@ type config struct {
 	Pprof       bool
 
 	Routes             string
+	Kubeconfig         string
+	Namespaces         []string
+	SandboxVersions    []string
 	BaseDomains        []string
 	PodIPMode          string
 	PodCIDRs           []string
@@ -94,7 +97,10 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM), reloaded on change")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file (PEM), reloaded on change")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof on the admin listener")
-	fs.StringVar(&c.Routes, "routes", "", "static routes YAML file, reloaded on change")
+	fs.StringVar(&c.Routes, "routes", "", "static routes YAML file, reloaded on change; selects the static resolver instead of the cluster")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to watch; empty = in-cluster service account")
+	fs.Var(&listFlag{dst: &c.Namespaces}, "namespaces", "namespaces to watch (namespaced RBAC is then enough); empty = all")
+	fs.Var(&listFlag{dst: &c.SandboxVersions}, "sandbox-versions", "Sandbox API versions to watch (v1beta1, v1alpha1); empty = every served one")
 	fs.Var(&listFlag{dst: &c.BaseDomains}, "base-domain", "base domain for host routing (<port>-<id>.<ns>.<domain>); repeat or comma-separate")
 	fs.StringVar(&c.PodIPMode, "pod-ip-header", "resolver", "X-Sandbox-Pod-IP handling: resolver (validate, route by resolver), direct (dial it), off (ignore)")
 	fs.Var(&listFlag{dst: &c.PodCIDRs}, "pod-cidrs", "pod network CIDRs that --pod-ip-header=direct may dial (required for direct)")
@@ -301,10 +307,35 @@ func (c *config) validate() error {
 	default:
 		bad("log-level: %q is not debug, info, warn or error", c.LogLevel)
 	}
-	if c.Routes == "" {
-		bad("routes is required (the static resolver is the only one in this build)")
+	if c.Routes != "" && (c.Kubeconfig != "" || len(c.Namespaces) > 0 || len(c.SandboxVersions) > 0) {
+		bad("routes selects the static resolver; it cannot be combined with kubeconfig, namespaces or sandbox-versions")
+	}
+	for _, ns := range c.Namespaces {
+		if !isDNSLabel(ns) {
+			bad("namespaces: %q is not a namespace name", ns)
+		}
+	}
+	for _, v := range c.SandboxVersions {
+		if v != "v1beta1" && v != "v1alpha1" {
+			bad("sandbox-versions: %q is not v1beta1 or v1alpha1", v)
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// isDNSLabel reports whether s is an RFC 1123 label, as namespace names are.
+func isDNSLabel(s string) bool {
+	if len(s) == 0 || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+		if !alnum && (c != '-' || i == 0 || i == len(s)-1) {
+			return false
+		}
+	}
+	return true
 }
 
 func splitHostPort(s string) (string, string, error) {

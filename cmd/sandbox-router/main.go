@@ -20,6 +20,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
+
+	"github.com/sandbox-router/sandbox-router/resolver/kube"
 	"github.com/sandbox-router/sandbox-router/resolver/static"
 	"github.com/sandbox-router/sandbox-router/router"
 )
@@ -71,15 +76,12 @@ func run(cfg *config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	routes, err := static.New(cfg.Routes, log)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	res, err := startResolver(ctx, cancel, cfg, reg, log)
 	if err != nil {
 		return err
 	}
-	go func() {
-		if err := routes.Watch(ctx); err != nil {
-			log.Error("routes reload disabled", "err", err)
-		}
-	}()
 
 	trusted := make([]netip.Prefix, 0, len(cfg.TrustedProxies))
 	for _, p := range cfg.TrustedProxies {
@@ -92,7 +94,7 @@ func run(cfg *config) error {
 		podCIDRs = append(podCIDRs, pfx)
 	}
 	rt, err := router.New(router.Options{
-		Resolver:             routes,
+		Resolver:             res,
 		BaseDomains:          cfg.BaseDomains,
 		PodIPMode:            podIPMode(cfg.PodIPMode),
 		PodCIDRs:             podCIDRs,
@@ -132,14 +134,76 @@ func run(cfg *config) error {
 		DrainDelay:           cfg.DrainDelay,
 		DrainTimeout:         cfg.DrainTimeout,
 		Gatherer:             reg,
-		Ready:                routes.Synced,
+		Ready:                res.Synced,
 		Log:                  log,
 	})
 	if err != nil {
 		return err
 	}
 	log.Info("sandbox-router listening", "http", srv.HTTPAddr(), "https", srv.HTTPSAddr(), "admin", srv.AdminAddr())
-	return srv.Run(ctx)
+	if err := srv.Run(ctx); err != nil {
+		return err
+	}
+	if err := context.Cause(ctx); !errors.Is(err, context.Canceled) {
+		return err // the resolver failed
+	}
+	return nil
+}
+
+// startResolver starts the static resolver when a routes file is given,
+// else the informer-backed one. A resolver that fails for good cancels ctx
+// with its error, which ends the process.
+func startResolver(ctx context.Context, fail context.CancelCauseFunc, cfg *config, reg prometheus.Registerer, log *slog.Logger) (router.Resolver, error) {
+	if cfg.Routes != "" {
+		routes, err := static.New(cfg.Routes, log)
+		if err != nil {
+			return nil, err
+		}
+		go func() {
+			if err := routes.Watch(ctx); err != nil {
+				log.Error("routes reload disabled", "err", err)
+			}
+		}()
+		return routes, nil
+	}
+	restCfg, err := kubeConfig(cfg.Kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	// client-go logs through klog; send it to the same JSON log.
+	klog.SetSlogLogger(log.With("component", "client-go"))
+	kr, err := kube.New(kube.Options{Config: restCfg, Namespaces: cfg.Namespaces, Versions: cfg.SandboxVersions, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	if err := kr.RegisterMetrics(reg); err != nil {
+		return nil, err
+	}
+	go func() {
+		if err := kr.Run(ctx); err != nil && ctx.Err() == nil {
+			fail(fmt.Errorf("resolver: %w", err))
+		}
+	}()
+	return kr, nil
+}
+
+// kubeConfig loads a kubeconfig file, or the in-cluster service account
+// when path is empty.
+func kubeConfig(path string) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
+	if path == "" {
+		if cfg, err = rest.InClusterConfig(); err != nil {
+			return nil, fmt.Errorf("no --routes and no --kubeconfig, and not in a cluster: %w", err)
+		}
+	} else if cfg, err = clientcmd.BuildConfigFromFlags("", path); err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	cfg.UserAgent = "sandbox-router"
+	// The resolver lists once per informer and then only watches; these
+	// bound the relist burst after an API server restart.
+	cfg.QPS, cfg.Burst = 20, 40
+	return cfg, nil
 }
 
 func podIPMode(s string) router.PodIPMode {

@@ -61,6 +61,12 @@ func (ix *index) lookup(k resolver.Key) resolver.Result {
 	return resolver.Result{}
 }
 
+func (ix *index) size() int {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return len(ix.byName) + len(ix.warm)
+}
+
 // snapshot returns every entry's result that routes somewhere.
 func (ix *index) snapshot() []resolver.Result {
 	ix.mu.RLock()
