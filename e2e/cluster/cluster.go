@@ -247,14 +247,25 @@ func (c *Cluster) Close() error {
 	return err
 }
 
-func (c *Cluster) stopLocked(pp **process) error {
+// KillAPIServer stops kube-apiserver with SIGKILL, as a crash or a lost
+// node would: its clients see their connections reset at once, without
+// the graceful shutdown that keeps the process waiting on open watches.
+func (c *Cluster) KillAPIServer() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.stopWith(&c.api, (*process).kill)
+}
+
+func (c *Cluster) stopLocked(pp **process) error { return c.stopWith(pp, (*process).stop) }
+
+func (c *Cluster) stopWith(pp **process, stop func(*process) error) error {
 	p := *pp
 	if p == nil {
 		return nil
 	}
 	*pp = nil
 	c.finished = append(c.finished, p)
-	err := p.stop()
+	err := stop(p)
 	c.logf("cluster: %s (pid %d) stopped", p.name, p.cmd.Process.Pid)
 	return err
 }

@@ -79,6 +79,20 @@ func (p *process) stop() error {
 	}
 }
 
+// kill ends the process with SIGKILL and waits for it.
+func (p *process) kill() error {
+	if p.exited() {
+		return nil
+	}
+	_ = p.cmd.Process.Kill()
+	select {
+	case <-p.done:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("%s (pid %d) did not exit after SIGKILL", p.name, p.cmd.Process.Pid)
+	}
+}
+
 // logTail returns the last max bytes of the process's output.
 func (p *process) logTail(max int) string {
 	data, err := os.ReadFile(p.logPath)

@@ -1,0 +1,288 @@
+package routing
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/sandbox-router/sandbox-router/e2e/cluster"
+	"github.com/sandbox-router/sandbox-router/e2e/routerproc"
+	"github.com/sandbox-router/sandbox-router/e2e/sim"
+)
+
+// waitTimeout bounds every wait for a state to show through the router.
+const waitTimeout = 60 * time.Second
+
+// ipBase keeps this package's pod addresses apart from other packages'
+// sims, which go test may run at the same time.
+var ipBase = netip.MustParseAddr("127.0.3.1")
+
+var (
+	buildOnce sync.Once
+	routerBin string
+	buildErr  error
+	buildDir  string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+func binary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if buildDir, buildErr = os.MkdirTemp("", "sandbox-router-e2e-"); buildErr == nil {
+			routerBin, buildErr = routerproc.Build(context.Background(), buildDir)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return routerBin
+}
+
+// env is a cluster with the CRD and the router's RBAC, the sim, and
+// admin clients.
+type env struct {
+	c   *cluster.Cluster
+	sim *sim.Sim
+	dyn dynamic.Interface
+	cs  kubernetes.Interface
+}
+
+// routerBinding binds the ClusterRole of deploy/rbac to the test
+// cluster's non-admin user, in place of the ServiceAccount it binds in a
+// real cluster.
+const routerBinding = `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: sandbox-router-e2e-user
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: sandbox-router
+subjects:
+  - apiGroup: rbac.authorization.k8s.io
+    kind: User
+    name: router
+`
+
+func newEnv(t *testing.T, simOpts sim.Options, namespaces ...string) *env {
+	t.Helper()
+	c := cluster.Start(t)
+	ctx := t.Context()
+	if err := c.ApplyCRDs(ctx); err != nil {
+		t.Fatalf("ApplyCRDs: %v", err)
+	}
+	binding := filepath.Join(t.TempDir(), "binding.yaml")
+	if err := os.WriteFile(binding, []byte(routerBinding), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.ApplyManifests(ctx, c.AdminConfig(), "../../deploy/rbac", binding); err != nil {
+		t.Fatalf("apply RBAC: %v", err)
+	}
+	e := &env{c: c, dyn: dynamic.NewForConfigOrDie(c.AdminConfig()), cs: kubernetes.NewForConfigOrDie(c.AdminConfig())}
+	for _, ns := range namespaces {
+		if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatalf("namespace %s: %v", ns, err)
+		}
+	}
+	simOpts.Config = c.AdminConfig()
+	simOpts.Logf = t.Logf
+	if !simOpts.IPBase.IsValid() {
+		simOpts.IPBase = ipBase
+	}
+	s, err := sim.New(simOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.Run(ctx); err != nil {
+		t.Fatalf("sim: %v", err)
+	}
+	e.sim = s
+	return e
+}
+
+// startRouter runs the router binary with the non-admin identity.
+func (e *env) startRouter(t *testing.T, args ...string) *routerproc.Proc {
+	t.Helper()
+	kubeconfig := filepath.Join(t.TempDir(), "router.kubeconfig")
+	if err := e.c.WriteKubeconfig(kubeconfig, e.c.RouterToken); err != nil {
+		t.Fatal(err)
+	}
+	args = append([]string{"--kubeconfig", kubeconfig, "--allow-loopback-pod-ip", "--base-domain", "sandbox.test",
+		"--access-log", "off", "--dial-retries", "2"}, args...)
+	p, err := routerproc.Start(t.Context(), binary(t), args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := p.Stop(); err != nil {
+			t.Errorf("router exit: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("router log:\n%s", tail(p.Log(), 20000))
+		}
+	})
+	if err := p.WaitReady(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func sandboxGVR(version string) schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: sim.Group, Version: version, Resource: "sandboxes"}
+}
+
+// createSandbox creates a running (or suspended) Sandbox through version.
+func (e *env) createSandbox(t *testing.T, version, ns, name string, suspended bool, annotations map[string]string) types.UID {
+	t.Helper()
+	spec := map[string]any{"operatingMode": "Running"}
+	if suspended {
+		spec["operatingMode"] = "Suspended"
+	}
+	if version == "v1alpha1" {
+		spec = map[string]any{"replicas": int64(1)}
+		if suspended {
+			spec["replicas"] = int64(0)
+		}
+	}
+	obj := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": sim.Group + "/" + version, "kind": "Sandbox",
+		"metadata": map[string]any{"name": name, "namespace": ns},
+		"spec":     spec,
+	}}
+	if annotations != nil {
+		obj.SetAnnotations(annotations)
+	}
+	got, err := e.dyn.Resource(sandboxGVR(version)).Namespace(ns).Create(t.Context(), obj, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create sandbox %s/%s: %v", ns, name, err)
+	}
+	return got.GetUID()
+}
+
+// setSuspended patches the sandbox's suspension field of version.
+func (e *env) setSuspended(t *testing.T, version, ns, name string, suspended bool) {
+	t.Helper()
+	patch := `{"spec":{"operatingMode":"Running"}}`
+	switch {
+	case version == "v1alpha1" && suspended:
+		patch = `{"spec":{"replicas":0}}`
+	case version == "v1alpha1":
+		patch = `{"spec":{"replicas":1}}`
+	case suspended:
+		patch = `{"spec":{"operatingMode":"Suspended"}}`
+	}
+	if _, err := e.dyn.Resource(sandboxGVR(version)).Namespace(ns).Patch(t.Context(), name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}); err != nil {
+		t.Fatalf("patch %s/%s: %v", ns, name, err)
+	}
+}
+
+func (e *env) deleteSandbox(t *testing.T, ns, name string) {
+	t.Helper()
+	if err := e.dyn.Resource(sandboxGVR("v1beta1")).Namespace(ns).Delete(t.Context(), name, metav1.DeleteOptions{}); err != nil {
+		t.Fatalf("delete %s/%s: %v", ns, name, err)
+	}
+}
+
+// reply is what the router answered: the status, the backend's JSON
+// (which pod served) or the router's error code.
+type reply struct {
+	Status int
+	Pod    string `json:"pod"`
+	Sbx    string `json:"sandbox"`
+	IP     string `json:"ip"`
+	Code   string `json:"code"`
+	Err    error
+}
+
+func (r reply) String() string {
+	if r.Err != nil {
+		return "error: " + r.Err.Error()
+	}
+	return fmt.Sprintf("%d pod=%q sandbox=%q ip=%s code=%q", r.Status, r.Pod, r.Sbx, r.IP, r.Code)
+}
+
+var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+// get sends GET / through the router with the given headers (a "Host"
+// entry sets the host).
+func get(ctx context.Context, p *routerproc.Proc, headers map[string]string) reply {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.HTTPAddr+"/", nil)
+	if err != nil {
+		return reply{Err: err}
+	}
+	for k, v := range headers {
+		if strings.EqualFold(k, "Host") {
+			req.Host = v
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return reply{Err: err}
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	r := reply{Status: resp.StatusCode, Err: err}
+	_ = json.Unmarshal(body, &r)
+	return r
+}
+
+func byID(ns, name string) map[string]string {
+	return map[string]string{"X-Sandbox-ID": name, "X-Sandbox-Namespace": ns}
+}
+
+// eventually waits until the reply to headers satisfies ok.
+func eventually(t *testing.T, p *routerproc.Proc, what string, headers map[string]string, ok func(reply) bool) reply {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	var last reply
+	for time.Now().Before(deadline) {
+		if last = get(t.Context(), p, headers); ok(last) {
+			return last
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s: last reply %v", what, last)
+	return last
+}
+
+func status(code int, errCode string) func(reply) bool {
+	return func(r reply) bool { return r.Err == nil && r.Status == code && (errCode == "" || r.Code == errCode) }
+}
+
+func servedBy(sandbox string) func(reply) bool {
+	return func(r reply) bool { return r.Err == nil && r.Status == http.StatusOK && r.Sbx == sandbox }
+}
