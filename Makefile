@@ -18,9 +18,16 @@ test:
 	$(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v '/e2e')
 
 # wrk/h2load against direct, nginx, httputil.ReverseProxy and the router
-# (interleaved rounds, ratios), the 1 GiB memory test, and go test -bench.
+# (interleaved rounds, ratios), the 1 GiB memory test, go test -bench of the
+# data plane and the resolver (lookups; cache memory at 100,000 sandboxes
+# against whole objects), and propagation on the real API server (1,000
+# pods, 10,000 other sandboxes, against a plain Pod informer).
 bench:
-	bash bench/run.sh && bash bench/memory.sh && $(GO) test -run '^$$' -bench . -benchmem ./router/
+	bash bench/run.sh && bash bench/memory.sh
+	$(GO) test -run '^$$' -bench . -benchmem ./router/
+	$(GO) test -run '^$$' -bench Lookup -benchmem ./resolver/kube/
+	$(GO) test -run '^$$' -bench CacheMemory -benchtime 1x -timeout 30m ./resolver/kube/
+	$(GO) test -run '^$$' -bench Propagation -benchtime 1x -timeout 60m ./e2e/propagation/
 
 # A short run of every fuzz target.
 fuzz:
