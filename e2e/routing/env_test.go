@@ -88,6 +88,18 @@ subjects:
     name: router
 `
 
+// applyRBAC applies deploy/rbac and binds it to the non-admin user.
+func applyRBAC(t *testing.T, c *cluster.Cluster) {
+	t.Helper()
+	binding := filepath.Join(t.TempDir(), "binding.yaml")
+	if err := os.WriteFile(binding, []byte(routerBinding), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.ApplyManifests(t.Context(), c.AdminConfig(), "../../deploy/rbac", binding); err != nil {
+		t.Fatalf("apply RBAC: %v", err)
+	}
+}
+
 func newEnv(t *testing.T, simOpts sim.Options, namespaces ...string) *env {
 	t.Helper()
 	c := cluster.Start(t)
@@ -95,13 +107,7 @@ func newEnv(t *testing.T, simOpts sim.Options, namespaces ...string) *env {
 	if err := c.ApplyCRDs(ctx); err != nil {
 		t.Fatalf("ApplyCRDs: %v", err)
 	}
-	binding := filepath.Join(t.TempDir(), "binding.yaml")
-	if err := os.WriteFile(binding, []byte(routerBinding), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := cluster.ApplyManifests(ctx, c.AdminConfig(), "../../deploy/rbac", binding); err != nil {
-		t.Fatalf("apply RBAC: %v", err)
-	}
+	applyRBAC(t, c)
 	e := &env{c: c, dyn: dynamic.NewForConfigOrDie(c.AdminConfig()), cs: kubernetes.NewForConfigOrDie(c.AdminConfig())}
 	for _, ns := range namespaces {
 		if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
@@ -125,11 +131,23 @@ func newEnv(t *testing.T, simOpts sim.Options, namespaces ...string) *env {
 	return e
 }
 
-// startRouter runs the router binary with the non-admin identity.
+// startRouter runs the router binary with the non-admin identity and
+// waits until its caches synced.
 func (e *env) startRouter(t *testing.T, args ...string) *routerproc.Proc {
 	t.Helper()
+	p := launchRouter(t, e.c, args...)
+	if err := p.WaitReady(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// launchRouter runs the router binary against c with the non-admin
+// identity, without waiting for its caches.
+func launchRouter(t *testing.T, c *cluster.Cluster, args ...string) *routerproc.Proc {
+	t.Helper()
 	kubeconfig := filepath.Join(t.TempDir(), "router.kubeconfig")
-	if err := e.c.WriteKubeconfig(kubeconfig, e.c.RouterToken); err != nil {
+	if err := c.WriteKubeconfig(kubeconfig, c.RouterToken); err != nil {
 		t.Fatal(err)
 	}
 	args = append([]string{"--kubeconfig", kubeconfig, "--allow-loopback-pod-ip", "--base-domain", "sandbox.test",
@@ -146,9 +164,6 @@ func (e *env) startRouter(t *testing.T, args ...string) *routerproc.Proc {
 			t.Logf("router log:\n%s", tail(p.Log(), 20000))
 		}
 	})
-	if err := p.WaitReady(t.Context()); err != nil {
-		t.Fatal(err)
-	}
 	return p
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sandbox-router/sandbox-router/e2e/cluster"
 	"github.com/sandbox-router/sandbox-router/e2e/routerproc"
 	"github.com/sandbox-router/sandbox-router/e2e/sim"
 )
@@ -194,4 +195,28 @@ func apiServerRestart(t *testing.T, e *env, p *routerproc.Proc) {
 		t.Fatalf("%d of %d requests to a running sandbox failed across the restart; first: %s", n, n+served.Load(), *firstFailure.Load())
 	}
 	t.Logf("%d requests served across the API server restart, none failed", served.Load())
+}
+
+// TestReadyOnlyOnceSynced starts the router before the Sandbox CRD
+// exists: it must stay unready and answer 503 rather than 404 (it does
+// not know yet), then become ready once the CRD is served.
+func TestReadyOnlyOnceSynced(t *testing.T) {
+	c := cluster.Start(t)
+	applyRBAC(t, c)
+	p := launchRouter(t, c)
+	if r, err := http.Get("http://" + p.AdminAddr + "/readyz"); err != nil || r.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("readyz before any sync: %v %v", r, err)
+	}
+	if r := get(t.Context(), p, byID("default", "alpha")); !status(http.StatusServiceUnavailable, "router_not_ready")(r) {
+		t.Fatalf("request before any sync: %v", r)
+	}
+	if err := c.ApplyCRDs(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitReady(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if r := get(t.Context(), p, byID("default", "alpha")); !status(http.StatusNotFound, "sandbox_not_found")(r) {
+		t.Fatalf("unknown sandbox once synced: %v", r)
+	}
 }
