@@ -62,8 +62,8 @@ func binary(t *testing.T) string {
 	return routerBin
 }
 
-// env is a cluster with the CRD and the router's RBAC, the sim, and
-// admin clients.
+// env is a cluster with the CRD, the sim, and admin clients. The router's
+// RBAC is up to each test (applyRBAC for the cluster-wide grant).
 type env struct {
 	c   *cluster.Cluster
 	sim *sim.Sim
@@ -88,7 +88,8 @@ subjects:
     name: router
 `
 
-// applyRBAC applies deploy/rbac and binds it to the non-admin user.
+// applyRBAC applies deploy/rbac (the cluster-wide grant) and binds it to
+// the non-admin user.
 func applyRBAC(t *testing.T, c *cluster.Cluster) {
 	t.Helper()
 	binding := filepath.Join(t.TempDir(), "binding.yaml")
@@ -107,7 +108,6 @@ func newEnv(t *testing.T, simOpts sim.Options, namespaces ...string) *env {
 	if err := c.ApplyCRDs(ctx); err != nil {
 		t.Fatalf("ApplyCRDs: %v", err)
 	}
-	applyRBAC(t, c)
 	e := &env{c: c, dyn: dynamic.NewForConfigOrDie(c.AdminConfig()), cs: kubernetes.NewForConfigOrDie(c.AdminConfig())}
 	for _, ns := range namespaces {
 		if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
@@ -300,4 +300,28 @@ func status(code int, errCode string) func(reply) bool {
 
 func servedBy(sandbox string) func(reply) bool {
 	return func(r reply) bool { return r.Err == nil && r.Status == http.StatusOK && r.Sbx == sandbox }
+}
+
+// applyNamespacedRBAC stamps deploy/rbac/namespaced's Role into ns and
+// binds it to the non-admin user.
+func applyNamespacedRBAC(t *testing.T, c *cluster.Cluster, ns string) {
+	t.Helper()
+	role, err := os.ReadFile("../../deploy/rbac/namespaced/role.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stamped := strings.Replace(string(role), "metadata:\n", "metadata:\n  namespace: "+ns+"\n", 1)
+	binding := `apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: sandbox-router-e2e-user, namespace: ` + ns + `}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: sandbox-router}
+subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: router}]
+`
+	path := filepath.Join(t.TempDir(), "namespaced.yaml")
+	if err := os.WriteFile(path, []byte(stamped+"\n---\n"+binding), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cluster.ApplyManifests(t.Context(), c.AdminConfig(), path); err != nil {
+		t.Fatalf("apply namespaced RBAC: %v", err)
+	}
 }

@@ -17,6 +17,7 @@ import (
 // behaviours, in order: each step's state builds on the previous one.
 func TestRouting(t *testing.T) {
 	e := newEnv(t, sim.Options{StartDelay: 100 * time.Millisecond}, "team-a")
+	applyRBAC(t, e.c)
 	p := e.startRouter(t)
 
 	uid := e.createSandbox(t, "v1beta1", "default", "alpha", false, nil)
@@ -218,5 +219,23 @@ func TestReadyOnlyOnceSynced(t *testing.T) {
 	}
 	if r := get(t.Context(), p, byID("default", "alpha")); !status(http.StatusNotFound, "sandbox_not_found")(r) {
 		t.Fatalf("unknown sandbox once synced: %v", r)
+	}
+}
+
+// TestNamespaced runs the router with --namespaces and only the namespaced
+// Role of deploy/rbac/namespaced: it routes in its namespace and knows
+// nothing of the others.
+func TestNamespaced(t *testing.T) {
+	e := newEnv(t, sim.Options{}, "team-a", "team-b")
+	applyNamespacedRBAC(t, e.c, "team-a")
+	p := e.startRouter(t, "--namespaces", "team-a")
+	e.createSandbox(t, "v1beta1", "team-a", "inside", false, nil)
+	e.createSandbox(t, "v1beta1", "team-b", "outside", false, nil)
+	eventually(t, p, "sandbox in the watched namespace", byID("team-a", "inside"), servedBy("inside"))
+	if _, err := e.sim.WaitPod(t.Context(), "team-b", "outside", func(pi sim.PodInfo) bool { return pi.Ready }); err != nil {
+		t.Fatal(err)
+	}
+	if r := get(t.Context(), p, byID("team-b", "outside")); !status(http.StatusNotFound, "sandbox_not_found")(r) {
+		t.Fatalf("sandbox outside the watched namespaces: %v", r)
 	}
 }
