@@ -12,6 +12,7 @@ import (
 const (
 	CodeSandboxNotFound   = "sandbox_not_found"
 	CodeSandboxSuspended  = "sandbox_suspended"
+	CodeSandboxSuspending = "sandbox_suspending"
 	CodeSandboxStarting   = "sandbox_starting"
 	CodeSandboxFinished   = "sandbox_finished"
 	CodePodIPMismatch     = "pod_ip_mismatch"

@@ -130,6 +130,7 @@ func TestRouterAnswers(t *testing.T) {
 	env := newProxyEnv(t, nil)
 	env.res.set("default", "sleepy", resolver.StateSuspended, resolver.ProtocolAuto)
 	env.res.set("default", "booting", resolver.StateStarting, resolver.ProtocolAuto)
+	env.res.set("default", "dozing", resolver.StateSuspending, resolver.ProtocolAuto)
 	env.res.set("default", "done", resolver.StateFinished, resolver.ProtocolAuto)
 	be, seen := startRecorder(t, false)
 	port := strconv.Itoa(be.port)
@@ -147,6 +148,7 @@ func TestRouterAnswers(t *testing.T) {
 		{name: "unknown before sync", headers: map[string]string{"X-Sandbox-ID": "nope", "X-Sandbox-Port": port}, notSynced: true, status: 503, code: CodeNotReady, retryAfter: "1"},
 		{name: "suspended", headers: map[string]string{"X-Sandbox-ID": "sleepy", "X-Sandbox-Port": port}, status: 503, code: CodeSandboxSuspended, retryAfter: "5"},
 		{name: "starting", headers: map[string]string{"X-Sandbox-ID": "booting", "X-Sandbox-Port": port}, status: 503, code: CodeSandboxStarting, retryAfter: "1"},
+		{name: "suspending", headers: map[string]string{"X-Sandbox-ID": "dozing", "X-Sandbox-Port": port}, status: 503, code: CodeSandboxSuspending, retryAfter: "5"},
 		{name: "finished", host: "done.default." + testBaseDomain, headers: map[string]string{"X-Sandbox-Port": port}, status: 410, code: CodeSandboxFinished},
 		{name: "missing id", status: 400, code: "missing_sandbox_id"},
 		{name: "invalid id", headers: map[string]string{"X-Sandbox-ID": "Bad_ID"}, status: 400, code: "invalid_sandbox_id"},

@@ -338,6 +338,7 @@ var (
 	errNotReady     = &httpError{status: http.StatusServiceUnavailable, code: CodeNotReady, detail: "router is still loading sandboxes", retryAfter: 1}
 	errSuspended    = &httpError{status: http.StatusServiceUnavailable, code: CodeSandboxSuspended, detail: "sandbox is suspended", retryAfter: 5}
 	errStarting     = &httpError{status: http.StatusServiceUnavailable, code: CodeSandboxStarting, detail: "sandbox is starting", retryAfter: 1}
+	errSuspending   = &httpError{status: http.StatusServiceUnavailable, code: CodeSandboxSuspending, detail: "sandbox is being suspended", retryAfter: 5}
 	errBodyTooLarge = &httpError{status: http.StatusRequestEntityTooLarge, code: CodeRequestTooLarge, detail: "request body too large"}
 )
 
@@ -363,8 +364,11 @@ func (rt *Router) target(ctx context.Context, key routingKey) (upstreamTarget, e
 		return t, errFinished
 	default: // starting, suspending, suspended
 		if rt.opts.Activator == nil {
-			if res.State == resolver.StateSuspended {
+			switch res.State {
+			case resolver.StateSuspended:
 				return t, errSuspended
+			case resolver.StateSuspending:
+				return t, errSuspending
 			}
 			return t, errStarting
 		}
