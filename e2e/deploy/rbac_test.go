@@ -1,0 +1,416 @@
+package deploy
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/sandbox-router/sandbox-router/e2e/cluster"
+)
+
+var (
+	sandboxesV1beta1  = schema.GroupVersionResource{Group: "agents.x-k8s.io", Version: "v1beta1", Resource: "sandboxes"}
+	sandboxesV1alpha1 = schema.GroupVersionResource{Group: "agents.x-k8s.io", Version: "v1alpha1", Resource: "sandboxes"}
+)
+
+// rbacWait bounds the wait for a new binding to reach the API server's
+// RBAC cache (an informer, so a binding is not effective at once).
+const rbacWait = 30 * time.Second
+
+// identity is one way the router authenticates: the test cluster's
+// non-admin user (bound by the test, as e2e tests and the demo do), or
+// the ServiceAccount the manifests themselves bind.
+type identity struct {
+	name   string
+	cfg    *rest.Config
+	user   string
+	groups []string
+}
+
+// TestRBACOnAPIServer applies the RBAC of deploy/ to a real API server and
+// shows with the router's identities that it grants exactly the reads the
+// informer-backed resolver needs: per namespace (overlays/namespaced),
+// then cluster-wide (deploy/rbac). Last, every kustomization applies.
+func TestRBACOnAPIServer(t *testing.T) {
+	c := cluster.Start(t)
+	ctx := t.Context()
+	if err := c.ApplyCRDs(ctx); err != nil {
+		t.Fatalf("ApplyCRDs: %v", err)
+	}
+	admin := kubernetes.NewForConfigOrDie(c.AdminConfig())
+	adminDyn := dynamic.NewForConfigOrDie(c.AdminConfig())
+
+	// The router's namespace and ServiceAccount as deploy/base renders
+	// them, and a sandbox and a pod in each of two namespaces.
+	base := mustRender(t, "base")
+	apply(t, c, base[idNamespace], base[idSA])
+	for _, ns := range []string{"team-a", "team-b"} {
+		if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		sb := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "agents.x-k8s.io/v1beta1", "kind": "Sandbox",
+			"metadata": map[string]any{"name": "s"},
+			"spec":     map[string]any{"operatingMode": "Running"},
+		}}
+		if _, err := adminDyn.Resource(sandboxesV1beta1).Namespace(ns).Create(ctx, sb, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := admin.CoreV1().Pods(ns).Create(ctx, testPod("p"), metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tok, err := admin.CoreV1().ServiceAccounts("sandbox-router").CreateToken(ctx, "sandbox-router",
+		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("token of the router's ServiceAccount: %v", err)
+	}
+	ids := []identity{
+		{name: "user router", cfg: c.RouterConfig(), user: "router", groups: []string{"system:authenticated"}},
+		{name: "service account", cfg: c.TokenConfig(tok.Status.Token), user: "system:serviceaccount:sandbox-router:sandbox-router",
+			groups: []string{"system:serviceaccounts", "system:serviceaccounts:sandbox-router", "system:authenticated"}},
+	}
+
+	// Runs first: nothing cluster-wide is bound yet.
+	t.Run("namespaced", func(t *testing.T) {
+		var rbac []*object
+		for _, o := range mustRender(t, "overlays/namespaced") {
+			if o.kind() == "Role" || o.kind() == "RoleBinding" {
+				rbac = append(rbac, o)
+			}
+		}
+		if len(rbac) != 2 {
+			t.Fatalf("overlays/namespaced has %d Roles and RoleBindings, want 2 (team-a)", len(rbac))
+		}
+		apply(t, c, rbac...)
+		apply(t, c, userBinding("RoleBinding", "team-a", "Role"))
+		for _, id := range ids {
+			t.Run(id.name, func(t *testing.T) {
+				waitAllowed(t, id, "team-a")
+				expect(t, id, reads(id.cfg, "team-a"), true)
+				expect(t, id, reads(id.cfg, "team-b"), false)
+				expect(t, id, reads(id.cfg, metav1.NamespaceAll), false)
+				expect(t, id, writes(id.cfg, "team-a"), false)
+				accessMatrix(t, admin, id, map[string]bool{"team-a": true})
+			})
+		}
+	})
+
+	t.Run("cluster-wide", func(t *testing.T) {
+		// deploy/rbac as the e2e tests apply it, plus the binding of the
+		// same ClusterRole to the test cluster's user.
+		if err := cluster.ApplyManifests(ctx, c.AdminConfig(), filepath.Join(deployDir, "rbac")); err != nil {
+			t.Fatalf("apply deploy/rbac: %v", err)
+		}
+		apply(t, c, userBinding("ClusterRoleBinding", "", "ClusterRole"))
+		for _, id := range ids {
+			t.Run(id.name, func(t *testing.T) {
+				waitAllowed(t, id, metav1.NamespaceAll)
+				for _, ns := range []string{metav1.NamespaceAll, "team-a", "team-b"} {
+					expect(t, id, reads(id.cfg, ns), true)
+				}
+				for _, ns := range []string{"team-a", "team-b"} {
+					expect(t, id, writes(id.cfg, ns), false)
+				}
+				accessMatrix(t, admin, id, map[string]bool{"": true, "team-a": true, "team-b": true})
+			})
+		}
+	})
+
+	// Server-side apply checks every field against the API server's
+	// schema, so a misspelt field fails here, as the control shows.
+	t.Run("every kustomization applies", func(t *testing.T) {
+		for _, dir := range kustomizations(t) {
+			objs, err := render(dir)
+			if err != nil {
+				t.Errorf("render %s: %v", dir, err)
+				continue
+			}
+			if err := applyErr(t, c, objs...); err != nil {
+				t.Errorf("apply %s: %v", dir, err)
+			}
+		}
+		bad := mustRender(t, "base")[idService]
+		bad.m["spec"].(map[string]any)["selectr"] = map[string]any{"x": "y"}
+		if err := applyErr(t, c, bad); err == nil || !strings.Contains(err.Error(), "selectr") {
+			t.Errorf("applying a Service with a misspelt field: err %v, want it refused", err)
+		}
+	})
+}
+
+func testPod(name string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{"agents.x-k8s.io/sandbox-name-hash": "0123abcd"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "example.invalid/sandbox"}}},
+	}
+}
+
+// userBinding binds the router's role to the test cluster's user "router"
+// in place of the ServiceAccount.
+func userBinding(kind, namespace, roleKind string) *object {
+	md := map[string]any{"name": "sandbox-router-e2e-user"}
+	if namespace != "" {
+		md["namespace"] = namespace
+	}
+	return &object{source: "test " + kind, m: map[string]any{
+		"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": md,
+		"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": roleKind, "name": "sandbox-router"},
+		"subjects": []any{map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "router"}},
+	}}
+}
+
+// applyErr server-side applies objects as admin through the harness's
+// ApplyManifests (one JSON file each).
+func applyErr(t *testing.T, c *cluster.Cluster, objs ...*object) error {
+	t.Helper()
+	dir := t.TempDir()
+	var paths []string
+	for i, o := range objs {
+		data, err := json.Marshal(o.m)
+		if err != nil {
+			t.Fatalf("%s: %v", o.source, err)
+		}
+		p := filepath.Join(dir, fmt.Sprintf("%03d.json", i))
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		paths = append(paths, p)
+	}
+	return cluster.ApplyManifests(t.Context(), c.AdminConfig(), paths...)
+}
+
+func apply(t *testing.T, c *cluster.Cluster, objs ...*object) {
+	t.Helper()
+	if err := applyErr(t, c, objs...); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+}
+
+// probe is one API request the router might make.
+type probe struct {
+	name string
+	do   func(ctx context.Context) error
+}
+
+// reads are the requests the resolver makes (list and watch of both
+// Sandbox versions and of the labelled pods), plus gets, in ns (all
+// namespaces when empty).
+func reads(cfg *rest.Config, ns string) []probe {
+	dyn := dynamic.NewForConfigOrDie(cfg)
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	where := ns
+	if where == "" {
+		where = "all namespaces"
+	}
+	podSel := metav1.ListOptions{LabelSelector: "agents.x-k8s.io/sandbox-name-hash"}
+	ps := []probe{
+		{"list sandboxes v1beta1 in " + where, func(ctx context.Context) error {
+			_, err := dyn.Resource(sandboxesV1beta1).Namespace(ns).List(ctx, metav1.ListOptions{})
+			return err
+		}},
+		{"list sandboxes v1alpha1 in " + where, func(ctx context.Context) error {
+			_, err := dyn.Resource(sandboxesV1alpha1).Namespace(ns).List(ctx, metav1.ListOptions{})
+			return err
+		}},
+		{"watch sandboxes in " + where, func(ctx context.Context) error {
+			w, err := dyn.Resource(sandboxesV1beta1).Namespace(ns).Watch(ctx, metav1.ListOptions{})
+			if err == nil {
+				w.Stop()
+			}
+			return err
+		}},
+		{"list labelled pods in " + where, func(ctx context.Context) error {
+			_, err := cs.CoreV1().Pods(ns).List(ctx, podSel)
+			return err
+		}},
+		{"watch labelled pods in " + where, func(ctx context.Context) error {
+			w, err := cs.CoreV1().Pods(ns).Watch(ctx, podSel)
+			if err == nil {
+				w.Stop()
+			}
+			return err
+		}},
+	}
+	if ns != "" {
+		ps = append(ps,
+			probe{"get sandbox in " + ns, func(ctx context.Context) error {
+				_, err := dyn.Resource(sandboxesV1beta1).Namespace(ns).Get(ctx, "s", metav1.GetOptions{})
+				return err
+			}},
+			probe{"get pod in " + ns, func(ctx context.Context) error {
+				_, err := cs.CoreV1().Pods(ns).Get(ctx, "p", metav1.GetOptions{})
+				return err
+			}})
+	}
+	return ps
+}
+
+// writes are requests the router must never be allowed, in ns.
+func writes(cfg *rest.Config, ns string) []probe {
+	dyn := dynamic.NewForConfigOrDie(cfg)
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	suspend := []byte(`{"spec":{"operatingMode":"Suspended"}}`)
+	return []probe{
+		{"get secret in " + ns, func(ctx context.Context) error {
+			_, err := cs.CoreV1().Secrets(ns).Get(ctx, "any", metav1.GetOptions{})
+			return err
+		}},
+		{"list secrets in " + ns, func(ctx context.Context) error {
+			_, err := cs.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{})
+			return err
+		}},
+		{"list configmaps in " + ns, func(ctx context.Context) error {
+			_, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
+			return err
+		}},
+		{"patch sandbox in " + ns, func(ctx context.Context) error {
+			_, err := dyn.Resource(sandboxesV1beta1).Namespace(ns).Patch(ctx, "s", types.MergePatchType, suspend, metav1.PatchOptions{})
+			return err
+		}},
+		{"patch sandbox status in " + ns, func(ctx context.Context) error {
+			_, err := dyn.Resource(sandboxesV1beta1).Namespace(ns).Patch(ctx, "s", types.MergePatchType, []byte(`{"status":{"podIPs":["10.0.0.1"]}}`), metav1.PatchOptions{}, "status")
+			return err
+		}},
+		{"create sandbox in " + ns, func(ctx context.Context) error {
+			sb := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "agents.x-k8s.io/v1beta1", "kind": "Sandbox", "metadata": map[string]any{"name": "new"}}}
+			_, err := dyn.Resource(sandboxesV1beta1).Namespace(ns).Create(ctx, sb, metav1.CreateOptions{})
+			return err
+		}},
+		{"create pod in " + ns, func(ctx context.Context) error {
+			_, err := cs.CoreV1().Pods(ns).Create(ctx, testPod("new"), metav1.CreateOptions{})
+			return err
+		}},
+		{"delete pod in " + ns, func(ctx context.Context) error {
+			return cs.CoreV1().Pods(ns).Delete(ctx, "p", metav1.DeleteOptions{})
+		}},
+	}
+}
+
+// expect runs the probes as id: each must succeed (allowed) or be
+// refused with 403 Forbidden.
+func expect(t *testing.T, id identity, ps []probe, allowed bool) {
+	t.Helper()
+	for _, p := range ps {
+		err := p.do(t.Context())
+		switch {
+		case allowed && err != nil:
+			t.Errorf("%s: %s: %v, want allowed", id.name, p.name, err)
+		case !allowed && !apierrors.IsForbidden(err):
+			t.Errorf("%s: %s: err %v, want 403 Forbidden", id.name, p.name, err)
+		}
+	}
+}
+
+// waitAllowed waits until the first read in ns succeeds: a binding
+// reaches the authorizer's cache shortly after it is written.
+func waitAllowed(t *testing.T, id identity, ns string) {
+	t.Helper()
+	first := reads(id.cfg, ns)[0]
+	deadline := time.Now().Add(rbacWait)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := first.do(t.Context())
+		if err == nil {
+			return
+		}
+		if !apierrors.IsForbidden(err) || time.Now().After(deadline) {
+			t.Fatalf("%s: %s: %v (waited for the binding to take effect)", id.name, first.name, err)
+		}
+		<-tick.C
+	}
+}
+
+// accessMatrix asks the API server (SubjectAccessReview) about every verb
+// on the resources a router could be tempted to touch, in each namespace
+// and cluster-wide: only get, list and watch of sandboxes and pods, and
+// only in the namespaces granted ("" = cluster-wide), may be allowed.
+func accessMatrix(t *testing.T, admin kubernetes.Interface, id identity, granted map[string]bool) {
+	t.Helper()
+	type res struct{ group, resource, sub string }
+	resources := []res{
+		{"agents.x-k8s.io", "sandboxes", ""}, {"agents.x-k8s.io", "sandboxes", "status"},
+		{"", "pods", ""}, {"", "pods", "status"}, {"", "pods", "log"}, {"", "pods", "exec"}, {"", "pods", "portforward"},
+		{"", "secrets", ""}, {"", "configmaps", ""}, {"", "services", ""}, {"", "events", ""},
+		{"", "serviceaccounts", "token"}, {"coordination.k8s.io", "leases", ""}, {"rbac.authorization.k8s.io", "rolebindings", ""},
+	}
+	verbs := []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
+	type query struct {
+		ns, verb string
+		r        res
+	}
+	var qs []query
+	for _, ns := range []string{"", "team-a", "team-b"} {
+		for _, r := range resources {
+			for _, v := range verbs {
+				qs = append(qs, query{ns, v, r})
+			}
+		}
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []string
+	)
+	next := make(chan query)
+	for range 8 {
+		wg.Go(func() {
+			for q := range next {
+				sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+					User: id.user, Groups: id.groups,
+					ResourceAttributes: &authorizationv1.ResourceAttributes{
+						Namespace: q.ns, Verb: q.verb, Group: q.r.group, Resource: q.r.resource, Subresource: q.r.sub,
+					},
+				}}
+				got, err := admin.AuthorizationV1().SubjectAccessReviews().Create(t.Context(), sar, metav1.CreateOptions{})
+				read := q.verb == "get" || q.verb == "list" || q.verb == "watch"
+				want := read && q.r.sub == "" && (q.r.resource == "sandboxes" || q.r.resource == "pods") &&
+					(granted[q.ns] || granted[""])
+				mu.Lock()
+				switch {
+				case err != nil:
+					errs = append(errs, fmt.Sprintf("SubjectAccessReview: %v", err))
+				case got.Status.Allowed != want:
+					where := q.ns
+					if where == "" {
+						where = "cluster-wide"
+					}
+					r := q.r.resource
+					if q.r.sub != "" {
+						r += "/" + q.r.sub
+					}
+					errs = append(errs, fmt.Sprintf("%s %s.%s %s: allowed %s, want %s", q.verb, r, q.r.group, where,
+						strconv.FormatBool(got.Status.Allowed), strconv.FormatBool(want)))
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for _, q := range qs {
+		next <- q
+	}
+	close(next)
+	wg.Wait()
+	for _, e := range errs {
+		t.Errorf("%s: %s", id.name, e)
+	}
+}
