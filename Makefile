@@ -42,9 +42,14 @@ lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-# The local demo: simulated sandboxes, the router, curl lines to try.
+# The local demo: a real kube-apiserver (built from source on the first
+# run, several minutes), simulated sandboxes, the router binary; prints
+# curl lines to try. DEMOFLAGS: e.g. '-port 8081 -admin-port 9091', -smoke.
+DEMOFLAGS ?=
+# Built, not go run: go run exits 1 when Ctrl-C stops the program.
 demo: build
-	$(GO) run ./e2e/demo --router $(BIN)/sandbox-router
+	$(GO) build -o $(BIN)/demo ./e2e/demo
+	$(BIN)/demo --router $(BIN)/sandbox-router $(DEMOFLAGS)
 
 # Container image (needs a Docker engine; none runs on the CI machines).
 image:

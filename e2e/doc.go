@@ -1,7 +1,9 @@
 // Package e2e holds the end-to-end harness of sandbox-router: e2e/cluster
 // (a real etcd + kube-apiserver built from source, on loopback),
 // e2e/sim (a simulated sandbox controller and kubelet that gives every
-// Sandbox a Pod and a real HTTP backend on its own loopback address) and
-// the local demo (e2e/demo). Nothing here is linked into the router
-// binary.
+// Sandbox a Pod and a real HTTP backend on its own loopback address),
+// e2e/deploy (the manifests under deploy/, their RBAC checked on the real
+// API server) and the local demo (e2e/demo: the router binary in front of
+// the sim on the real API server; its -smoke mode is a test). Nothing here
+// is linked into the router binary.
 package e2e

@@ -34,8 +34,10 @@ func startProcess(name, bin, logPath string, args ...string) (*process, error) {
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	// If the test binary dies without running its cleanups (a panic or
-	// -timeout), the kernel kills the child too.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// -timeout), the kernel kills the child too. Its own process group
+	// keeps a terminal's Ctrl-C from reaching it directly: the parent
+	// (the demo) stops it by PID, after the processes that depend on it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)

@@ -1,168 +1,204 @@
-// Command demo runs the local demo: a few simulated sandboxes (real HTTP
-// servers on their own loopback addresses), a routes file, and the real
-// router binary in front of them. It prints curl lines that work and stops
-// everything it started on Ctrl-C.
+// Command demo runs the local demo on a real API server: etcd and
+// kube-apiserver (e2e/cluster) with the Sandbox CRD and the router's RBAC
+// from deploy/, the simulated sandbox controller and kubelet (e2e/sim)
+// giving each sandbox a pod with a real HTTP backend on its own loopback
+// address, and the real router binary as its own process, watching the API
+// server as the non-admin user "router". It runs every request it is about
+// to suggest once, prints the curl lines with the answer each got, and
+// keeps running until Ctrl-C (SIGINT or SIGTERM), when it stops the
+// router, the sim and the API server, each by its PID, and removes its
+// temporary directory. With -smoke it exits after the requests instead:
+// 0 when each answered as expected, 1 otherwise.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log"
 	"net"
-	"net/http"
+	"net/netip"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strings"
+	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/sandbox-router/sandbox-router/e2e/cluster"
 )
 
-type sandbox struct {
-	name, namespace, ip, state string
-}
-
-var sandboxes = []sandbox{
-	{"alpha", "default", "127.0.0.2", "running"},
-	{"beta", "team-a", "127.0.0.3", "running"},
-	{"sleepy", "default", "", "suspended"},
-}
-
 func main() {
-	routerBin := flag.String("router", "bin/sandbox-router", "router binary")
-	port := flag.Int("port", 8080, "router HTTP port")
-	admin := flag.Int("admin-port", 9090, "router admin port")
+	var o options
+	flag.StringVar(&o.RouterBin, "router", "", "router binary (empty: build cmd/sandbox-router into the demo's temporary directory)")
+	flag.IntVar(&o.HTTPPort, "port", 8080, "router proxy port on 127.0.0.1 (0: any free port)")
+	flag.IntVar(&o.AdminPort, "admin-port", 9090, "router admin port on 127.0.0.1 (0: any free port)")
+	flag.BoolVar(&o.Smoke, "smoke", false, "run every request once, check each answer, stop everything and exit 0 or 1")
+	flag.DurationVar(&o.StartDelay, "start-delay", 500*time.Millisecond, "simulated pod start time (image pull and container start)")
 	flag.Parse()
-	if err := run(*routerBin, *port, *admin); err != nil {
-		log.Fatal(err)
+	o.Out = os.Stdout
+	o.Logf = log.New(os.Stderr, "demo: ", log.Ltime).Printf
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := run(ctx, o)
+	if err != nil && ctx.Err() != nil {
+		// Interrupted while starting: everything is stopped, nothing failed.
+		o.Logf("interrupted")
+		err = nil
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "demo: %v\n", err)
+		os.Exit(1)
 	}
 }
 
-func run(routerBin string, port, admin int) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	dir, err := os.MkdirTemp("", "sandbox-router-demo-")
+// options configure one run of the demo.
+type options struct {
+	// RouterBin is the router binary; empty builds it.
+	RouterBin string
+	// HTTPPort and AdminPort are the router's ports on 127.0.0.1; 0
+	// picks free ones.
+	HTTPPort, AdminPort int
+	// Smoke returns after the requests (an error unless each answered as
+	// expected) instead of running until ctx ends.
+	Smoke bool
+	// StartDelay is the sim's pod start delay.
+	StartDelay time.Duration
+	// IPBase is the sim's first pod address (default sim.DefaultIPBase).
+	IPBase netip.Addr
+	// WorkDir is where the temporary directory goes ("" = os.TempDir()).
+	WorkDir string
+	// Out receives the curl lines and the answers; Logf the progress.
+	Out  io.Writer
+	Logf func(format string, args ...any)
+}
+
+// run starts everything, checks and prints the requests, and then waits
+// for ctx (or, with Smoke, returns). Whatever it started is stopped before
+// it returns, in reverse order: router, sim, API server and etcd, and the
+// temporary directory goes last.
+func run(ctx context.Context, o options) (err error) {
+	logf := o.Logf
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	if o.Out == nil {
+		o.Out = io.Discard
+	}
+	for _, port := range []int{o.HTTPPort, o.AdminPort} {
+		if err := portFree(port); err != nil {
+			return err
+		}
+	}
+	crdDir, err := cluster.CRDDir()
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	root := filepath.Dir(filepath.Dir(crdDir))
 
-	var routes strings.Builder
-	routes.WriteString("sandboxes:\n")
-	for _, sb := range sandboxes {
-		fmt.Fprintf(&routes, "  - {name: %s, namespace: %s, state: %s", sb.name, sb.namespace, sb.state)
-		if sb.ip != "" {
-			fmt.Fprintf(&routes, ", podIP: %s", sb.ip)
-			ln, err := net.Listen("tcp", sb.ip+":8888")
-			if err != nil {
-				return fmt.Errorf("sandbox %s: %w", sb.name, err)
-			}
-			srv := &http.Server{Handler: sandboxHandler(sb.name), ReadHeaderTimeout: 10 * time.Second}
-			go srv.Serve(ln)
-			defer srv.Close()
-		}
-		routes.WriteString("}\n")
-	}
-	routesFile := filepath.Join(dir, "routes.yaml")
-	if err := os.WriteFile(routesFile, []byte(routes.String()), 0o644); err != nil {
+	tmp, err := os.MkdirTemp(o.WorkDir, "sandbox-router-demo-")
+	if err != nil {
 		return err
-	}
-
-	cmd := exec.Command(routerBin,
-		"--routes", routesFile,
-		"--listen-http", fmt.Sprintf("127.0.0.1:%d", port),
-		"--listen-admin", fmt.Sprintf("127.0.0.1:%d", admin),
-		"--base-domain", "sandbox.localhost",
-		"--allow-loopback-pod-ip",
-		"--drain-delay", "0s",
-		"--access-log", filepath.Join(dir, "access.log"))
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start router: %w", err)
 	}
 	defer func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
+		if rerr := os.RemoveAll(tmp); rerr != nil {
+			err = errors.Join(err, rerr)
+		} else {
+			logf("removed %s", tmp)
+		}
 	}()
-	if err := waitReady(ctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", admin)); err != nil {
+
+	if o.RouterBin == "" {
+		logf("building the router")
+		if o.RouterBin, err = buildRouter(ctx, root, tmp); err != nil {
+			return err
+		}
+	}
+
+	logf("starting etcd and kube-apiserver (the first run builds them from source: several minutes)")
+	c, err := cluster.New(ctx, cluster.Options{Dir: filepath.Join(tmp, "cluster"), Logf: logf})
+	if err != nil {
+		if c != nil {
+			c.DumpLogs(logf)
+		}
+		return fmt.Errorf("cluster: %w", err)
+	}
+	defer func() { err = errors.Join(err, c.Close()) }()
+
+	simLog, err := os.Create(filepath.Join(tmp, "sim.log"))
+	if err != nil {
+		return err
+	}
+	defer simLog.Close()
+	env, err := setUp(ctx, c, root, tmp, o, log.New(simLog, "", log.Ltime|log.Lmicroseconds).Printf, logf)
+	if env != nil && env.sim != nil {
+		defer func() {
+			env.sim.Close()
+			logf("sim stopped")
+		}()
+	}
+	if err != nil {
 		return err
 	}
 
-	r := fmt.Sprintf("127.0.0.1:%d", port)
-	fmt.Printf(`
-sandbox-router demo is running (Ctrl-C stops it).
+	logf("starting the router")
+	rp, err := startRouter(ctx, o.RouterBin, filepath.Join(tmp, "router.log"),
+		"--kubeconfig", env.routerKubeconfig,
+		"--allow-loopback-pod-ip",
+		"--base-domain", baseDomain,
+		"--listen-http", "127.0.0.1:"+strconv.Itoa(o.HTTPPort),
+		"--listen-admin", "127.0.0.1:"+strconv.Itoa(o.AdminPort),
+		"--access-log", filepath.Join(tmp, "access.log"),
+		"--drain-delay", "0s",
+		"--drain-timeout", "2s",
+	)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		err = errors.Join(err, rp.stop())
+		logf("router (pid %d) stopped", rp.cmd.Process.Pid)
+	}()
+	env.http, env.admin = rp.httpAddr, rp.adminAddr
+	if err := waitRouter(ctx, rp, env); err != nil {
+		return fmt.Errorf("%w\nrouter log:\n%s", err, rp.logTail())
+	}
 
-  # by header, as existing SDKs send it
-  curl -s -H 'X-Sandbox-ID: alpha' http://%[1]s/hello
-  curl -s -H 'X-Sandbox-ID: beta' -H 'X-Sandbox-Namespace: team-a' http://%[1]s/hello
-  # by host name (*.localhost resolves to 127.0.0.1)
-  curl -s http://8888-alpha.default.sandbox.localhost:%[2]d/hello
-  curl -s --resolve beta.team-a.sandbox.localhost:%[2]d:127.0.0.1 http://beta.team-a.sandbox.localhost:%[2]d/hello
-  # streaming (server-sent events, flushed as they arrive)
-  curl -sN -H 'X-Sandbox-ID: alpha' http://%[1]s/events
-  # a suspended sandbox answers its honest state (the activator will wake it)
-  curl -s -H 'X-Sandbox-ID: sleepy' http://%[1]s/
-  # unknown sandbox and invalid key
-  curl -s -H 'X-Sandbox-ID: nobody' http://%[1]s/
-  curl -s -H 'X-Sandbox-ID: Not_Valid' http://%[1]s/
-  # health, readiness and metrics
-  curl -s http://%[1]s/healthz
-  curl -s http://127.0.0.1:%[3]d/metrics | grep sandbox_router_requests_total
-  # access log
-  tail -f %[4]s
-`, r, port, admin, filepath.Join(dir, "access.log"))
-
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	printHeader(o.Out, env, rp, tmp)
+	checks := demoChecks(env)
+	failed := runChecks(ctx, o.Out, checks)
+	if o.Smoke {
+		if failed > 0 {
+			return fmt.Errorf("smoke: %d of %d requests did not answer as expected\nrouter log:\n%s", failed, len(checks), rp.logTail())
+		}
+		fmt.Fprintf(o.Out, "\nsmoke: all %d requests answered as expected\n", len(checks))
+		return nil
+	}
+	if failed > 0 {
+		fmt.Fprintf(o.Out, "\nWARNING: %d of %d requests did not answer as expected (marked FAILED above); router log: %s\n", failed, len(checks), rp.logPath)
+	}
+	fmt.Fprintf(o.Out, "\nCtrl-C stops the router, the sim, kube-apiserver and etcd, and removes %s.\n", tmp)
 	select {
 	case <-ctx.Done():
+		fmt.Fprintln(o.Out)
+		logf("stopping")
 		return nil
-	case err := <-done:
-		return fmt.Errorf("router exited: %v", err)
+	case <-rp.done:
+		return fmt.Errorf("router exited: %v\nrouter log:\n%s", rp.err, rp.logTail())
 	}
 }
 
-func sandboxHandler(name string) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("/events", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		f := w.(http.Flusher)
-		for i := 1; i <= 5; i++ {
-			fmt.Fprintf(w, "data: %s event %d\n\n", name, i)
-			f.Flush()
-			select {
-			case <-r.Context().Done():
-				return
-			case <-time.After(500 * time.Millisecond):
-			}
-		}
-	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		body, _ := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-		fmt.Fprintf(w, "{\"sandbox\":%q,\"method\":%q,\"path\":%q,\"host\":%q,\"x_forwarded_for\":%q,\"body_bytes\":%d}\n",
-			name, r.Method, r.URL.Path, r.Host, r.Header.Get("X-Forwarded-For"), len(body))
-	})
-	return mux
-}
-
-func waitReady(ctx context.Context, url string) error {
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
+// portFree fails clearly when another process holds the port.
+func portFree(port int) error {
+	if port == 0 {
+		return nil
 	}
-	return fmt.Errorf("router not ready at %s", url)
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		return fmt.Errorf("port %d on 127.0.0.1 is busy (another demo still running? choose others with -port and -admin-port): %w", port, err)
+	}
+	return l.Close()
 }

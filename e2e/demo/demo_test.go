@@ -1,0 +1,59 @@
+package main
+
+import (
+	"bytes"
+	"net/netip"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDemoSmoke runs the demo as make demo does (a router binary built from
+// this tree, the real API server, the sim), but on free ports and in smoke
+// mode: every request it prints must answer as expected, and everything it
+// started must be gone when it returns.
+func TestDemoSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("demo: real etcd + kube-apiserver test skipped in -short mode")
+	}
+	work := t.TempDir()
+	var out bytes.Buffer
+	err := run(t.Context(), options{
+		Smoke:      true,
+		StartDelay: 500 * time.Millisecond,
+		IPBase:     netip.MustParseAddr("127.0.8.1"), // apart from the other e2e packages' sims
+		WorkDir:    work,
+		Out:        &out,
+		Logf:       t.Logf,
+	})
+	t.Logf("demo output:\n%s", out.String())
+	if err != nil {
+		t.Fatalf("demo -smoke: %v", err)
+	}
+	for _, want := range []string{
+		"-H 'Host: alpha.default.sandbox.localhost'",
+		"-H 'X-Sandbox-ID: beta' -H 'X-Sandbox-Namespace: team-a'",
+		"-H 'Host: 8888-alpha.default.sandbox.localhost'",
+		"-H 'X-Sandbox-UID: ",
+		"-H 'X-Sandbox-ID: sleepy'",
+		`-X PATCH --data-binary '{"spec":{"operatingMode":"Suspended"}}'`,
+		"smoke: all ",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	if strings.Contains(out.String(), "FAILED") {
+		t.Error("a request FAILED although run returned nil")
+	}
+	// The temporary directory (cluster data, logs, the router binary) is
+	// removed; run returns only after each process it started has exited.
+	left, err := os.ReadDir(work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range left {
+		t.Errorf("left behind in the work directory: %s", e.Name())
+	}
+}

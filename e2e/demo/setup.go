@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/sandbox-router/sandbox-router/e2e/cluster"
+	"github.com/sandbox-router/sandbox-router/e2e/sim"
+)
+
+// baseDomain is the router's --base-domain: *.localhost resolves to
+// loopback without any DNS set-up.
+const baseDomain = "sandbox.localhost"
+
+// readyTimeout bounds each wait for something the demo started to become
+// ready (pods, the router's caches, a sandbox answering).
+const readyTimeout = 60 * time.Second
+
+// routerBinding binds the ClusterRole of deploy/rbac to the test cluster's
+// non-admin user "router", whose token the router gets; in a real cluster
+// deploy/rbac binds the router's ServiceAccount instead.
+const routerBinding = `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: sandbox-router-demo-user
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: sandbox-router
+subjects:
+  - apiGroup: rbac.authorization.k8s.io
+    kind: User
+    name: router
+`
+
+// sandbox is one Sandbox the demo creates.
+type sandbox struct {
+	namespace, name, version string
+	spec                     map[string]any
+	running                  bool // the sim gives it a pod
+	about                    string
+}
+
+var sandboxes = []sandbox{
+	{"default", "alpha", "v1beta1", map[string]any{"operatingMode": "Running"}, true, "v1beta1, operatingMode Running"},
+	{"team-a", "beta", "v1alpha1", map[string]any{"replicas": int64(1)}, true, "created through v1alpha1, replicas 1"},
+	{"default", "sleepy", "v1beta1", map[string]any{"operatingMode": "Suspended"}, false, "v1beta1, operatingMode Suspended"},
+}
+
+// env is what the requests need to know about the running demo.
+type env struct {
+	c   *cluster.Cluster
+	sim *sim.Sim
+	dyn dynamic.Interface
+
+	routerKubeconfig string
+	adminTokenFile   string
+	warmPod, warmUID string
+	http, admin      string // the router's listeners, host:port
+}
+
+// setUp applies the CRD and RBAC, starts the sim, and creates the
+// namespaces, sandboxes and the warm-pool pod, waiting until the running
+// sandboxes' pods are Ready. The returned env's sim (if not nil) must be
+// closed, also on error.
+func setUp(ctx context.Context, c *cluster.Cluster, root, tmp string, o options, simLogf, logf func(string, ...any)) (*env, error) {
+	e := &env{c: c}
+	admin := c.AdminConfig()
+	binding := filepath.Join(tmp, "router-binding.yaml")
+	if err := os.WriteFile(binding, []byte(routerBinding), 0o600); err != nil {
+		return nil, err
+	}
+	logf("applying the Sandbox CRD (deploy/crds) and the router's RBAC (deploy/rbac), bound to user \"router\"")
+	if err := c.ApplyCRDs(ctx); err != nil {
+		return nil, err
+	}
+	if err := cluster.ApplyManifests(ctx, admin, filepath.Join(root, "deploy", "rbac"), binding); err != nil {
+		return nil, err
+	}
+	cs, err := kubernetes.NewForConfig(admin)
+	if err != nil {
+		return nil, err
+	}
+	if e.dyn, err = dynamic.NewForConfig(admin); err != nil {
+		return nil, err
+	}
+	for _, ns := range []string{"default", "team-a"} {
+		_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+		if err != nil && !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("namespace %s: %w", ns, err)
+		}
+	}
+
+	logf("starting the simulated sandbox controller and kubelet (pod start delay %s)", o.StartDelay)
+	if e.sim, err = sim.New(sim.Options{Config: admin, StartDelay: o.StartDelay, IPBase: o.IPBase, Logf: simLogf}); err != nil {
+		return nil, err
+	}
+	if err := e.sim.Run(ctx); err != nil {
+		return e, err
+	}
+	for _, sb := range sandboxes {
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": sim.Group + "/" + sb.version,
+			"kind":       "Sandbox",
+			"metadata":   map[string]any{"name": sb.name, "namespace": sb.namespace},
+			"spec":       sb.spec,
+		}}
+		gvr := schema.GroupVersionResource{Group: sim.Group, Version: sb.version, Resource: "sandboxes"}
+		if _, err := e.dyn.Resource(gvr).Namespace(sb.namespace).Create(ctx, u, metav1.CreateOptions{}); err != nil {
+			return e, fmt.Errorf("sandbox %s/%s: %w", sb.namespace, sb.name, err)
+		}
+		logf("sandbox %s/%s created (%s)", sb.namespace, sb.name, sb.about)
+	}
+	pod, uid, _, err := e.sim.CreateWarmPoolPod(ctx, "default", "pool")
+	if err != nil {
+		return e, err
+	}
+	e.warmPod, e.warmUID = pod, string(uid)
+	logf("warm-pool pod default/%s created, UID %s", pod, uid)
+
+	waitCtx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	for _, sb := range sandboxes {
+		if !sb.running {
+			continue
+		}
+		if _, err := e.sim.WaitPod(waitCtx, sb.namespace, sb.name, func(p sim.PodInfo) bool { return p.Ready }); err != nil {
+			return e, err
+		}
+	}
+
+	e.routerKubeconfig = filepath.Join(tmp, "router.kubeconfig")
+	if err := c.WriteKubeconfig(e.routerKubeconfig, c.RouterToken); err != nil {
+		return e, err
+	}
+	e.adminTokenFile = filepath.Join(tmp, "admin.token")
+	if err := os.WriteFile(e.adminTokenFile, []byte(c.AdminToken), 0o600); err != nil {
+		return e, err
+	}
+	return e, nil
+}
