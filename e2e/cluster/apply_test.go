@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -131,6 +132,18 @@ func TestApplyManifestsAndRouterIdentity(t *testing.T) {
 	fromFile, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		t.Fatalf("load %s: %v", kubeconfig, err)
+	}
+	// A new binding takes effect once the API server's RBAC informer has
+	// seen it, a moment after the write.
+	waitAllowed := dynamic.NewForConfigOrDie(c.RouterConfig()).Resource(sandboxGVR).Namespace("team-a")
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		_, err := waitAllowed.Get(ctx, "from-manifest", metav1.GetOptions{})
+		if err == nil {
+			break
+		}
+		if !apierrors.IsForbidden(err) || time.Now().After(deadline) {
+			t.Fatalf("get sandbox as router after the binding: %v", err)
+		}
 	}
 	for name, cfg := range map[string]*rest.Config{"RouterConfig": c.RouterConfig(), "kubeconfig": fromFile} {
 		t.Run(name, func(t *testing.T) {
