@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -92,6 +93,10 @@ func quantile(d []time.Duration, q float64) time.Duration {
 }
 
 func run(tb testing.TB, n, nOthers int) result {
+	// The router binary runs with GOGC 400 unless told otherwise
+	// (cmd/sandbox-router); the in-process resolver and router here get
+	// the same.
+	defer debug.SetGCPercent(debug.SetGCPercent(400))
 	c := cluster.Start(tb)
 	ctx := tb.Context()
 	if err := c.ApplyCRDs(ctx); err != nil {
