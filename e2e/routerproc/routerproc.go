@@ -166,5 +166,8 @@ func (p *Proc) Kill() {
 	<-p.done
 }
 
+// Pid is the router's process ID.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Exited is closed when the process has ended.
 func (p *Proc) Exited() <-chan struct{} { return p.done }

@@ -57,6 +57,8 @@ type Resolver struct {
 	idx    *index
 	notify *notifier
 	synced atomic.Bool
+	// syncedC is closed once synced is set.
+	syncedC chan struct{}
 
 	mu       sync.Mutex
 	versions []apiVersion // watched, once discovery succeeded
@@ -82,7 +84,7 @@ func newResolver(opts Options) *Resolver {
 	if opts.DiscoveryRetry <= 0 {
 		opts.DiscoveryRetry = 5 * time.Second
 	}
-	r := &Resolver{opts: opts, log: opts.Logger, start: time.Now(), notify: newNotifier()}
+	r := &Resolver{opts: opts, log: opts.Logger, start: time.Now(), notify: newNotifier(), syncedC: make(chan struct{})}
 	now := func() int64 { return int64(time.Since(r.start)) }
 	r.xform = newTransformer(now)
 	r.idx = newIndex(r.notify, now, opts.ObserveLatency)
@@ -105,6 +107,9 @@ func (r *Resolver) Lookup(k resolver.Key) resolver.Result { return r.idx.lookup(
 
 // Synced reports whether every informer has delivered its initial list.
 func (r *Resolver) Synced() bool { return r.synced.Load() }
+
+// SyncedC is closed when Synced becomes true.
+func (r *Resolver) SyncedC() <-chan struct{} { return r.syncedC }
 
 // Changed returns a channel that is closed at the next change of the
 // sandbox's routing answer, and a function that releases it (call it when
@@ -177,6 +182,7 @@ func (r *Resolver) Run(ctx context.Context) error {
 	r.log.Info("resolver watching", "versions", r.Versions(), "namespaces", r.opts.Namespaces)
 	if cache.WaitFor(ctx, "sandbox and pod caches", synced...) {
 		r.synced.Store(true)
+		close(r.syncedC)
 		r.log.Info("resolver caches synced", "sandboxes", len(r.Snapshot()))
 	}
 	wg.Wait()

@@ -1,0 +1,20 @@
+package main
+
+import "testing"
+
+func TestGCPercentFor(t *testing.T) {
+	for _, tt := range []struct {
+		live uint64
+		want int
+	}{
+		{0, 400},
+		{4 << 20, 400},  // the data plane alone
+		{16 << 20, 200}, // 32 MiB of garbage allowed
+		{32 << 20, 100},
+		{800 << 20, 100}, // a million sandboxes: never below 100
+	} {
+		if got := gcPercentFor(tt.live); got != tt.want {
+			t.Errorf("gcPercentFor(%d MiB) = %d, want %d", tt.live>>20, got, tt.want)
+		}
+	}
+}
