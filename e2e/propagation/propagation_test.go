@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -30,6 +31,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/sandbox-router/sandbox-router/e2e/cluster"
+	"github.com/sandbox-router/sandbox-router/e2e/routerproc"
 	"github.com/sandbox-router/sandbox-router/e2e/sim"
 	"github.com/sandbox-router/sandbox-router/resolver"
 	"github.com/sandbox-router/sandbox-router/resolver/kube"
@@ -51,9 +53,11 @@ const (
 
 var ipBase = netip.MustParseAddr("127.0.8.1")
 
-// result holds one run's latencies.
+// result holds one run's latencies, and the router binary's resident
+// memory per sandbox in the cache.
 type result struct {
 	endToEnd, resolverShare, plainInformer []time.Duration
+	rssPerSandbox, rssMarginal             float64
 }
 
 func TestPropagationSmoke(t *testing.T) {
@@ -80,6 +84,8 @@ func BenchmarkPropagation(b *testing.B) {
 			b.ReportMetric(float64(slices.Max(m.d))/1e6, m.name+"-max-ms")
 		}
 		b.ReportMetric(float64(quantile(r.endToEnd, 0.5))/float64(quantile(r.plainInformer, 0.5)), "e2e/plain-p50")
+		b.ReportMetric(r.rssPerSandbox, "router-rss-B/sandbox")
+		b.ReportMetric(r.rssMarginal, "router-rss-marginal-B/sandbox")
 	}
 }
 
@@ -110,8 +116,16 @@ func run(tb testing.TB, n, nOthers int) result {
 			tb.Fatal(err)
 		}
 	}
+	// The router binary, watching from an empty cluster: its resident
+	// memory before and after the cache fills.
+	routerProc := startRouterBinary(tb, c)
+	rssEmpty := rss(tb, routerProc.Pid())
 	start := time.Now()
-	createOthers(tb, cs, dyn, nOthers)
+	half := nOthers / 2
+	createOthers(tb, cs, dyn, 0, half)
+	waitCached(tb, routerProc, half)
+	rssHalf := rss(tb, routerProc.Pid())
+	createOthers(tb, cs, dyn, half, nOthers)
 	tb.Logf("created %d other sandboxes with ready pods in %v", nOthers, time.Since(start).Round(time.Millisecond))
 
 	// The resolver and the router, in this process, with the router's
@@ -173,9 +187,18 @@ func run(tb testing.TB, n, nOthers int) result {
 	if want := n + nOthers; len(kr.Snapshot()) < want {
 		tb.Fatalf("resolver holds %d sandboxes, want %d", len(kr.Snapshot()), want)
 	}
+	waitCached(tb, routerProc, n+nOthers)
+	var res result
+	rssFull := rss(tb, routerProc.Pid())
+	res.rssPerSandbox = float64(rssFull-rssEmpty) / float64(n+nOthers)
+	// The marginal cost, between half and all of the cache, leaves out
+	// the garbage the GC target allows (a constant 32 MiB once the cache
+	// dominates the heap, see cmd/sandbox-router/gc.go).
+	res.rssMarginal = float64(rssFull-rssHalf) / float64(n+nOthers-half)
+	tb.Logf("router binary resident: %d KiB with an empty cache, %d KiB with %d sandboxes, %d KiB with %d: %.0f B per sandbox over empty, %.0f B per added sandbox",
+		rssEmpty>>10, rssHalf>>10, half, rssFull>>10, n+nOthers, res.rssPerSandbox, res.rssMarginal)
 
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
-	var res result
 	mu.Lock()
 	recording = true
 	mu.Unlock()
@@ -245,6 +268,69 @@ func waitState(tb testing.TB, kr *kube.Resolver, key resolver.Key, want resolver
 			tb.Fatalf("%v: state %v, want %v", key, got, want)
 		}
 	}
+}
+
+// startRouterBinary runs the real router binary against c with the
+// non-admin identity.
+func startRouterBinary(tb testing.TB, c *cluster.Cluster) *routerproc.Proc {
+	dir := tb.TempDir()
+	bin, err := routerproc.Build(tb.Context(), dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	kubeconfig := filepath.Join(dir, "router.kubeconfig")
+	if err := c.WriteKubeconfig(kubeconfig, c.RouterToken); err != nil {
+		tb.Fatal(err)
+	}
+	p, err := routerproc.Start(tb.Context(), bin, "--kubeconfig", kubeconfig, "--access-log", "off")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { p.Stop() })
+	if err := p.WaitReady(tb.Context()); err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
+// waitCached waits until the router binary's resolver holds n sandboxes
+// (its sandbox_router_resolver_sandboxes gauge).
+func waitCached(tb testing.TB, p *routerproc.Proc, n int) {
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		resp, err := http.Get("http://" + p.AdminAddr + "/metrics")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, line := range strings.Split(string(body), "\n") {
+				if v, ok := strings.CutPrefix(line, "sandbox_router_resolver_sandboxes "); ok {
+					if got, _ := strconv.ParseFloat(v, 64); int(got) >= n {
+						return
+					}
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("router binary never cached %d sandboxes", n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// rss reads a process's resident set size in bytes.
+func rss(tb testing.TB, pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	tb.Fatalf("no VmRSS for pid %d", pid)
+	return 0
 }
 
 // readyTimes records when a plain informer saw each pod of the measured
@@ -361,10 +447,10 @@ func createSandbox(tb testing.TB, dyn dynamic.Interface, ns, name string) *unstr
 	return got
 }
 
-// createOthers fills the cache: n sandboxes, each with a ready pod
+// createOthers fills the cache: sandboxes o-<from> to o-<to-1>, each with a ready pod
 // carrying a realistic spec, written straight to the API server (no
 // backends: nobody sends them traffic).
-func createOthers(tb testing.TB, cs kubernetes.Interface, dyn dynamic.Interface, n int) {
+func createOthers(tb testing.TB, cs kubernetes.Interface, dyn dynamic.Interface, from, to int) {
 	const workers = 16
 	work := make(chan int)
 	errs := make(chan error, workers)
@@ -379,7 +465,7 @@ func createOthers(tb testing.TB, cs kubernetes.Interface, dyn dynamic.Interface,
 			}
 		})
 	}
-	for i := range n {
+	for i := from; i < to; i++ {
 		select {
 		case work <- i:
 		case err := <-errs:
