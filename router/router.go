@@ -378,8 +378,10 @@ func (rt *Router) target(ctx context.Context, key routingKey) (upstreamTarget, e
 		}
 	}
 	t.protocol = res.ProtocolFor(key.Port)
+	// The resolver's address wins over the client's hint: after a resume
+	// or a pod replacement the hinted address may be another pod's.
 	ip := res.PodIP
-	if direct {
+	if direct && !ip.IsValid() {
 		ip = key.PodIP
 	}
 	t.addr = netip.AddrPortFrom(ip, key.Port)

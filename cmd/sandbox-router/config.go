@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/netip"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -315,6 +316,9 @@ func (c *config) validate() error {
 			bad("namespaces: %q is not a namespace name", ns)
 		}
 	}
+	// A namespace listed twice would run two informer sets for it.
+	slices.Sort(c.Namespaces)
+	c.Namespaces = slices.Compact(c.Namespaces)
 	for _, v := range c.SandboxVersions {
 		if v != "v1beta1" && v != "v1alpha1" {
 			bad("sandbox-versions: %q is not v1beta1 or v1alpha1", v)

@@ -147,15 +147,29 @@ func (ix *index) deleteSandbox(rec *sandboxRecord) {
 
 func (ix *index) setPod(old, rec *podRecord) {
 	ix.apply(rec.receivedAt, func(c *change) {
-		if old != nil {
-			ix.removePod(old, false, c)
+		// An update within the same entry replaces the record in place
+		// (addPod matches by name): taking it out first would drop a
+		// pod-only entry and wake its waiters for nothing.
+		if old != nil && !samePlace(old, rec) {
+			ix.removePod(old, c)
 		}
 		ix.addPod(rec, c)
 	})
 }
 
 func (ix *index) deletePod(rec *podRecord) {
-	ix.apply(0, func(c *change) { ix.removePod(rec, true, c) })
+	ix.apply(0, func(c *change) { ix.removePod(rec, c) })
+}
+
+// samePlace reports whether two records of a pod belong to the same entry.
+func samePlace(a, b *podRecord) bool {
+	switch {
+	case a.owner != "" || b.owner != "":
+		return a.owner == b.owner
+	case a.warmPool && b.warmPool:
+		return a.uid == b.uid
+	}
+	return a.warmPool == b.warmPool
 }
 
 func (ix *index) addPod(p *podRecord, c *change) {
@@ -182,10 +196,8 @@ func (ix *index) addPod(p *podRecord, c *change) {
 	ix.refresh(e, c)
 }
 
-// removePod takes p out of its entry. deleted says the pod is gone from
-// the cluster (not merely changed), so its address must not be trusted
-// again.
-func (ix *index) removePod(p *podRecord, deleted bool, c *change) {
+// removePod takes p out of its entry.
+func (ix *index) removePod(p *podRecord, c *change) {
 	var e *entry
 	switch {
 	case p.owner != "":
@@ -199,9 +211,6 @@ func (ix *index) removePod(p *podRecord, deleted bool, c *change) {
 	e.pods = slices.DeleteFunc(e.pods, func(q *podRecord) bool { return q.name == p.name })
 	if len(e.pods) == 0 {
 		e.pods = nil
-	}
-	if deleted && !e.warm && p.ip.IsValid() {
-		e.goneIP = p.ip
 	}
 	ix.refresh(e, c)
 }
@@ -226,6 +235,11 @@ func (ix *index) refresh(e *entry, c *change) {
 	if sig := signature(&res); sig != e.sig {
 		e.sig = sig
 		c.keys = append(c.keys, e.key())
+		if e.warm {
+			// The router's keys always carry a name (the pod's, for a
+			// warm-pool pod), so waiters may hold either key.
+			c.keys = append(c.keys, resolver.Key{Namespace: e.namespace, Name: e.name})
+		}
 	}
 	if !e.empty() {
 		return

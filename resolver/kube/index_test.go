@@ -69,9 +69,16 @@ func TestState(t *testing.T) {
 			ix.setSandbox(sb("a", "u1", 2, statusReady("10.0.0.1")))
 			ix.setPod(nil, pod("a-1", "a", "u1", "10.0.0.1", false))
 		}, resolver.StateRunning, ip1},
-		{"sandbox status ready, no pod seen", func(ix *index) {
+		{"sandbox status ready, no pod seen: the IP may be another sandbox's by now", func(ix *index) {
 			ix.setSandbox(sb("a", "u1", 2, statusReady("10.0.0.1")))
-		}, resolver.StateRunning, ip1},
+			ix.setPod(nil, pod("b-1", "b", "u9", "10.0.0.1", true))
+		}, resolver.StateStarting, netip.Addr{}},
+		{"status names the pod's old IP after an update changed it", func(ix *index) {
+			ix.setSandbox(sb("a", "u1", 2, statusReady("10.0.0.1")))
+			old := pod("a-1", "a", "u1", "10.0.0.1", false)
+			ix.setPod(nil, old)
+			ix.setPod(old, pod("a-1", "a", "u1", "10.0.0.2", false))
+		}, resolver.StateStarting, netip.Addr{}},
 		{"status names another IP than the live pod", func(ix *index) {
 			ix.setSandbox(sb("a", "u1", 2, statusReady("10.0.0.1")))
 			ix.setPod(nil, pod("a-2", "a", "u1", "10.0.0.2", false))
@@ -102,6 +109,14 @@ func TestState(t *testing.T) {
 			ix.setPod(nil, pod("a-1", "a", "u1", "10.0.0.1", true))
 		}, resolver.StateSuspending, netip.Addr{}},
 		{"suspended", func(ix *index) { ix.setSandbox(sb("a", "u1", 3, suspended)) }, resolver.StateSuspended, netip.Addr{}},
+		{"a failed pod does not keep it suspending", func(ix *index) {
+			ix.setSandbox(sb("a", "u1", 3, suspended))
+			ix.setPod(nil, pod("a-1", "a", "u1", "10.0.0.1", false, func(p *podRecord) { p.terminal = true }))
+		}, resolver.StateSuspended, netip.Addr{}},
+		{"an older view has no say in suspension", func(ix *index) {
+			ix.setSandbox(sb("a", "u1", 5))
+			ix.setSandbox(sb("a", "u1", 3, alpha, suspended))
+		}, resolver.StateStarting, netip.Addr{}},
 		{"suspended through v1alpha1 only", func(ix *index) {
 			ix.setSandbox(sb("a", "u1", 3))
 			ix.setSandbox(sb("a", "u1", 3, alpha, suspended))
@@ -185,6 +200,28 @@ func TestLookupByUID(t *testing.T) {
 	}
 	if len(ix.warm) != 0 {
 		t.Fatalf("warm entries left: %d", len(ix.warm))
+	}
+}
+
+// TestWarmPodWaitersByName checks that waiters holding a warm-pool pod's
+// key as the router builds it (its name and UID) are woken, and that an
+// update that changes nothing wakes no one.
+func TestWarmPodWaitersByName(t *testing.T) {
+	ix := newTestIndex()
+	warm := pod("warm-x", "", "", "", false, func(p *podRecord) { p.warmPool = true })
+	ix.setPod(nil, warm)
+	ch, release := ix.notify.wait(resolver.Key{Namespace: "ns", Name: "warm-x", UID: "uid-warm-x"})
+	defer release()
+	same := *warm
+	ix.setPod(warm, &same)
+	if closed(ch) {
+		t.Fatal("woken by an update that changed nothing")
+	}
+	ready := same
+	ready.ready, ready.ip = true, netip.MustParseAddr("10.0.0.9")
+	ix.setPod(&same, &ready)
+	if !closed(ch) {
+		t.Fatal("not woken when the warm-pool pod became ready")
 	}
 }
 

@@ -1,8 +1,6 @@
 package kube
 
 import (
-	"net/netip"
-
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/sandbox-router/sandbox-router/resolver"
@@ -19,10 +17,6 @@ type entry struct {
 	// pods are the pods that name this sandbox as their owner (usually one;
 	// two while a pod is replaced), or the warm-pool pod itself.
 	pods []*podRecord
-	// goneIP is the address of the sandbox's last deleted pod: the
-	// Sandbox status may still advertise it until its controller catches
-	// up, and it must never be dialled again.
-	goneIP netip.Addr
 	// warm marks an entry that is an unclaimed warm-pool pod, warmUID
 	// that pod's UID.
 	warmUID types.UID
@@ -70,19 +64,27 @@ func (e *entry) compute() resolver.Result {
 			// Going away: as good as deleted, and never resumable.
 			return resolver.Result{}
 		}
-		suspend = suspend || v.suspend
+		// Views of the same write agree, unless the CRD prunes the
+		// other version's field: then either asking for suspension
+		// counts. An older view (its watch lagging, or its version no
+		// longer served) has no say.
+		if v.resourceVersion == sb.resourceVersion {
+			suspend = suspend || v.suspend
+		}
 	}
 	if sb.finished == condTrue {
 		res.State = resolver.StateFinished
 		return res
 	}
 	var ready, live *podRecord
-	anyPod := false
+	anyPod := false // a pod that is still there or still going away
 	for _, p := range e.pods {
 		if p.ownerUID != sb.uid {
 			continue // a pod of an earlier sandbox of the same name
 		}
-		anyPod = true
+		if !p.terminal {
+			anyPod = true
+		}
 		if !p.live() {
 			continue
 		}
@@ -100,32 +102,17 @@ func (e *entry) compute() resolver.Result {
 		res.State = resolver.StateSuspended
 	case ready != nil:
 		res.State, res.PodIP, res.H2CPorts = resolver.StateRunning, ready.ip, ready.h2cPorts
-	case sb.ready == condTrue && e.statusIPUsable(sb, live):
-		// The Sandbox status said Ready before this pod's own update
-		// arrived: trust it, unless it names a pod known to be gone.
-		res.State, res.PodIP = resolver.StateRunning, sb.podIP
-		if live != nil {
-			res.H2CPorts = live.h2cPorts
-		}
+	case sb.ready == condTrue && live != nil && sb.podIP.IsValid() && live.ip == sb.podIP:
+		// The Sandbox status said Ready before this pod's own readiness
+		// update arrived: trust it for the pod it names. A status IP
+		// that no live pod of this sandbox holds is stale (the pod was
+		// deleted, maybe before this router started) and may belong to
+		// another sandbox's pod by now: never dial it.
+		res.State, res.PodIP, res.H2CPorts = resolver.StateRunning, sb.podIP, live.h2cPorts
 	default:
 		res.State = resolver.StateStarting
 	}
 	return res
-}
-
-// statusIPUsable reports whether the IP in the Sandbox status may be
-// dialled: it is valid, is not a deleted pod's, and agrees with the live
-// pod (when one is known and has an IP already).
-func (e *entry) statusIPUsable(sb *sandboxRecord, live *podRecord) bool {
-	if !sb.podIP.IsValid() || sb.podIP == e.goneIP {
-		return false
-	}
-	for _, p := range e.pods {
-		if !p.live() && p.ip == sb.podIP {
-			return false
-		}
-	}
-	return live == nil || !live.ip.IsValid() || live.ip == sb.podIP
 }
 
 // signature digests a result (FNV-1a over its fields). A collision only

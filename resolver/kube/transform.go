@@ -5,7 +5,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync"
+	"unique"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -28,28 +28,19 @@ const (
 	ProtocolAnnotation = "sandbox-router.dev/protocol"
 )
 
-// transformer builds records. It interns namespace strings, of which a
-// cluster has few, so 100,000 records do not hold 100,000 copies of them.
+// transformer builds records.
 type transformer struct {
 	now func() int64
-
-	mu         sync.Mutex
-	namespaces map[string]string
 }
 
 func newTransformer(now func() int64) *transformer {
-	return &transformer{now: now, namespaces: make(map[string]string)}
+	return &transformer{now: now}
 }
 
-func (t *transformer) intern(ns string) string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if s, ok := t.namespaces[ns]; ok {
-		return s
-	}
-	t.namespaces[ns] = ns
-	return ns
-}
+// intern returns the canonical copy of a namespace name: a cluster has
+// few namespaces, so 100,000 records need not hold 100,000 copies. The
+// unique package drops names no record uses any more.
+func (t *transformer) intern(ns string) string { return unique.Make(ns).Value() }
 
 // sandboxTransform returns the informer transform for Sandboxes read
 // through version v.
