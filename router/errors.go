@@ -18,6 +18,7 @@ const (
 	CodePodIPMismatch     = "pod_ip_mismatch"
 	CodeNotReady          = "router_not_ready"
 	CodeUpstreamConnect   = "upstream_connect_failed"
+	CodeUpstreamForbidden = "upstream_address_forbidden"
 	CodeUpstreamTimeout   = "upstream_timeout"
 	CodeUpstreamProtocol  = "upstream_protocol_error"
 	CodeRequestTooLarge   = "request_body_too_large"

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strconv"
 	"strings"
@@ -114,5 +115,24 @@ func TestHardening(t *testing.T) {
 	forged := http.Header{"Traceparent": {`00-","sandbox":"victim","x":"aaaaaa-00f067aa0ba902b7-01`}}
 	if id := traceIDFromHeader(forged); id != "" {
 		t.Fatalf("forged trace id accepted: %q", id)
+	}
+}
+
+// TestLoopbackEndpointRefused: a resolver answer naming a loopback address
+// (a forged pod or Sandbox status) is not dialled unless the router was
+// started for local tests.
+func TestLoopbackEndpointRefused(t *testing.T) {
+	rt, err := New(Options{Resolver: oneSandbox{netip.MustParseAddr("127.0.0.1")}, Metrics: NewMetrics(prometheus.NewRegistry())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	req := httptest.NewRequest(http.MethodGet, "http://router/", nil)
+	req.Header.Set("X-Sandbox-ID", "sb1")
+	req.Header.Set("X-Sandbox-Port", "9090")
+	w := httptest.NewRecorder()
+	rt.ServeHTTP(w, req)
+	if w.Code != http.StatusBadGateway || !strings.Contains(w.Body.String(), CodeUpstreamForbidden) {
+		t.Fatalf("got %d %s, want 502 %s", w.Code, w.Body, CodeUpstreamForbidden)
 	}
 }

@@ -339,6 +339,7 @@ var (
 	errSuspended    = &httpError{status: http.StatusServiceUnavailable, code: CodeSandboxSuspended, detail: "sandbox is suspended", retryAfter: 5}
 	errStarting     = &httpError{status: http.StatusServiceUnavailable, code: CodeSandboxStarting, detail: "sandbox is starting", retryAfter: 1}
 	errSuspending   = &httpError{status: http.StatusServiceUnavailable, code: CodeSandboxSuspending, detail: "sandbox is being suspended", retryAfter: 5}
+	errForbiddenIP  = &httpError{status: http.StatusBadGateway, code: CodeUpstreamForbidden, detail: "sandbox endpoint is not an address the router dials"}
 	errBodyTooLarge = &httpError{status: http.StatusRequestEntityTooLarge, code: CodeRequestTooLarge, detail: "request body too large"}
 )
 
@@ -383,6 +384,11 @@ func (rt *Router) target(ctx context.Context, key routingKey) (upstreamTarget, e
 	ip := res.PodIP
 	if direct && !ip.IsValid() {
 		ip = key.PodIP
+	}
+	if ip.IsLoopback() && !rt.opts.AllowLoopbackPodIP {
+		// Whoever can write a pod's or a Sandbox's status must not make
+		// the router dial its own host (the admin port, pprof).
+		return t, errForbiddenIP
 	}
 	t.addr = netip.AddrPortFrom(ip, key.Port)
 	return t, nil

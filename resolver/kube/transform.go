@@ -125,10 +125,13 @@ func parseCondition(s string) condition {
 }
 
 // parsePodIP accepts only a plain unicast address: a zone, or an
-// unspecified or multicast address, is no pod IP to dial.
+// unspecified, multicast or link-local address (169.254.169.254 is the
+// cloud metadata service) is no pod IP to dial, whoever wrote the status.
+// Loopback stays: the router refuses it unless --allow-loopback-pod-ip.
 func parsePodIP(s string) netip.Addr {
 	ip, err := netip.ParseAddr(s)
-	if err != nil || ip.Zone() != "" || ip.IsUnspecified() || ip.IsMulticast() {
+	if err != nil || ip.Zone() != "" || ip.IsUnspecified() || ip.IsMulticast() ||
+		ip.IsLinkLocalUnicast() || ip.Unmap().IsLinkLocalUnicast() {
 		return netip.Addr{}
 	}
 	return ip.Unmap()

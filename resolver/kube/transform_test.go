@@ -75,6 +75,13 @@ func TestSandboxTransform(t *testing.T) {
 				t.Fatalf("accepted %v", r.podIP)
 			}
 		}},
+		{"metadata address as pod IP", func(s string) string {
+			return strings.Replace(s, `"podIPs": [`+"\n"+`   "10.1.2.3"`, `"podIPs": [`+"\n"+`   "169.254.169.254"`, 1)
+		}, func(t *testing.T, r *sandboxRecord) {
+			if r.podIP.IsValid() {
+				t.Fatalf("accepted %v", r.podIP)
+			}
+		}},
 		{"finished and deleting", func(s string) string {
 			s = strings.Replace(s, `"type": "Suspended"`, `"type": "Finished"`, 1)
 			s = strings.Replace(s, `"status": "False"`, `"status": "True"`, 1)
