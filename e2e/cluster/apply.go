@@ -61,6 +61,38 @@ func (c *Cluster) ApplyCRDs(ctx context.Context) error {
 	return ApplyManifests(ctx, c.AdminConfig(), dir)
 }
 
+// routerUserBinding binds the router's ClusterRole to this cluster's
+// non-admin user "router" (RouterToken), in place of the ServiceAccount
+// that deploy/rbac binds in a real cluster.
+const routerUserBinding = `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: sandbox-router-e2e-user
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: sandbox-router
+subjects:
+  - apiGroup: rbac.authorization.k8s.io
+    kind: User
+    name: router
+`
+
+// GrantRouter applies deploy/rbac (the router's ClusterRole and its
+// binding to the ServiceAccount) and binds that ClusterRole to the user
+// "router" too, so that RouterConfig and RouterToken act as the router.
+func (c *Cluster) GrantRouter(ctx context.Context) error {
+	root, err := repoRoot()
+	if err != nil {
+		return err
+	}
+	binding := filepath.Join(c.Dir, "router-user-binding.yaml")
+	if err := os.WriteFile(binding, []byte(routerUserBinding), 0o600); err != nil {
+		return err
+	}
+	return ApplyManifests(ctx, c.AdminConfig(), filepath.Join(root, "deploy", "rbac"), binding)
+}
+
 // ApplyManifests server-side applies (field manager FieldManager, forced)
 // every object of the multi-document YAML or JSON files at paths, in
 // order. A path that is a directory stands for its *.yaml, *.yml and

@@ -351,7 +351,7 @@ func runChecks(ctx context.Context, out io.Writer, checks []check) int {
 }
 
 // printHeader says what runs where.
-func printHeader(out io.Writer, e *env, rp *routerProc, tmp string) {
+func printHeader(out io.Writer, e *env, routerPid int, routerLog, tmp string) {
 	fmt.Fprintf(out, `
 sandbox-router demo: the router binary in front of simulated sandboxes on a real kube-apiserver.
 
@@ -361,8 +361,8 @@ sandbox-router demo: the router binary in front of simulated sandboxes on a real
   logs            %s, %s, %s, API server and etcd under %s
 
 Every request below was just sent once; the answer it got is under it.
-`, e.c.URL, e.c.KubeconfigPath, e.http, e.admin, rp.cmd.Process.Pid, sandboxList(), e.warmPod, e.warmUID,
-		rp.logPath, filepath.Join(tmp, "access.log"), filepath.Join(tmp, "sim.log"), e.c.Dir)
+`, e.c.URL, e.c.KubeconfigPath, e.http, e.admin, routerPid, sandboxList(), e.warmPod, e.warmUID,
+		routerLog, filepath.Join(tmp, "access.log"), filepath.Join(tmp, "sim.log"), e.c.Dir)
 }
 
 func sandboxList() string {

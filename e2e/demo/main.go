@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/sandbox-router/sandbox-router/e2e/cluster"
+	"github.com/sandbox-router/sandbox-router/e2e/routerproc"
 )
 
 func main() {
@@ -93,11 +94,6 @@ func run(ctx context.Context, o options) (err error) {
 			return err
 		}
 	}
-	crdDir, err := cluster.CRDDir()
-	if err != nil {
-		return err
-	}
-	root := filepath.Dir(filepath.Dir(crdDir))
 
 	tmp, err := os.MkdirTemp(o.WorkDir, "sandbox-router-demo-")
 	if err != nil {
@@ -113,7 +109,7 @@ func run(ctx context.Context, o options) (err error) {
 
 	if o.RouterBin == "" {
 		logf("building the router")
-		if o.RouterBin, err = buildRouter(ctx, root, tmp); err != nil {
+		if o.RouterBin, err = routerproc.Build(ctx, tmp); err != nil {
 			return err
 		}
 	}
@@ -133,7 +129,7 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	defer simLog.Close()
-	env, err := setUp(ctx, c, root, tmp, o, log.New(simLog, "", log.Ltime|log.Lmicroseconds).Printf, logf)
+	env, err := setUp(ctx, c, tmp, o, log.New(simLog, "", log.Ltime|log.Lmicroseconds).Printf, logf)
 	if env != nil && env.sim != nil {
 		defer func() {
 			env.sim.Close()
@@ -145,40 +141,40 @@ func run(ctx context.Context, o options) (err error) {
 	}
 
 	logf("starting the router")
-	rp, err := startRouter(ctx, o.RouterBin, filepath.Join(tmp, "router.log"),
+	routerLog := filepath.Join(tmp, "router.log")
+	rp, err := routerproc.Start(ctx, routerproc.Options{Bin: o.RouterBin, LogPath: routerLog, Args: []string{
 		"--kubeconfig", env.routerKubeconfig,
 		"--allow-loopback-pod-ip",
 		"--base-domain", baseDomain,
-		"--listen-http", "127.0.0.1:"+strconv.Itoa(o.HTTPPort),
-		"--listen-admin", "127.0.0.1:"+strconv.Itoa(o.AdminPort),
+		"--listen-http", "127.0.0.1:" + strconv.Itoa(o.HTTPPort),
+		"--listen-admin", "127.0.0.1:" + strconv.Itoa(o.AdminPort),
 		"--access-log", filepath.Join(tmp, "access.log"),
-		"--drain-delay", "0s",
 		"--drain-timeout", "2s",
-	)
+	}})
 	if err != nil {
 		return err
 	}
 	defer func() {
-		err = errors.Join(err, rp.stop())
-		logf("router (pid %d) stopped", rp.cmd.Process.Pid)
+		err = errors.Join(err, rp.Stop())
+		logf("router (pid %d) stopped", rp.Pid())
 	}()
-	env.http, env.admin = rp.httpAddr, rp.adminAddr
+	env.http, env.admin = rp.HTTPAddr, rp.AdminAddr
 	if err := waitRouter(ctx, rp, env); err != nil {
-		return fmt.Errorf("%w\nrouter log:\n%s", err, rp.logTail())
+		return fmt.Errorf("%w\nrouter log:\n%s", err, rp.Log())
 	}
 
-	printHeader(o.Out, env, rp, tmp)
+	printHeader(o.Out, env, rp.Pid(), routerLog, tmp)
 	checks := demoChecks(env)
 	failed := runChecks(ctx, o.Out, checks)
 	if o.Smoke {
 		if failed > 0 {
-			return fmt.Errorf("smoke: %d of %d requests did not answer as expected\nrouter log:\n%s", failed, len(checks), rp.logTail())
+			return fmt.Errorf("smoke: %d of %d requests did not answer as expected\nrouter log:\n%s", failed, len(checks), rp.Log())
 		}
 		fmt.Fprintf(o.Out, "\nsmoke: all %d requests answered as expected\n", len(checks))
 		return nil
 	}
 	if failed > 0 {
-		fmt.Fprintf(o.Out, "\nWARNING: %d of %d requests did not answer as expected (marked FAILED above); router log: %s\n", failed, len(checks), rp.logPath)
+		fmt.Fprintf(o.Out, "\nWARNING: %d of %d requests did not answer as expected (marked FAILED above); router log: %s\n", failed, len(checks), routerLog)
 	}
 	fmt.Fprintf(o.Out, "\nCtrl-C stops the router, the sim, kube-apiserver and etcd, and removes %s.\n", tmp)
 	select {
@@ -186,8 +182,8 @@ func run(ctx context.Context, o options) (err error) {
 		fmt.Fprintln(o.Out)
 		logf("stopping")
 		return nil
-	case <-rp.done:
-		return fmt.Errorf("router exited: %v\nrouter log:\n%s", rp.err, rp.logTail())
+	case <-rp.Exited():
+		return fmt.Errorf("router exited: %v\nrouter log:\n%s", rp.ExitErr(), rp.Log())
 	}
 }
 

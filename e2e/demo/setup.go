@@ -27,23 +27,6 @@ const baseDomain = "sandbox.localhost"
 // ready (pods, the router's caches, a sandbox answering).
 const readyTimeout = 60 * time.Second
 
-// routerBinding binds the ClusterRole of deploy/rbac to the test cluster's
-// non-admin user "router", whose token the router gets; in a real cluster
-// deploy/rbac binds the router's ServiceAccount instead.
-const routerBinding = `apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: sandbox-router-demo-user
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: sandbox-router
-subjects:
-  - apiGroup: rbac.authorization.k8s.io
-    kind: User
-    name: router
-`
-
 // sandbox is one Sandbox the demo creates.
 type sandbox struct {
 	namespace, name, version string
@@ -74,18 +57,14 @@ type env struct {
 // namespaces, sandboxes and the warm-pool pod, waiting until the running
 // sandboxes' pods are Ready. The returned env's sim (if not nil) must be
 // closed, also on error.
-func setUp(ctx context.Context, c *cluster.Cluster, root, tmp string, o options, simLogf, logf func(string, ...any)) (*env, error) {
+func setUp(ctx context.Context, c *cluster.Cluster, tmp string, o options, simLogf, logf func(string, ...any)) (*env, error) {
 	e := &env{c: c}
 	admin := c.AdminConfig()
-	binding := filepath.Join(tmp, "router-binding.yaml")
-	if err := os.WriteFile(binding, []byte(routerBinding), 0o600); err != nil {
-		return nil, err
-	}
 	logf("applying the Sandbox CRD (deploy/crds) and the router's RBAC (deploy/rbac), bound to user \"router\"")
 	if err := c.ApplyCRDs(ctx); err != nil {
 		return nil, err
 	}
-	if err := cluster.ApplyManifests(ctx, admin, filepath.Join(root, "deploy", "rbac"), binding); err != nil {
+	if err := c.GrantRouter(ctx); err != nil {
 		return nil, err
 	}
 	cs, err := kubernetes.NewForConfig(admin)

@@ -108,7 +108,9 @@ func run(tb testing.TB, n, nOthers int) result {
 	if err := c.ApplyCRDs(ctx); err != nil {
 		tb.Fatal(err)
 	}
-	applyRBAC(tb, c)
+	if err := c.GrantRouter(ctx); err != nil {
+		tb.Fatal(err)
+	}
 	cs := kubernetes.NewForConfigOrDie(c.AdminConfig())
 	dyn := dynamic.NewForConfigOrDie(c.AdminConfig())
 	for _, ns := range []string{measuredNS, othersNS} {
@@ -282,7 +284,7 @@ func startRouterBinary(tb testing.TB, c *cluster.Cluster) *routerproc.Proc {
 	if err := c.WriteKubeconfig(kubeconfig, c.RouterToken); err != nil {
 		tb.Fatal(err)
 	}
-	p, err := routerproc.Start(tb.Context(), bin, "--kubeconfig", kubeconfig, "--access-log", "off")
+	p, err := routerproc.Start(tb.Context(), routerproc.Options{Bin: bin, Args: []string{"--kubeconfig", kubeconfig, "--access-log", "off"}})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -521,22 +523,4 @@ func createOther(tb testing.TB, cs kubernetes.Interface, dyn dynamic.Interface, 
 	created.Status.PodIPs = []corev1.PodIP{{IP: created.Status.PodIP}}
 	_, err = cs.CoreV1().Pods(othersNS).UpdateStatus(ctx, created, metav1.UpdateOptions{})
 	return err
-}
-
-// applyRBAC grants the test cluster's non-admin user the router's
-// ClusterRole from deploy/rbac.
-func applyRBAC(tb testing.TB, c *cluster.Cluster) {
-	binding := filepath.Join(tb.TempDir(), "binding.yaml")
-	if err := os.WriteFile(binding, []byte(`apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: sandbox-router-e2e-user
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: sandbox-router}
-subjects: [{apiGroup: rbac.authorization.k8s.io, kind: User, name: router}]
-`), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	if err := cluster.ApplyManifests(tb.Context(), c.AdminConfig(), "../../deploy/rbac", binding); err != nil {
-		tb.Fatal(err)
-	}
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -37,42 +38,74 @@ func Build(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
+// Options says what to run.
+type Options struct {
+	// Bin is the router binary (from Build).
+	Bin string
+	// Args are its flags. Listeners on free loopback ports and no drain
+	// delay come first, so Args may override them.
+	Args []string
+	// LogPath, when set, receives the router's log (stdout and stderr);
+	// otherwise it is kept in memory. Either way Log returns its tail.
+	LogPath string
+}
+
 // Proc is a running router.
 type Proc struct {
 	// HTTPAddr and AdminAddr are the bound listener addresses.
 	HTTPAddr, AdminAddr string
 
-	cmd  *exec.Cmd
-	done chan struct{}
-	mu   sync.Mutex
-	log  bytes.Buffer
-	err  error
+	cmd     *exec.Cmd
+	logPath string
+	done    chan struct{}
+	mu      sync.Mutex
+	log     bytes.Buffer // when there is no log file
+	logFile *os.File
+	err     error
 }
 
 // startTimeout bounds the wait for the router's start-up line.
 const startTimeout = 30 * time.Second
 
-// Start runs bin with args (plus listeners on free loopback ports unless
-// args name them) and returns once it listens.
-func Start(ctx context.Context, bin string, args ...string) (*Proc, error) {
-	args = append([]string{"--listen-http", "127.0.0.1:0", "--listen-admin", "127.0.0.1:0", "--drain-delay", "0s"}, args...)
-	p := &Proc{cmd: exec.Command(bin, args...), done: make(chan struct{})}
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+// Start runs the router and returns once it listens.
+func Start(ctx context.Context, opts Options) (*Proc, error) {
+	args := append([]string{"--listen-http", "127.0.0.1:0", "--listen-admin", "127.0.0.1:0", "--drain-delay", "0s"}, opts.Args...)
+	p := &Proc{cmd: exec.Command(opts.Bin, args...), logPath: opts.LogPath, done: make(chan struct{})}
+	// It dies with its parent; its own process group keeps a terminal's
+	// Ctrl-C from reaching it before the parent stops it by PID.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+	if opts.LogPath != "" {
+		f, err := os.Create(opts.LogPath)
+		if err != nil {
+			return nil, fmt.Errorf("routerproc: %w", err)
+		}
+		p.logFile = f
+		p.cmd.Stdout = f
+	} else {
+		p.cmd.Stdout = io.Discard
+	}
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
+		p.closeLog()
 		return nil, err
 	}
-	p.cmd.Stdout = io.Discard
 	if err := p.cmd.Start(); err != nil {
+		p.closeLog()
 		return nil, fmt.Errorf("routerproc: %w", err)
 	}
 	started := make(chan struct{})
-	go p.readLog(stderr, started)
+	logged := make(chan struct{})
 	go func() {
+		p.readLog(stderr, started)
+		close(logged)
+	}()
+	go func() {
+		<-logged // Wait closes the pipe: read it to the end first
 		err := p.cmd.Wait()
 		p.mu.Lock()
 		p.err = err
 		p.mu.Unlock()
+		p.closeLog()
 		close(p.done)
 	}()
 	timer := time.NewTimer(startTimeout)
@@ -96,10 +129,9 @@ func (p *Proc) readLog(r io.Reader, started chan<- struct{}) {
 	lines.Buffer(make([]byte, 64<<10), 1<<20)
 	for lines.Scan() {
 		line := lines.Bytes()
-		p.mu.Lock()
-		p.log.Write(line)
-		p.log.WriteByte('\n')
-		p.mu.Unlock()
+		// The capacity limit makes append copy: the scanner's buffer
+		// past the line holds input not read yet.
+		p.writeLog(append(line[:len(line):len(line)], '\n'))
 		if started == nil {
 			continue
 		}
@@ -110,7 +142,35 @@ func (p *Proc) readLog(r io.Reader, started chan<- struct{}) {
 			started = nil
 		}
 	}
+	// A line too long for the scanner: keep the rest as it is.
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Read(buf)
+		p.writeLog(buf[:n])
+		if err != nil {
+			return
+		}
+	}
 }
+
+func (p *Proc) writeLog(b []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.logFile != nil {
+		p.logFile.Write(b)
+	} else {
+		p.log.Write(b)
+	}
+}
+
+func (p *Proc) closeLog() {
+	if p.logFile != nil {
+		p.logFile.Close()
+	}
+}
+
+// ExitErr is the router's exit status, once Exited is closed.
+func (p *Proc) ExitErr() error { return p.exitErr() }
 
 func (p *Proc) exitErr() error {
 	p.mu.Lock()
@@ -118,11 +178,29 @@ func (p *Proc) exitErr() error {
 	return p.err
 }
 
-// Log returns what the router wrote to stderr so far.
+// logTailBytes is how much of its log Log returns.
+const logTailBytes = 64 << 10
+
+// Log returns the tail of what the router logged so far, from whole lines.
 func (p *Proc) Log() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.log.String()
+	var data []byte
+	if p.logPath != "" {
+		var err error
+		if data, err = os.ReadFile(p.logPath); err != nil {
+			return fmt.Sprintf("(no log: %v)", err)
+		}
+	} else {
+		p.mu.Lock()
+		data = bytes.Clone(p.log.Bytes())
+		p.mu.Unlock()
+	}
+	if len(data) > logTailBytes {
+		data = data[len(data)-logTailBytes:]
+		if i := bytes.IndexByte(data, '\n'); i >= 0 {
+			data = data[i+1:]
+		}
+	}
+	return string(data)
 }
 
 // WaitReady waits until /readyz answers 200 (the caches synced).
@@ -147,15 +225,20 @@ func (p *Proc) WaitReady(ctx context.Context) error {
 	}
 }
 
-// Stop sends SIGTERM, waits for the exit (SIGKILL after 10 s) and returns
-// the exit error, if any.
+// stopGrace is how long the router gets after SIGTERM before SIGKILL.
+const stopGrace = 10 * time.Second
+
+// Stop sends SIGTERM, waits for the exit (SIGKILL after stopGrace) and
+// returns the exit error, if any. Stopping a router that already exited
+// returns how it exited.
 func (p *Proc) Stop() error {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
-	case <-time.After(10 * time.Second):
+	case <-time.After(stopGrace):
 		_ = p.cmd.Process.Kill()
 		<-p.done
+		return fmt.Errorf("routerproc: router (pid %d) ignored SIGTERM for %s and was killed", p.Pid(), stopGrace)
 	}
 	return p.exitErr()
 }

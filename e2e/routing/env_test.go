@@ -71,32 +71,11 @@ type env struct {
 	cs  kubernetes.Interface
 }
 
-// routerBinding binds the ClusterRole of deploy/rbac to the test
-// cluster's non-admin user, in place of the ServiceAccount it binds in a
-// real cluster.
-const routerBinding = `apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: sandbox-router-e2e-user
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: sandbox-router
-subjects:
-  - apiGroup: rbac.authorization.k8s.io
-    kind: User
-    name: router
-`
-
 // applyRBAC applies deploy/rbac (the cluster-wide grant) and binds it to
 // the non-admin user.
 func applyRBAC(t *testing.T, c *cluster.Cluster) {
 	t.Helper()
-	binding := filepath.Join(t.TempDir(), "binding.yaml")
-	if err := os.WriteFile(binding, []byte(routerBinding), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := cluster.ApplyManifests(t.Context(), c.AdminConfig(), "../../deploy/rbac", binding); err != nil {
+	if err := c.GrantRouter(t.Context()); err != nil {
 		t.Fatalf("apply RBAC: %v", err)
 	}
 }
@@ -152,7 +131,7 @@ func launchRouter(t *testing.T, c *cluster.Cluster, args ...string) *routerproc.
 	}
 	args = append([]string{"--kubeconfig", kubeconfig, "--allow-loopback-pod-ip", "--base-domain", "sandbox.test",
 		"--access-log", "off", "--dial-retries", "2"}, args...)
-	p, err := routerproc.Start(t.Context(), binary(t), args...)
+	p, err := routerproc.Start(t.Context(), routerproc.Options{Bin: binary(t), Args: args})
 	if err != nil {
 		t.Fatal(err)
 	}
