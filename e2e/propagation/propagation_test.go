@@ -343,6 +343,23 @@ type readyTimes struct {
 	cond *sync.Cond
 }
 
+func newReadyTimes() *readyTimes {
+	r := &readyTimes{seen: make(map[string]time.Time)}
+	r.cond = sync.NewCond(&r.mu)
+	return r
+}
+
+// mark records the first time name was seen ready.
+func (r *readyTimes) mark(name string) {
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, dup := r.seen[name]; !dup {
+		r.seen[name] = now
+		r.cond.Broadcast()
+	}
+}
+
 func (r *readyTimes) wait(tb testing.TB, sandbox string) time.Time {
 	deadline := time.AfterFunc(waitTimeout, func() { r.mu.Lock(); r.cond.Broadcast(); r.mu.Unlock() })
 	defer deadline.Stop()
@@ -361,8 +378,7 @@ func (r *readyTimes) wait(tb testing.TB, sandbox string) time.Time {
 }
 
 func plainInformer(ctx context.Context, tb testing.TB, cfg *rest.Config) *readyTimes {
-	r := &readyTimes{seen: make(map[string]time.Time)}
-	r.cond = sync.NewCond(&r.mu)
+	r := newReadyTimes()
 	pcfg := rest.CopyConfig(cfg)
 	pcfg.ContentType = "application/vnd.kubernetes.protobuf"
 	factory := informers.NewSharedInformerFactoryWithOptions(kubernetes.NewForConfigOrDie(pcfg), 0,
@@ -373,17 +389,9 @@ func plainInformer(ctx context.Context, tb testing.TB, cfg *rest.Config) *readyT
 		if !ok || p.Namespace != measuredNS || !podReady(p) {
 			return
 		}
-		now := time.Now()
-		owner := ""
 		for _, ref := range p.OwnerReferences {
-			owner = ref.Name
+			r.mark(ref.Name)
 		}
-		r.mu.Lock()
-		if _, dup := r.seen[owner]; !dup {
-			r.seen[owner] = now
-			r.cond.Broadcast()
-		}
-		r.mu.Unlock()
 	}
 	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{AddFunc: record, UpdateFunc: func(_, o any) { record(o) }}); err != nil {
 		tb.Fatal(err)
@@ -396,8 +404,7 @@ func plainInformer(ctx context.Context, tb testing.TB, cfg *rest.Config) *readyT
 // sandboxReadyInformer records when each Sandbox of the measured
 // namespace reports Ready=True in its status.
 func sandboxReadyInformer(ctx context.Context, tb testing.TB, cfg *rest.Config) *readyTimes {
-	r := &readyTimes{seen: make(map[string]time.Time)}
-	r.cond = sync.NewCond(&r.mu)
+	r := newReadyTimes()
 	factory := dynamicinformer.NewFilteredDynamicSharedInformerFactory(dynamic.NewForConfigOrDie(cfg), 0, measuredNS, nil)
 	inf := factory.ForResource(sandboxes).Informer()
 	record := func(obj any) {
@@ -408,12 +415,7 @@ func sandboxReadyInformer(ctx context.Context, tb testing.TB, cfg *rest.Config) 
 		conds, _, _ := unstructured.NestedSlice(u.Object, "status", "conditions")
 		for _, c := range conds {
 			if m, ok := c.(map[string]any); ok && m["type"] == "Ready" && m["status"] == "True" {
-				r.mu.Lock()
-				if _, dup := r.seen[u.GetName()]; !dup {
-					r.seen[u.GetName()] = time.Now()
-					r.cond.Broadcast()
-				}
-				r.mu.Unlock()
+				r.mark(u.GetName())
 			}
 		}
 	}
