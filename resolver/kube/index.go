@@ -150,7 +150,7 @@ func (ix *index) setPod(old, rec *podRecord) {
 		// An update within the same entry replaces the record in place
 		// (addPod matches by name): taking it out first would drop a
 		// pod-only entry and wake its waiters for nothing.
-		if old != nil && !samePlace(old, rec) {
+		if old != nil && ix.podEntry(old, false) != ix.podEntry(rec, false) {
 			ix.removePod(old, c)
 		}
 		ix.addPod(rec, c)
@@ -161,29 +161,28 @@ func (ix *index) deletePod(rec *podRecord) {
 	ix.apply(0, func(c *change) { ix.removePod(rec, c) })
 }
 
-// samePlace reports whether two records of a pod belong to the same entry.
-func samePlace(a, b *podRecord) bool {
-	switch {
-	case a.owner != "" || b.owner != "":
-		return a.owner == b.owner
-	case a.warmPool && b.warmPool:
-		return a.uid == b.uid
-	}
-	return a.warmPool == b.warmPool
-}
-
-func (ix *index) addPod(p *podRecord, c *change) {
-	var e *entry
+// podEntry returns the entry p belongs to: its Sandbox's, or its own as
+// an unclaimed warm-pool pod, created if asked. A pod that is neither
+// belongs nowhere (nil).
+func (ix *index) podEntry(p *podRecord, create bool) *entry {
 	switch {
 	case p.owner != "":
-		e = ix.sandboxEntry(p.namespace, p.owner, true)
+		return ix.sandboxEntry(p.namespace, p.owner, create)
 	case p.warmPool:
-		if e = ix.warm[p.uid]; e == nil {
+		e := ix.warm[p.uid]
+		if e == nil && create {
 			e = &entry{namespace: p.namespace, name: p.name, warmUID: p.uid, warm: true}
 			ix.warm[p.uid] = e
 			ix.byUID[p.uid] = e
 		}
-	default:
+		return e
+	}
+	return nil
+}
+
+func (ix *index) addPod(p *podRecord, c *change) {
+	e := ix.podEntry(p, true)
+	if e == nil {
 		return // neither owned by a Sandbox nor in a warm pool
 	}
 	// Pods are told apart by name: the informer keys them so, and a pod
@@ -198,13 +197,7 @@ func (ix *index) addPod(p *podRecord, c *change) {
 
 // removePod takes p out of its entry.
 func (ix *index) removePod(p *podRecord, c *change) {
-	var e *entry
-	switch {
-	case p.owner != "":
-		e = ix.sandboxEntry(p.namespace, p.owner, false)
-	case p.warmPool:
-		e = ix.warm[p.uid]
-	}
+	e := ix.podEntry(p, false)
 	if e == nil {
 		return
 	}
