@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -24,6 +25,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 	"k8s.io/client-go/tools/cache"
@@ -36,6 +38,9 @@ const (
 	// crdWaitTimeout bounds the wait for a CRD to be served when the
 	// caller's context has no deadline.
 	crdWaitTimeout = 60 * time.Second
+	// grantWaitTimeout bounds GrantRouter's wait for the new bindings to
+	// take effect when the caller's context has no deadline.
+	grantWaitTimeout = 30 * time.Second
 )
 
 var crdGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
@@ -61,10 +66,16 @@ func (c *Cluster) ApplyCRDs(ctx context.Context) error {
 	return ApplyManifests(ctx, c.AdminConfig(), dir)
 }
 
-// routerUserBinding binds the router's ClusterRole to this cluster's
-// non-admin user "router" (RouterToken), in place of the ServiceAccount
-// that deploy/rbac binds in a real cluster.
-const routerUserBinding = `apiVersion: rbac.authorization.k8s.io/v1
+// RouterNamespace is the router's own namespace as deploy/ installs it:
+// deploy/rbac grants the router its leader-election Lease there, and
+// GrantRouter creates it.
+const RouterNamespace = "sandbox-router"
+
+// routerUserBindings bind the router's roles to this cluster's non-admin
+// user "router" (RouterToken), in place of the ServiceAccount that
+// deploy/rbac binds in a real cluster: the ClusterRole (sandboxes and
+// pods, cluster-wide) and the leader-election Role in RouterNamespace.
+const routerUserBindings = `apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata:
   name: sandbox-router-e2e-user
@@ -76,21 +87,125 @@ subjects:
   - apiGroup: rbac.authorization.k8s.io
     kind: User
     name: router
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: sandbox-router-leader-election-e2e-user
+  namespace: ` + RouterNamespace + `
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: sandbox-router-leader-election
+subjects:
+  - apiGroup: rbac.authorization.k8s.io
+    kind: User
+    name: router
 `
 
-// GrantRouter applies deploy/rbac (the router's ClusterRole and its
-// binding to the ServiceAccount) and binds that ClusterRole to the user
-// "router" too, so that RouterConfig and RouterToken act as the router.
+// GrantRouter creates the router's namespace (deploy/base/namespace.yaml),
+// applies deploy/rbac as a real install does (the ClusterRole
+// sandbox-router and its binding to the ServiceAccount; the
+// leader-election Role and RoleBinding in RouterNamespace), and binds both
+// roles to the user "router" too, so that RouterConfig, RouterToken and a
+// WriteKubeconfig file act as the router. It returns once the API server's
+// authorizer allows the user every rule of those roles (a new binding
+// takes effect a moment after it is written), so a router started next
+// sees no transient 403.
 func (c *Cluster) GrantRouter(ctx context.Context) error {
 	root, err := repoRoot()
 	if err != nil {
 		return err
 	}
-	binding := filepath.Join(c.Dir, "router-user-binding.yaml")
-	if err := os.WriteFile(binding, []byte(routerUserBinding), 0o600); err != nil {
+	bindings := filepath.Join(c.Dir, "router-user-bindings.yaml")
+	if err := os.WriteFile(bindings, []byte(routerUserBindings), 0o600); err != nil {
 		return err
 	}
-	return ApplyManifests(ctx, c.AdminConfig(), filepath.Join(root, "deploy", "rbac"), binding)
+	paths := []string{
+		filepath.Join(root, "deploy", "base", "namespace.yaml"),
+		filepath.Join(root, "deploy", "rbac"),
+		filepath.Join(root, "deploy", "rbac", "leader-election"),
+		bindings,
+	}
+	if err := ApplyManifests(ctx, c.AdminConfig(), paths...); err != nil {
+		return err
+	}
+	objs, err := readManifests(paths)
+	if err != nil {
+		return err
+	}
+	return c.waitGranted(ctx, "router", objs)
+}
+
+// waitGranted waits until a SubjectAccessReview allows user every verb
+// of every rule of the Roles and ClusterRoles among objs (in the Role's
+// namespace, or cluster-wide). On this single API server the review is
+// answered from the same RBAC cache that authorizes requests.
+func (c *Cluster) waitGranted(ctx context.Context, user string, objs []manifest) error {
+	type check struct{ ns, verb, group, resource, subresource string }
+	var checks []check
+	for _, m := range objs {
+		kind := m.obj.GetKind()
+		if m.obj.GetAPIVersion() != "rbac.authorization.k8s.io/v1" || (kind != "Role" && kind != "ClusterRole") {
+			continue
+		}
+		ns := ""
+		if kind == "Role" {
+			ns = m.obj.GetNamespace()
+			if ns == "" {
+				ns = metav1.NamespaceDefault
+			}
+		}
+		rules, _, _ := unstructured.NestedSlice(m.obj.Object, "rules")
+		for _, r := range rules {
+			rm, _ := r.(map[string]any)
+			groups, _, _ := unstructured.NestedStringSlice(rm, "apiGroups")
+			resources, _, _ := unstructured.NestedStringSlice(rm, "resources")
+			verbs, _, _ := unstructured.NestedStringSlice(rm, "verbs")
+			for _, g := range groups {
+				for _, res := range resources {
+					resource, sub, _ := strings.Cut(res, "/")
+					for _, v := range verbs {
+						checks = append(checks, check{ns, v, g, resource, sub})
+					}
+				}
+			}
+		}
+	}
+	cs, err := kubernetes.NewForConfig(c.AdminConfig())
+	if err != nil {
+		return err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, grantWaitTimeout)
+		defer cancel()
+	}
+	for _, ch := range checks {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: user, Groups: []string{"system:authenticated"},
+			ResourceAttributes: &authorizationv1.ResourceAttributes{
+				Namespace: ch.ns, Verb: ch.verb, Group: ch.group, Resource: ch.resource, Subresource: ch.subresource,
+			},
+		}}
+		for {
+			got, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+			if err != nil {
+				return fmt.Errorf("wait for the grants of user %s: %w", user, err)
+			}
+			if got.Status.Allowed {
+				break
+			}
+			t := time.NewTimer(20 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("user %s is still not allowed to %s %s.%s in %q: %w", user, ch.verb, ch.resource, ch.group, ch.ns, ctx.Err())
+			case <-t.C:
+			}
+		}
+	}
+	return nil
 }
 
 // ApplyManifests server-side applies (field manager FieldManager, forced)

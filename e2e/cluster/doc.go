@@ -10,6 +10,10 @@
 // Identities: the static token file holds "admin" (system:masters) and
 // "router" (no group, so RBAC decides). AdminConfig, RouterConfig and
 // WriteKubeconfig hand them to client-go and to the router binary.
+// GrantRouter gives "router" what deploy/rbac gives the router's
+// ServiceAccount (the ClusterRole, and the leader-election Role in
+// RouterNamespace, which it creates) and waits until the grants take
+// effect.
 // ApplyCRDs installs deploy/crds and waits until the versions are served;
 // ApplyManifests server-side applies any multi-document YAML (RBAC,
 // namespaces, CRDs, custom objects) through discovery.

@@ -122,11 +122,22 @@ const (
 	idService     = "/Service sandbox-router/sandbox-router"
 	idPDB         = "policy/PodDisruptionBudget sandbox-router/sandbox-router"
 	idNetPol      = "networking.k8s.io/NetworkPolicy sandbox-router/sandbox-router"
+	idLeaseRole   = "rbac.authorization.k8s.io/Role sandbox-router/sandbox-router-leader-election"
+	idLeaseRB     = "rbac.authorization.k8s.io/RoleBinding sandbox-router/sandbox-router-leader-election"
 )
 
-var readRules = []any{
-	map[string]any{"apiGroups": []any{"agents.x-k8s.io"}, "resources": []any{"sandboxes"}, "verbs": []any{"get", "list", "watch"}},
+// routerRules are the ClusterRole's (and the namespaced Role's): the
+// resolver's reads, and the activator's merge patches of sandboxes (not
+// their status).
+var routerRules = []any{
+	map[string]any{"apiGroups": []any{"agents.x-k8s.io"}, "resources": []any{"sandboxes"}, "verbs": []any{"get", "list", "watch", "patch"}},
 	map[string]any{"apiGroups": []any{""}, "resources": []any{"pods"}, "verbs": []any{"get", "list", "watch"}},
+}
+
+// leaseRules are the leader-election Role's: what client-go's LeaseLock
+// does.
+var leaseRules = []any{
+	map[string]any{"apiGroups": []any{"coordination.k8s.io"}, "resources": []any{"leases"}, "verbs": []any{"get", "create", "update"}},
 }
 
 // routerSubject is the ServiceAccount every binding must name.
@@ -153,13 +164,13 @@ func args(c map[string]any) []string {
 	return out
 }
 
-func TestRBACGrantsOnlyReads(t *testing.T) {
+func TestRBACRules(t *testing.T) {
 	cluster := mustRender(t, "rbac")
-	if got, want := ids(cluster), []string{idClusterRole, idCRB}; !reflect.DeepEqual(got, want) {
+	if got, want := ids(cluster), []string{idClusterRole, idCRB, idLeaseRole, idLeaseRB}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("deploy/rbac renders %v, want %v", got, want)
 	}
-	if got := get(cluster[idClusterRole].m, "rules"); !reflect.DeepEqual(got, readRules) {
-		t.Errorf("ClusterRole rules = %v, want only get/list/watch on sandboxes and pods: %v", got, readRules)
+	if got := get(cluster[idClusterRole].m, "rules"); !reflect.DeepEqual(got, routerRules) {
+		t.Errorf("ClusterRole rules = %v, want only get/list/watch/patch on sandboxes and get/list/watch on pods: %v", got, routerRules)
 	}
 	crb := cluster[idCRB].m
 	if got := get(crb, "roleRef"); !reflect.DeepEqual(got, map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "sandbox-router"}) {
@@ -169,16 +180,32 @@ func TestRBACGrantsOnlyReads(t *testing.T) {
 		t.Errorf("ClusterRoleBinding subjects = %v, want %v", got, routerSubject)
 	}
 
-	// The namespaced template: the same rules, the same subject, no
-	// namespace until stamped.
+	// The Lease, in the router's namespace only; the same objects as
+	// rbac/leader-election renders on its own.
+	if got := get(cluster[idLeaseRole].m, "rules"); !reflect.DeepEqual(got, leaseRules) {
+		t.Errorf("leader-election Role rules = %v, want %v", got, leaseRules)
+	}
+	lrb := cluster[idLeaseRB].m
+	if got := get(lrb, "roleRef"); !reflect.DeepEqual(got, map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "sandbox-router-leader-election"}) {
+		t.Errorf("leader-election RoleBinding roleRef = %v", got)
+	}
+	if got := get(lrb, "subjects"); !reflect.DeepEqual(got, routerSubject) {
+		t.Errorf("leader-election RoleBinding subjects = %v, want %v", got, routerSubject)
+	}
+	if got := ids(mustRender(t, "rbac/leader-election")); !reflect.DeepEqual(got, []string{idLeaseRole, idLeaseRB}) {
+		t.Errorf("deploy/rbac/leader-election renders %v", got)
+	}
+
+	// The namespaced template: the ClusterRole's rules, the same subject,
+	// no namespace until stamped, and no Lease (granted once, above).
 	ns := mustRender(t, "rbac/namespaced")
 	role := ns["rbac.authorization.k8s.io/Role /sandbox-router"]
 	rb := ns["rbac.authorization.k8s.io/RoleBinding /sandbox-router"]
 	if len(ns) != 2 || role == nil || rb == nil {
 		t.Fatalf("deploy/rbac/namespaced renders %v, want a Role and a RoleBinding without namespace", ids(ns))
 	}
-	if got := get(role.m, "rules"); !reflect.DeepEqual(got, readRules) {
-		t.Errorf("Role rules = %v, want the ClusterRole's %v", got, readRules)
+	if got := get(role.m, "rules"); !reflect.DeepEqual(got, routerRules) {
+		t.Errorf("Role rules = %v, want the ClusterRole's %v", got, routerRules)
 	}
 	if got := get(rb.m, "roleRef", "kind"); got != "Role" {
 		t.Errorf("RoleBinding roleRef kind = %v", got)
@@ -190,7 +217,7 @@ func TestRBACGrantsOnlyReads(t *testing.T) {
 
 func TestBaseRunsTheClusterResolver(t *testing.T) {
 	base := mustRender(t, "base")
-	want := []string{idNamespace, idService, idSA, idPDB, idDeployment, idNetPol, idClusterRole, idCRB}
+	want := []string{idNamespace, idService, idSA, idPDB, idDeployment, idNetPol, idClusterRole, idCRB, idLeaseRole, idLeaseRB}
 	sort.Strings(want)
 	if got := ids(base); !reflect.DeepEqual(got, want) {
 		t.Fatalf("deploy/base renders\n  %v\nwant\n  %v", got, want)
@@ -206,6 +233,20 @@ func TestBaseRunsTheClusterResolver(t *testing.T) {
 	for _, a := range args(c) {
 		if strings.HasPrefix(a, "--routes") || strings.HasPrefix(a, "--kubeconfig") || strings.HasPrefix(a, "--namespaces") {
 			t.Errorf("base arg %s: base runs the in-cluster resolver over all namespaces", a)
+		}
+	}
+	// The leader election's namespace and identity, from the downward API.
+	wantEnv := map[string]string{"POD_NAMESPACE": "metadata.namespace", "POD_NAME": "metadata.name"}
+	gotEnv := map[string]string{}
+	for _, e := range get(c, "env").([]any) {
+		if name, ok := get(e, "name").(string); ok {
+			path, _ := get(e, "valueFrom", "fieldRef", "fieldPath").(string)
+			gotEnv[name] = path
+		}
+	}
+	for name, path := range wantEnv {
+		if gotEnv[name] != path {
+			t.Errorf("env %s from fieldRef %q, want %q (downward API)", name, gotEnv[name], path)
 		}
 	}
 	if got := get(c, "readinessProbe", "httpGet", "path"); got != "/readyz" {
@@ -245,8 +286,10 @@ func TestBaseRunsTheClusterResolver(t *testing.T) {
 
 func TestStaticOverlay(t *testing.T) {
 	objs := mustRender(t, "overlays/static")
-	if objs[idClusterRole] != nil || objs[idCRB] != nil {
-		t.Errorf("the static resolver needs no RBAC, got %v", ids(objs))
+	for _, id := range ids(objs) {
+		if strings.HasPrefix(id, "rbac.authorization.k8s.io/") {
+			t.Errorf("the static resolver needs no RBAC (no activator, no leader election), got %s", id)
+		}
 	}
 	cm := objs["/ConfigMap sandbox-router/sandbox-router-routes"]
 	if cm == nil {
@@ -282,9 +325,13 @@ func TestNamespacedOverlay(t *testing.T) {
 			listed = append(listed, strings.Split(v, ",")...)
 		}
 	}
+	// The Lease stays granted in the router's namespace.
+	if objs[idLeaseRole] == nil || objs[idLeaseRB] == nil {
+		t.Errorf("overlays/namespaced lacks the leader-election Role and RoleBinding in sandbox-router: %v", ids(objs))
+	}
 	var granted []string
 	for _, o := range objs {
-		if o.kind() == "RoleBinding" {
+		if o.kind() == "RoleBinding" && o.id() != idLeaseRB {
 			granted = append(granted, o.namespace())
 			if got := get(o.m, "subjects"); !reflect.DeepEqual(got, routerSubject) {
 				t.Errorf("%s subjects %v, want %v", o.id(), got, routerSubject)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,6 +25,8 @@ import (
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/sandbox-router/sandbox-router/e2e/cluster"
 )
@@ -32,9 +36,16 @@ var (
 	sandboxesV1alpha1 = schema.GroupVersionResource{Group: "agents.x-k8s.io", Version: "v1alpha1", Resource: "sandboxes"}
 )
 
-// rbacWait bounds the wait for a new binding to reach the API server's
-// RBAC cache (an informer, so a binding is not effective at once).
-const rbacWait = 30 * time.Second
+const (
+	// rbacWait bounds the wait for a new binding to reach the API server's
+	// RBAC cache (an informer, so a binding is not effective at once), and
+	// a leader election.
+	rbacWait = 30 * time.Second
+	// routerNS is the router's own namespace, where its Lease lives.
+	routerNS = cluster.RouterNamespace
+	// leaderElectionRole is the Role (and RoleBinding) of the Lease.
+	leaderElectionRole = "sandbox-router-leader-election"
+)
 
 // identity is one way the router authenticates: the test cluster's
 // non-admin user (bound by the test, as e2e tests and the demo do), or
@@ -47,9 +58,12 @@ type identity struct {
 }
 
 // TestRBACOnAPIServer applies the RBAC of deploy/ to a real API server and
-// shows with the router's identities that it grants exactly the reads the
-// informer-backed resolver needs: per namespace (overlays/namespaced),
-// then cluster-wide (deploy/rbac). Last, every kustomization applies.
+// shows with the router's identities that it grants exactly what the
+// resolver and the activator need: reads of sandboxes and pods and merge
+// patches of sandboxes, per namespace (overlays/namespaced), then
+// cluster-wide (deploy/rbac through cluster.GrantRouter), and the
+// leader-election Lease in the router's namespace in both. Last, every
+// kustomization applies.
 func TestRBACOnAPIServer(t *testing.T) {
 	c := cluster.Start(t)
 	ctx := t.Context()
@@ -62,6 +76,9 @@ func TestRBACOnAPIServer(t *testing.T) {
 	// The router's namespace and ServiceAccount as deploy/base renders
 	// them, and a sandbox and a pod in each of two namespaces.
 	base := mustRender(t, "base")
+	if got := base[idNamespace].name(); got != cluster.RouterNamespace {
+		t.Fatalf("deploy/base installs the router in %q, cluster.RouterNamespace is %q", got, cluster.RouterNamespace)
+	}
 	apply(t, c, base[idNamespace], base[idSA])
 	for _, ns := range []string{"team-a", "team-b"} {
 		if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
@@ -79,7 +96,7 @@ func TestRBACOnAPIServer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	tok, err := admin.CoreV1().ServiceAccounts("sandbox-router").CreateToken(ctx, "sandbox-router",
+	tok, err := admin.CoreV1().ServiceAccounts(routerNS).CreateToken(ctx, "sandbox-router",
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}, metav1.CreateOptions{})
 	if err != nil {
 		t.Fatalf("token of the router's ServiceAccount: %v", err)
@@ -98,39 +115,44 @@ func TestRBACOnAPIServer(t *testing.T) {
 				rbac = append(rbac, o)
 			}
 		}
-		if len(rbac) != 2 {
-			t.Fatalf("overlays/namespaced has %d Roles and RoleBindings, want 2 (team-a)", len(rbac))
+		if len(rbac) != 4 {
+			t.Fatalf("overlays/namespaced has %d Roles and RoleBindings, want 4 (team-a, and the lease in %s)", len(rbac), routerNS)
 		}
 		apply(t, c, rbac...)
-		apply(t, c, userBinding("RoleBinding", "team-a", "Role"))
-		for _, id := range ids {
+		apply(t, c, userBinding("RoleBinding", "team-a", "Role", "sandbox-router"),
+			userBinding("RoleBinding", routerNS, "Role", leaderElectionRole))
+		for i, id := range ids {
 			t.Run(id.name, func(t *testing.T) {
-				waitAllowed(t, id, "team-a")
-				expect(t, id, reads(id.cfg, "team-a"), true)
-				expect(t, id, reads(id.cfg, "team-b"), false)
-				expect(t, id, reads(id.cfg, metav1.NamespaceAll), false)
-				expect(t, id, writes(id.cfg, "team-a"), false)
+				waitAllowed(t, id, allowed(id.cfg, "team-a")[0])
+				waitAllowed(t, id, getLease(id.cfg, routerNS))
+				expect(t, id, allowed(id.cfg, "team-a"), true)
+				expect(t, id, allowed(id.cfg, "team-b"), false)
+				expect(t, id, allowed(id.cfg, metav1.NamespaceAll), false)
+				expect(t, id, denied(id.cfg, "team-a"), false)
+				expect(t, id, []probe{leaderElection(id.cfg, admin, fmt.Sprintf("namespaced-%d", i))}, true)
+				expect(t, id, leaseDenied(id.cfg, "team-a"), false)
 				accessMatrix(t, admin, id, map[string]bool{"team-a": true})
 			})
 		}
 	})
 
 	t.Run("cluster-wide", func(t *testing.T) {
-		// deploy/rbac as the e2e tests apply it, plus the binding of the
-		// same ClusterRole to the test cluster's user.
-		if err := cluster.ApplyManifests(ctx, c.AdminConfig(), filepath.Join(deployDir, "rbac")); err != nil {
-			t.Fatalf("apply deploy/rbac: %v", err)
+		// deploy/rbac as the e2e tests apply it: GrantRouter binds the
+		// user, the manifests bind the ServiceAccount.
+		if err := c.GrantRouter(ctx); err != nil {
+			t.Fatalf("GrantRouter: %v", err)
 		}
-		apply(t, c, userBinding("ClusterRoleBinding", "", "ClusterRole"))
-		for _, id := range ids {
+		for i, id := range ids {
 			t.Run(id.name, func(t *testing.T) {
-				waitAllowed(t, id, metav1.NamespaceAll)
+				waitAllowed(t, id, allowed(id.cfg, metav1.NamespaceAll)[0])
 				for _, ns := range []string{metav1.NamespaceAll, "team-a", "team-b"} {
-					expect(t, id, reads(id.cfg, ns), true)
+					expect(t, id, allowed(id.cfg, ns), true)
 				}
 				for _, ns := range []string{"team-a", "team-b"} {
-					expect(t, id, writes(id.cfg, ns), false)
+					expect(t, id, denied(id.cfg, ns), false)
+					expect(t, id, leaseDenied(id.cfg, ns), false)
 				}
+				expect(t, id, []probe{leaderElection(id.cfg, admin, fmt.Sprintf("cluster-wide-%d", i))}, true)
 				accessMatrix(t, admin, id, map[string]bool{"": true, "team-a": true, "team-b": true})
 			})
 		}
@@ -164,16 +186,16 @@ func testPod(name string) *corev1.Pod {
 	}
 }
 
-// userBinding binds the router's role to the test cluster's user "router"
-// in place of the ServiceAccount.
-func userBinding(kind, namespace, roleKind string) *object {
-	md := map[string]any{"name": "sandbox-router-e2e-user"}
+// userBinding binds the router's role roleName to the test cluster's user
+// "router" in place of the ServiceAccount.
+func userBinding(kind, namespace, roleKind, roleName string) *object {
+	md := map[string]any{"name": roleName + "-e2e-user"}
 	if namespace != "" {
 		md["namespace"] = namespace
 	}
 	return &object{source: "test " + kind, m: map[string]any{
 		"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": md,
-		"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": roleKind, "name": "sandbox-router"},
+		"roleRef":  map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": roleKind, "name": roleName},
 		"subjects": []any{map[string]any{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "router"}},
 	}}
 }
@@ -211,10 +233,12 @@ type probe struct {
 	do   func(ctx context.Context) error
 }
 
-// reads are the requests the resolver makes (list and watch of both
-// Sandbox versions and of the labelled pods), plus gets, in ns (all
-// namespaces when empty).
-func reads(cfg *rest.Config, ns string) []probe {
+// allowed are the requests the router makes in ns (all namespaces when
+// empty): the resolver's lists and watches of both Sandbox versions and of
+// the labelled pods, gets, and (in a namespace) the activator's merge
+// patches of a sandbox: suspend and resume through either version and
+// the activity annotation.
+func allowed(cfg *rest.Config, ns string) []probe {
 	dyn := dynamic.NewForConfigOrDie(cfg)
 	cs := kubernetes.NewForConfigOrDie(cfg)
 	where := ns
@@ -250,25 +274,42 @@ func reads(cfg *rest.Config, ns string) []probe {
 			return err
 		}},
 	}
-	if ns != "" {
-		ps = append(ps,
-			probe{"get sandbox in " + ns, func(ctx context.Context) error {
-				_, err := dyn.Resource(sandboxesV1beta1).Namespace(ns).Get(ctx, "s", metav1.GetOptions{})
-				return err
-			}},
-			probe{"get pod in " + ns, func(ctx context.Context) error {
-				_, err := cs.CoreV1().Pods(ns).Get(ctx, "p", metav1.GetOptions{})
-				return err
-			}})
+	if ns == "" {
+		return ps
 	}
-	return ps
+	patch := func(what string, gvr schema.GroupVersionResource, body string) probe {
+		return probe{what + " in " + ns, func(ctx context.Context) error {
+			_, err := dyn.Resource(gvr).Namespace(ns).Patch(ctx, "s", types.MergePatchType, []byte(body), metav1.PatchOptions{})
+			return err
+		}}
+	}
+	return append(ps,
+		probe{"get sandbox in " + ns, func(ctx context.Context) error {
+			_, err := dyn.Resource(sandboxesV1beta1).Namespace(ns).Get(ctx, "s", metav1.GetOptions{})
+			return err
+		}},
+		probe{"get pod in " + ns, func(ctx context.Context) error {
+			_, err := cs.CoreV1().Pods(ns).Get(ctx, "p", metav1.GetOptions{})
+			return err
+		}},
+		patch("suspend sandbox (v1beta1 merge patch)", sandboxesV1beta1, `{"spec":{"operatingMode":"Suspended"}}`),
+		patch("resume sandbox (v1beta1 merge patch)", sandboxesV1beta1, `{"spec":{"operatingMode":"Running"}}`),
+		patch("suspend sandbox (v1alpha1 merge patch)", sandboxesV1alpha1, `{"spec":{"replicas":0}}`),
+		patch("resume sandbox (v1alpha1 merge patch)", sandboxesV1alpha1, `{"spec":{"replicas":1}}`),
+		patch("annotate sandbox activity", sandboxesV1beta1,
+			`{"metadata":{"annotations":{"sandbox-router.dev/last-activity":"`+time.Now().UTC().Format(time.RFC3339)+`"}}}`),
+	)
 }
 
-// writes are requests the router must never be allowed, in ns.
-func writes(cfg *rest.Config, ns string) []probe {
+// denied are requests the router must never be allowed, in ns.
+func denied(cfg *rest.Config, ns string) []probe {
 	dyn := dynamic.NewForConfigOrDie(cfg)
 	cs := kubernetes.NewForConfigOrDie(cfg)
-	suspend := []byte(`{"spec":{"operatingMode":"Suspended"}}`)
+	sandboxes := dyn.Resource(sandboxesV1beta1).Namespace(ns)
+	newSandbox := func(name string) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{"apiVersion": "agents.x-k8s.io/v1beta1", "kind": "Sandbox",
+			"metadata": map[string]any{"name": name}, "spec": map[string]any{"operatingMode": "Running"}}}
+	}
 	return []probe{
 		{"get secret in " + ns, func(ctx context.Context) error {
 			_, err := cs.CoreV1().Secrets(ns).Get(ctx, "any", metav1.GetOptions{})
@@ -282,25 +323,163 @@ func writes(cfg *rest.Config, ns string) []probe {
 			_, err := cs.CoreV1().ConfigMaps(ns).List(ctx, metav1.ListOptions{})
 			return err
 		}},
-		{"patch sandbox in " + ns, func(ctx context.Context) error {
-			_, err := dyn.Resource(sandboxesV1beta1).Namespace(ns).Patch(ctx, "s", types.MergePatchType, suspend, metav1.PatchOptions{})
+		{"patch sandbox status in " + ns, func(ctx context.Context) error {
+			_, err := sandboxes.Patch(ctx, "s", types.MergePatchType, []byte(`{"status":{"podIPs":["10.0.0.1"]}}`), metav1.PatchOptions{}, "status")
 			return err
 		}},
-		{"patch sandbox status in " + ns, func(ctx context.Context) error {
-			_, err := dyn.Resource(sandboxesV1beta1).Namespace(ns).Patch(ctx, "s", types.MergePatchType, []byte(`{"status":{"podIPs":["10.0.0.1"]}}`), metav1.PatchOptions{}, "status")
+		{"update sandbox (PUT) in " + ns, func(ctx context.Context) error {
+			_, err := sandboxes.Update(ctx, newSandbox("s"), metav1.UpdateOptions{})
+			return err
+		}},
+		{"update sandbox status (PUT) in " + ns, func(ctx context.Context) error {
+			_, err := sandboxes.UpdateStatus(ctx, newSandbox("s"), metav1.UpdateOptions{})
 			return err
 		}},
 		{"create sandbox in " + ns, func(ctx context.Context) error {
-			sb := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "agents.x-k8s.io/v1beta1", "kind": "Sandbox", "metadata": map[string]any{"name": "new"}}}
-			_, err := dyn.Resource(sandboxesV1beta1).Namespace(ns).Create(ctx, sb, metav1.CreateOptions{})
+			_, err := sandboxes.Create(ctx, newSandbox("new"), metav1.CreateOptions{})
 			return err
+		}},
+		{"delete sandbox in " + ns, func(ctx context.Context) error {
+			return sandboxes.Delete(ctx, "s", metav1.DeleteOptions{})
 		}},
 		{"create pod in " + ns, func(ctx context.Context) error {
 			_, err := cs.CoreV1().Pods(ns).Create(ctx, testPod("new"), metav1.CreateOptions{})
 			return err
 		}},
+		{"patch pod in " + ns, func(ctx context.Context) error {
+			_, err := cs.CoreV1().Pods(ns).Patch(ctx, "p", types.MergePatchType, []byte(`{"metadata":{"labels":{"x":"y"}}}`), metav1.PatchOptions{})
+			return err
+		}},
 		{"delete pod in " + ns, func(ctx context.Context) error {
 			return cs.CoreV1().Pods(ns).Delete(ctx, "p", metav1.DeleteOptions{})
+		}},
+	}
+}
+
+// getLease gets a lease that does not exist in ns: NotFound when allowed.
+func getLease(cfg *rest.Config, ns string) probe {
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	return probe{"get lease in " + ns, func(ctx context.Context) error {
+		_, err := cs.CoordinationV1().Leases(ns).Get(ctx, "no-such-lease", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		return err
+	}}
+}
+
+// leaderElection runs client-go's leader election with a LeaseLock in the
+// router's namespace, as the router's idle suspender does: it creates the
+// lease, becomes the leader, and on cancel releases the lease (an update),
+// which admin then sees. name makes the lease and identity unique.
+func leaderElection(cfg *rest.Config, admin kubernetes.Interface, name string) probe {
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	lease := "e2e-election-" + name
+	identity := "e2e-" + name
+	return probe{"leader election with a LeaseLock in " + routerNS, func(ctx context.Context) error {
+		lock := &resourcelock.LeaseLock{
+			LeaseMeta:  metav1.ObjectMeta{Namespace: routerNS, Name: lease},
+			Client:     cs.CoordinationV1(),
+			LockConfig: resourcelock.ResourceLockConfig{Identity: identity},
+		}
+		ctx, cancel := context.WithTimeout(ctx, rbacWait)
+		defer cancel()
+		leading := make(chan struct{})
+		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
+			Lock:            lock,
+			LeaseDuration:   15 * time.Second,
+			RenewDeadline:   10 * time.Second,
+			RetryPeriod:     time.Second,
+			ReleaseOnCancel: true,
+			Name:            lease,
+			Callbacks: leaderelection.LeaderCallbacks{
+				OnStartedLeading: func(context.Context) { close(leading) },
+				OnStoppedLeading: func() {},
+			},
+		})
+		if err != nil {
+			return err
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		defer stop()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			le.Run(runCtx)
+		}()
+		select {
+		case <-leading:
+		case <-ctx.Done():
+			<-done // runCtx ended with ctx
+			// The election retries a forbidden get or create quietly:
+			// show what the API server says.
+			if _, err := cs.CoordinationV1().Leases(routerNS).Get(context.WithoutCancel(ctx), lease, metav1.GetOptions{}); err != nil {
+				return err
+			}
+			return fmt.Errorf("not the leader of %s/%s: %w", routerNS, lease, ctx.Err())
+		}
+		l, err := admin.CoordinationV1().Leases(routerNS).Get(ctx, lease, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if h := l.Spec.HolderIdentity; h == nil || *h != identity {
+			return fmt.Errorf("lease %s/%s holder %v while leading, want %s", routerNS, lease, h, identity)
+		}
+		stop()
+		<-done // Run returns after the release
+		l, err = admin.CoordinationV1().Leases(routerNS).Get(ctx, lease, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if h := l.Spec.HolderIdentity; h != nil && *h != "" {
+			return fmt.Errorf("lease %s/%s still held by %s after release: the release (an update) failed", routerNS, lease, *h)
+		}
+		return nil
+	}}
+}
+
+// leaseDenied are the lease requests the router must not be allowed: any
+// lease verb outside its namespace, and in it anything but get, create
+// and update.
+func leaseDenied(cfg *rest.Config, otherNS string) []probe {
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	newLease := func(name string) *coordinationv1.Lease {
+		return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	}
+	return []probe{
+		{"get lease in " + otherNS, func(ctx context.Context) error {
+			_, err := cs.CoordinationV1().Leases(otherNS).Get(ctx, "any", metav1.GetOptions{})
+			return err
+		}},
+		{"create lease in " + otherNS, func(ctx context.Context) error {
+			_, err := cs.CoordinationV1().Leases(otherNS).Create(ctx, newLease("x"), metav1.CreateOptions{})
+			return err
+		}},
+		{"update lease in " + otherNS, func(ctx context.Context) error {
+			_, err := cs.CoordinationV1().Leases(otherNS).Update(ctx, newLease("x"), metav1.UpdateOptions{})
+			return err
+		}},
+		{"list leases in " + routerNS, func(ctx context.Context) error {
+			_, err := cs.CoordinationV1().Leases(routerNS).List(ctx, metav1.ListOptions{})
+			return err
+		}},
+		{"watch leases in " + routerNS, func(ctx context.Context) error {
+			w, err := cs.CoordinationV1().Leases(routerNS).Watch(ctx, metav1.ListOptions{})
+			if err == nil {
+				w.Stop()
+			}
+			return err
+		}},
+		{"patch lease in " + routerNS, func(ctx context.Context) error {
+			_, err := cs.CoordinationV1().Leases(routerNS).Patch(ctx, "x", types.MergePatchType, []byte(`{}`), metav1.PatchOptions{})
+			return err
+		}},
+		{"delete lease in " + routerNS, func(ctx context.Context) error {
+			return cs.CoordinationV1().Leases(routerNS).Delete(ctx, "x", metav1.DeleteOptions{})
+		}},
+		{"list leases in all namespaces", func(ctx context.Context) error {
+			_, err := cs.CoordinationV1().Leases("").List(ctx, metav1.ListOptions{})
+			return err
 		}},
 	}
 }
@@ -320,21 +499,20 @@ func expect(t *testing.T, id identity, ps []probe, allowed bool) {
 	}
 }
 
-// waitAllowed waits until the first read in ns succeeds: a binding
-// reaches the authorizer's cache shortly after it is written.
-func waitAllowed(t *testing.T, id identity, ns string) {
+// waitAllowed waits until p succeeds: a binding reaches the authorizer's
+// cache shortly after it is written.
+func waitAllowed(t *testing.T, id identity, p probe) {
 	t.Helper()
-	first := reads(id.cfg, ns)[0]
 	deadline := time.Now().Add(rbacWait)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		err := first.do(t.Context())
+		err := p.do(t.Context())
 		if err == nil {
 			return
 		}
 		if !apierrors.IsForbidden(err) || time.Now().After(deadline) {
-			t.Fatalf("%s: %s: %v (waited for the binding to take effect)", id.name, first.name, err)
+			t.Fatalf("%s: %s: %v (waited for the binding to take effect)", id.name, p.name, err)
 		}
 		<-tick.C
 	}
@@ -342,8 +520,10 @@ func waitAllowed(t *testing.T, id identity, ns string) {
 
 // accessMatrix asks the API server (SubjectAccessReview) about every verb
 // on the resources a router could be tempted to touch, in each namespace
-// and cluster-wide: only get, list and watch of sandboxes and pods, and
-// only in the namespaces granted ("" = cluster-wide), may be allowed.
+// and cluster-wide. Only these may be allowed: get, list, watch and patch
+// of sandboxes (not their status) and get, list and watch of pods, in the
+// namespaces granted ("" = cluster-wide); and get, create and update of
+// leases in the router's namespace (whatever else is granted).
 func accessMatrix(t *testing.T, admin kubernetes.Interface, id identity, granted map[string]bool) {
 	t.Helper()
 	type res struct{ group, resource, sub string }
@@ -358,8 +538,23 @@ func accessMatrix(t *testing.T, admin kubernetes.Interface, id identity, granted
 		ns, verb string
 		r        res
 	}
+	want := func(q query) bool {
+		if q.r.sub != "" {
+			return false
+		}
+		inGranted := granted[q.ns] || granted[""]
+		switch q.r {
+		case res{"agents.x-k8s.io", "sandboxes", ""}:
+			return inGranted && slices.Contains([]string{"get", "list", "watch", "patch"}, q.verb)
+		case res{"", "pods", ""}:
+			return inGranted && slices.Contains([]string{"get", "list", "watch"}, q.verb)
+		case res{"coordination.k8s.io", "leases", ""}:
+			return q.ns == routerNS && slices.Contains([]string{"get", "create", "update"}, q.verb)
+		}
+		return false
+	}
 	var qs []query
-	for _, ns := range []string{"", "team-a", "team-b"} {
+	for _, ns := range []string{"", "team-a", "team-b", routerNS} {
 		for _, r := range resources {
 			for _, v := range verbs {
 				qs = append(qs, query{ns, v, r})
@@ -382,9 +577,7 @@ func accessMatrix(t *testing.T, admin kubernetes.Interface, id identity, granted
 					},
 				}}
 				got, err := admin.AuthorizationV1().SubjectAccessReviews().Create(t.Context(), sar, metav1.CreateOptions{})
-				read := q.verb == "get" || q.verb == "list" || q.verb == "watch"
-				want := read && q.r.sub == "" && (q.r.resource == "sandboxes" || q.r.resource == "pods") &&
-					(granted[q.ns] || granted[""])
+				want := want(q)
 				mu.Lock()
 				switch {
 				case err != nil:
