@@ -52,6 +52,9 @@ type Cluster struct {
 	KubeconfigPath string
 	// Dir is the work directory (Options.Dir or the temporary one).
 	Dir string
+	// AuditLogPath is the API server's audit log (JSON lines) of Sandbox
+	// writes and Lease requests; read it with AuditEvents.
+	AuditLogPath string
 
 	logf     func(string, ...any)
 	removeWD bool // Dir was made by New; Close removes it
@@ -65,6 +68,10 @@ type Cluster struct {
 	api      *process
 	finished []*process // stopped processes, kept for their logs
 	closed   bool
+
+	auditMu     sync.Mutex   // guards the audit log read so far
+	auditOffset int64        // bytes of AuditLogPath parsed
+	auditEvents []AuditEvent // the events in them
 }
 
 // Start is New for tests: it skips the test with -short, builds and starts
@@ -157,6 +164,10 @@ func (c *Cluster) start(ctx context.Context) error {
 	if err := writeServiceAccountKeys(filepath.Join(c.apiDir, "sa.key"), filepath.Join(c.apiDir, "sa.pub")); err != nil {
 		return err
 	}
+	if err := os.WriteFile(filepath.Join(c.apiDir, "audit-policy.yaml"), []byte(auditPolicy), 0o644); err != nil {
+		return err
+	}
+	c.AuditLogPath = filepath.Join(c.apiDir, "audit.log")
 
 	p, err := startProcess("etcd", c.bins.etcd, filepath.Join(c.etcdDir, "etcd.log"),
 		"--name=default",
@@ -197,19 +208,28 @@ func (c *Cluster) StartAPIServer(ctx context.Context) error {
 		return errors.New("kube-apiserver is already running")
 	}
 	d := c.apiDir
-	p, err := startProcess("kube-apiserver", c.bins.apiserver, filepath.Join(d, "kube-apiserver.log"),
-		"--etcd-servers="+c.etcdURL,
-		"--secure-port="+strconv.Itoa(c.apiPort),
+	args := []string{
+		"--etcd-servers=" + c.etcdURL,
+		"--secure-port=" + strconv.Itoa(c.apiPort),
 		"--bind-address=127.0.0.1",
-		"--cert-dir="+filepath.Join(d, "certs"),
-		"--service-account-key-file="+filepath.Join(d, "sa.pub"),
-		"--service-account-signing-key-file="+filepath.Join(d, "sa.key"),
+		"--cert-dir=" + filepath.Join(d, "certs"),
+		"--service-account-key-file=" + filepath.Join(d, "sa.pub"),
+		"--service-account-signing-key-file=" + filepath.Join(d, "sa.key"),
 		"--service-account-issuer=https://kubernetes.default.svc",
-		"--token-auth-file="+filepath.Join(d, "tokens.csv"),
+		"--token-auth-file=" + filepath.Join(d, "tokens.csv"),
 		"--authorization-mode=RBAC",
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--disable-admission-plugins=ServiceAccount",
-	)
+		// The audit log (audit.go): appended to, so restarts add to it;
+		// written synchronously in the request's handler; never rotated,
+		// so AuditEvents sees every event.
+		"--audit-policy-file=" + filepath.Join(d, "audit-policy.yaml"),
+		"--audit-log-path=" + c.AuditLogPath,
+		"--audit-log-format=json",
+		"--audit-log-mode=blocking",
+		"--audit-log-maxsize=0",
+	}
+	p, err := startProcess("kube-apiserver", c.bins.apiserver, filepath.Join(d, "kube-apiserver.log"), args...)
 	if err != nil {
 		return err
 	}

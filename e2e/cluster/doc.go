@@ -18,6 +18,12 @@
 // ApplyManifests server-side applies any multi-document YAML (RBAC,
 // namespaces, CRDs, custom objects) through discovery.
 //
+// The API server keeps an audit log of Sandbox writes (patch, update; not
+// status) and of every Lease request (audit.go has the policy), appended
+// to across restarts: AuditEvents and WaitAuditEvents let a test count and
+// time the requests the router made (who, what, answer code, when
+// received and finished, in microseconds).
+//
 // It owns the life of the processes it starts and nothing else: every
 // process is stopped by its PID (SIGTERM, then SIGKILL after a deadline),
 // never by name, and dies with its parent (Pdeathsig). There is no kubelet,
