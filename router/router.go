@@ -30,8 +30,23 @@ type Resolver interface {
 // Activator brings a sandbox that is not running to a state where it can
 // take the request: it holds the request, resumes the sandbox, and returns
 // the running Result, or an error (a StatusError for a precise answer).
+// The router calls release (when not nil) once the released request has
+// its response head or failed, so the activator can cap how many released
+// requests hit a pod that just started.
 type Activator interface {
-	Activate(ctx context.Context, key resolver.Key, port uint16, current resolver.Result) (resolver.Result, error)
+	Activate(ctx context.Context, key resolver.Key, port uint16, current resolver.Result) (res resolver.Result, release func(), err error)
+}
+
+// ActivityTracker learns of every request to a known sandbox, from its
+// start to its end (an upgraded connection or a stream until it closes),
+// so that busy sandboxes are not suspended.
+type ActivityTracker interface {
+	Begin(key resolver.Key) Activity
+}
+
+// Activity is one request's mark on its sandbox; End is called once.
+type Activity interface {
+	End()
 }
 
 // PodIPMode says what the router does with a client's X-Sandbox-Pod-IP.
@@ -54,6 +69,7 @@ const (
 type Options struct {
 	Resolver  Resolver
 	Activator Activator // nil: non-running sandboxes are answered 503 with their state
+	Activity  ActivityTracker // nil: activity is not tracked
 
 	// BaseDomains enable host-based routing (<port>-<id>.<ns>.<base>).
 	BaseDomains []string
@@ -171,6 +187,7 @@ type record struct {
 	retries  int
 	upstream netip.AddrPort
 	upgraded bool
+	activity Activity // the sandbox's activity mark, ended with the request
 	// abort: the response was cut short after its head was sent; the
 	// client connection must be reset so it cannot mistake it for a
 	// complete one.
@@ -194,6 +211,9 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(ctx)
 	}
 	rt.serve(w, r, &rec)
+	if rec.activity != nil {
+		rec.activity.End()
+	}
 
 	elapsed := time.Since(start)
 	rt.metrics.inFlight.Dec()
@@ -256,13 +276,13 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, rec *record) {
 
 	ctx := r.Context()
 	for attempt := 0; ; attempt++ {
-		target, herr := rt.target(ctx, key)
+		target, herr := rt.target(ctx, key, rec)
 		if herr != nil {
 			rt.answer(w, r, rec, herr)
 			return
 		}
 		rec.upstream = target.addr
-		err := rt.forwardOnce(ctx, w, r, target, rec)
+		err := rt.forwardOnce(ctx, w, r, &target, rec)
 		if err == nil {
 			return
 		}
@@ -330,6 +350,17 @@ func (rt *Router) inPodCIDRs(a netip.Addr) bool {
 type upstreamTarget struct {
 	addr     netip.AddrPort
 	protocol resolver.Protocol
+	// release frees the request's place under the activator's release
+	// cap once the response head arrived; nil when it was not held.
+	release func()
+}
+
+// headArrived is called once the attempt has its response head or failed.
+func (t *upstreamTarget) headArrived() {
+	if t.release != nil {
+		t.release()
+		t.release = nil
+	}
 }
 
 var (
@@ -346,10 +377,15 @@ var (
 // target resolves the key to a dial address, through the activator when
 // the sandbox is not running. It is re-run on every retry so that a pod
 // recreated with a new IP is picked up at once.
-func (rt *Router) target(ctx context.Context, key routingKey) (upstreamTarget, error) {
+func (rt *Router) target(ctx context.Context, key routingKey, rec *record) (upstreamTarget, error) {
 	var t upstreamTarget
 	direct := key.PodIP.IsValid() && rt.opts.PodIPMode == PodIPDirect && rt.inPodCIDRs(key.PodIP)
 	res := rt.lookup(key.Key)
+	if rt.opts.Activity != nil && rec.activity == nil && res.State != resolver.StateUnknown && res.State != resolver.StateFinished {
+		// Only sandboxes the resolver knows are tracked: made-up names
+		// must not grow the tracker. A held request is activity too.
+		rec.activity = rt.opts.Activity.Begin(key.Key)
+	}
 	if res.State == resolver.StateUnknown && direct {
 		t.addr = netip.AddrPortFrom(key.PodIP, key.Port)
 		return t, nil
@@ -374,7 +410,7 @@ func (rt *Router) target(ctx context.Context, key routingKey) (upstreamTarget, e
 			return t, errStarting
 		}
 		var err error
-		if res, err = rt.opts.Activator.Activate(ctx, key.Key, key.Port, res); err != nil {
+		if res, t.release, err = rt.opts.Activator.Activate(ctx, key.Key, key.Port, res); err != nil {
 			return t, err
 		}
 	}
@@ -388,6 +424,7 @@ func (rt *Router) target(ctx context.Context, key routingKey) (upstreamTarget, e
 	if ip.IsLoopback() && !rt.opts.AllowLoopbackPodIP {
 		// Whoever can write a pod's or a Sandbox's status must not make
 		// the router dial its own host (the admin port, pprof).
+		t.headArrived()
 		return t, errForbiddenIP
 	}
 	t.addr = netip.AddrPortFrom(ip, key.Port)
@@ -421,7 +458,8 @@ func (rt *Router) lookup(k resolver.Key) resolver.Result {
 
 // forwardOnce makes one upstream attempt. It returns an error only when
 // nothing was sent to the client yet, so the caller can retry or answer.
-func (rt *Router) forwardOnce(ctx context.Context, w http.ResponseWriter, r *http.Request, t upstreamTarget, rec *record) error {
+func (rt *Router) forwardOnce(ctx context.Context, w http.ResponseWriter, r *http.Request, t *upstreamTarget, rec *record) error {
+	defer t.headArrived() // on every early return
 	fwd := forwarded{}
 	fwd.xff, fwd.proto, fwd.host = rt.forward.forwardedFor(r)
 	upgrade := ""
@@ -438,6 +476,7 @@ func (rt *Router) forwardOnce(ctx context.Context, w http.ResponseWriter, r *htt
 			_ = http.NewResponseController(w).EnableFullDuplex()
 		}
 		resp, err := rt.roundTripH2C(ctx, r, t.addr, &fwd)
+		t.headArrived()
 		if err != nil {
 			return err
 		}
@@ -455,6 +494,7 @@ func (rt *Router) forwardOnce(ctx context.Context, w http.ResponseWriter, r *htt
 		return nil
 	}
 	ex, err := rt.roundTripHTTP1(ctx, w, r, t.addr, &fwd, upgrade)
+	t.headArrived()
 	if err != nil {
 		return err
 	}
@@ -526,7 +566,11 @@ func (rt *Router) answer(w http.ResponseWriter, r *http.Request, rec *record, er
 	var se StatusError
 	if errors.As(err, &se) {
 		rec.status, rec.code = se.HTTPStatus(), se.ErrorCode()
-		writeError(w, r, rec.status, rec.code, se.Error(), 0)
+		retryAfter := 0
+		if ra, ok := se.(interface{ RetryAfterSeconds() int }); ok {
+			retryAfter = ra.RetryAfterSeconds()
+		}
+		writeError(w, r, rec.status, rec.code, se.Error(), retryAfter)
 		return
 	}
 	if r.Context().Err() != nil {

@@ -1,0 +1,213 @@
+package activator
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/sandbox-router/sandbox-router/resolver"
+)
+
+// Sandboxes is the resolver as the activator sees it.
+type Sandboxes interface {
+	Lookup(key resolver.Key) resolver.Result
+	// Changed returns a channel closed at the sandbox's next change, and
+	// a release for when the caller stops waiting.
+	Changed(key resolver.Key) (<-chan struct{}, func())
+	// Lifecycle is the sandbox's suspend/resume policy from its
+	// annotations; false when the sandbox is unknown.
+	Lifecycle(key resolver.Key) (resolver.Lifecycle, bool)
+}
+
+// Waker changes a sandbox's operating mode. Calls must be idempotent:
+// replicas racing each other send the same change. Errors wrap ErrConflict,
+// ErrForbidden, ErrNotFound or ErrInvalid where they apply.
+type Waker interface {
+	Resume(ctx context.Context, key resolver.Key) error
+	// Suspend applies only if the sandbox is still at revision.
+	Suspend(ctx context.Context, key resolver.Key, revision string) error
+	// RecordActivity publishes the sandbox's last activity to the other
+	// replicas.
+	RecordActivity(ctx context.Context, key resolver.Key, at time.Time) error
+}
+
+// Options configure an Activator. Zero values take the documented defaults.
+type Options struct {
+	Sandboxes Sandboxes
+	Waker     Waker
+	Policy    Policy
+
+	// MaxHeldPerSandbox bounds the requests held for one sandbox (default
+	// 1000); MaxHeldTotal those held for all (default 10000). Beyond them
+	// requests are answered 503 with Retry-After at once.
+	MaxHeldPerSandbox int
+	MaxHeldTotal      int
+	// ReleaseConcurrency caps how many released requests of one sandbox
+	// may be waiting for their response head at once (default 100), so a
+	// pod that just started is not hit by every held request together.
+	ReleaseConcurrency int
+	// ProbeTimeout bounds one connect attempt of the readiness probe
+	// (default 1s).
+	ProbeTimeout time.Duration
+	// Dial opens probe connections; nil: a net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+
+	Metrics *Metrics
+	Log     *slog.Logger
+}
+
+// Activator holds requests for sandboxes that are not running and wakes
+// the sandboxes. It implements the router's Activator interface.
+type Activator struct {
+	opts    Options
+	metrics *Metrics
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	episodes map[nsName]*episode // sandboxes being woken
+	held     int                 // requests held in all
+}
+
+type nsName struct{ namespace, name string }
+
+// New builds an Activator.
+func New(opts Options) (*Activator, error) {
+	if opts.Sandboxes == nil || opts.Waker == nil {
+		return nil, errors.New("activator: Sandboxes and Waker are required")
+	}
+	if opts.Metrics == nil {
+		return nil, errors.New("activator: Metrics is required")
+	}
+	if opts.Policy.HoldTimeout <= 0 {
+		opts.Policy.HoldTimeout = DefaultHoldTimeout
+	}
+	if opts.MaxHeldPerSandbox <= 0 {
+		opts.MaxHeldPerSandbox = 1000
+	}
+	if opts.MaxHeldTotal <= 0 {
+		opts.MaxHeldTotal = 10000
+	}
+	if opts.ReleaseConcurrency <= 0 {
+		opts.ReleaseConcurrency = 100
+	}
+	if opts.ProbeTimeout <= 0 {
+		opts.ProbeTimeout = time.Second
+	}
+	if opts.Dial == nil {
+		d := &net.Dialer{}
+		opts.Dial = d.DialContext
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	return &Activator{
+		opts:     opts,
+		metrics:  opts.Metrics,
+		log:      opts.Log,
+		episodes: make(map[nsName]*episode),
+	}, nil
+}
+
+// Activate holds the request until the sandbox runs and accepts
+// connections on port, and returns where it runs. The returned release
+// must be called once the request has its response head (or failed): it
+// frees the request's place under ReleaseConcurrency. The request's body
+// is not touched: it waits, unread, in the client connection.
+func (a *Activator) Activate(ctx context.Context, key resolver.Key, port uint16, current resolver.Result) (resolver.Result, func(), error) {
+	arrived := time.Now()
+	byName := resolver.Key{Namespace: key.Namespace, Name: key.Name}
+	lc, _ := a.opts.Sandboxes.Lifecycle(byName)
+	holdCtx, cancel := context.WithDeadline(ctx, arrived.Add(a.opts.Policy.holdTimeout(lc)))
+	defer cancel()
+
+	ep, wait, err := a.admit(byName, port)
+	if err != nil {
+		return resolver.Result{}, nil, err
+	}
+	defer a.leave(ep)
+
+	var res resolver.Result
+	select {
+	case <-wait.ready:
+		res = wait.result
+	case <-ep.failed:
+		return resolver.Result{}, nil, ep.err
+	case <-holdCtx.Done():
+		return resolver.Result{}, nil, a.holdEnded(ctx)
+	}
+	if key.UID != "" && res.UID != key.UID {
+		// The sandbox was replaced by another of the same name while the
+		// request waited; the client asked for the old one.
+		return resolver.Result{}, nil, errDeleted
+	}
+	select {
+	case ep.releasing <- struct{}{}:
+	case <-holdCtx.Done():
+		return resolver.Result{}, nil, a.holdEnded(ctx)
+	}
+	ep.released(a.metrics)
+	return res, ep.releaseSlot, nil
+}
+
+// holdEnded says why a hold ended before the sandbox was ready: the client
+// left (its context's error, which the router logs as 499), or a deadline,
+// the request's own or the hold timeout, passed (504).
+func (a *Activator) holdEnded(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return ctx.Err()
+	}
+	a.metrics.holdTimeouts.Inc()
+	return errTimeout
+}
+
+// admit counts the request against the bounds and joins it to its
+// sandbox's episode, starting one if none runs.
+func (a *Activator) admit(key resolver.Key, port uint16) (*episode, *portWait, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.held >= a.opts.MaxHeldTotal {
+		a.metrics.overflow.WithLabelValues("total").Inc()
+		return nil, nil, errTotalFull
+	}
+	nn := nsName{key.Namespace, key.Name}
+	ep := a.episodes[nn]
+	if ep != nil && ep.waiters >= a.opts.MaxHeldPerSandbox {
+		a.metrics.overflow.WithLabelValues("sandbox").Inc()
+		return nil, nil, errSandboxFull
+	}
+	if ep == nil {
+		ep = newEpisode(a, key)
+		a.episodes[nn] = ep
+		go ep.run()
+	}
+	ep.waiters++
+	a.held++
+	a.metrics.held.Inc()
+	return ep, ep.want(port), nil
+}
+
+// leave uncounts a request that stopped waiting, and wakes its episode
+// when it was the last: an episode without waiters stops probing.
+func (a *Activator) leave(ep *episode) {
+	a.mu.Lock()
+	ep.waiters--
+	a.held--
+	last := ep.waiters == 0
+	a.mu.Unlock()
+	a.metrics.held.Dec()
+	if last {
+		ep.poke()
+	}
+}
+
+// finish removes a finished episode, under a.mu, so that the next request
+// for the sandbox starts a fresh one.
+func (a *Activator) finish(ep *episode) {
+	nn := nsName{ep.key.Namespace, ep.key.Name}
+	if a.episodes[nn] == ep {
+		delete(a.episodes, nn)
+	}
+}

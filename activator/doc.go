@@ -1,0 +1,24 @@
+// Package activator is scale to zero: it holds requests aimed at a sandbox
+// that is not running while it resumes the sandbox, and it suspends
+// sandboxes that sat idle.
+//
+// Files by concern:
+//   - activator.go: the hold path a request takes (admission against the
+//     bounds, waiting, release under a per-sandbox concurrency cap);
+//   - episode.go: one wake-up of one sandbox, shared by all the requests
+//     held for it: a single resume, waiting on the resolver's notification,
+//     and a connect probe of each requested port before release;
+//   - probe.go: the connect probe;
+//   - policy.go: which hold and idle timeouts apply to a sandbox
+//     (annotation, namespace default, global default);
+//   - activity.go: this replica's per-sandbox activity (requests in
+//     flight, last activity), and the reporter that publishes it to the
+//     other replicas as a coarse last-activity annotation;
+//   - idle.go: the idle suspender, run by the one elected replica;
+//   - errors.go, metrics.go.
+//
+// It talks to Kubernetes only through the Sandboxes (the resolver) and
+// Waker (resume, suspend, record activity) interfaces; activator/kube
+// implements Waker and the leader election with client-go. It knows nothing
+// of HTTP beyond the status codes of its errors.
+package activator
