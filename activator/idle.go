@@ -247,7 +247,6 @@ func (s *IdleSuspender) forget(key resolver.Key) {
 	}
 }
 
-
 type deadline struct {
 	key resolver.Key
 	at  time.Time

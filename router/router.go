@@ -68,7 +68,7 @@ const (
 // Options configure a Router. Zero values take the documented defaults.
 type Options struct {
 	Resolver  Resolver
-	Activator Activator // nil: non-running sandboxes are answered 503 with their state
+	Activator Activator       // nil: non-running sandboxes are answered 503 with their state
 	Activity  ActivityTracker // nil: activity is not tracked
 
 	// BaseDomains enable host-based routing (<port>-<id>.<ns>.<base>).
