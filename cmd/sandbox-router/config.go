@@ -56,6 +56,24 @@ type config struct {
 	DrainDelay   time.Duration
 	DrainTimeout time.Duration
 
+	Activator             bool
+	HoldTimeout           time.Duration
+	MaxHeldPerSandbox     int
+	MaxHeldTotal          int
+	ReleaseConcurrency    int
+	SandboxIdleTimeout    time.Duration
+	NamespaceIdleTimeouts []string
+	ActivityTick          time.Duration
+	ActivatorQPS          float64
+
+	LeaderElection          bool
+	LeaderElectionNamespace string
+	LeaderElectionName      string
+	LeaderElectionIdentity  string
+	LeaderLeaseDuration     time.Duration
+	LeaderRenewDeadline     time.Duration
+	LeaderRetryPeriod       time.Duration
+
 	AccessLog string
 	LogLevel  string
 }
@@ -121,6 +139,22 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&c.DialRetries, "dial-retries", 3, "retries of a failed connect, with backoff inside the request deadline")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", 5*time.Second, "on SIGTERM, how long /readyz fails before listeners close")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long in-flight requests may take")
+	fs.BoolVar(&c.Activator, "activator", true, "hold requests for suspended sandboxes and resume them, suspend idle ones (cluster resolver only)")
+	fs.DurationVar(&c.HoldTimeout, "hold-timeout", 60*time.Second, "how long a request waits for its sandbox to resume (annotation sandbox-router.dev/hold-timeout overrides)")
+	fs.IntVar(&c.MaxHeldPerSandbox, "max-held-per-sandbox", 1000, "requests held for one sandbox; more get 503 with Retry-After")
+	fs.IntVar(&c.MaxHeldTotal, "max-held-total", 10000, "requests held in all; more get 503 with Retry-After")
+	fs.IntVar(&c.ReleaseConcurrency, "release-concurrency", 100, "released requests of one sandbox that may await their response head at once")
+	fs.DurationVar(&c.SandboxIdleTimeout, "sandbox-idle-timeout", 0, "suspend sandboxes idle this long; 0 = never (annotation sandbox-router.dev/idle-timeout overrides)")
+	fs.Var(&listFlag{dst: &c.NamespaceIdleTimeouts}, "namespace-idle-timeouts", "per-namespace idle timeouts, namespace=duration, over sandbox-idle-timeout")
+	fs.DurationVar(&c.ActivityTick, "activity-tick", time.Second, "how often activity is published to the other replicas (at most one write per sandbox per quarter of its idle timeout)")
+	fs.Float64Var(&c.ActivatorQPS, "activator-qps", 50, "API requests per second for resume, suspend and activity writes (burst twice that)")
+	fs.BoolVar(&c.LeaderElection, "leader-election", true, "elect one replica (Lease) to suspend idle sandboxes; off only for a single replica")
+	fs.StringVar(&c.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the Lease; empty = $POD_NAMESPACE, else sandbox-router")
+	fs.StringVar(&c.LeaderElectionName, "leader-election-name", "sandbox-router-idle-suspender", "name of the Lease")
+	fs.StringVar(&c.LeaderElectionIdentity, "leader-election-identity", "", "this replica's identity in the Lease; empty = $POD_NAME, else host name and a random suffix")
+	fs.DurationVar(&c.LeaderLeaseDuration, "leader-lease-duration", 15*time.Second, "how long a lead lasts without renewal (the hand-over time after a crash)")
+	fs.DurationVar(&c.LeaderRenewDeadline, "leader-renew-deadline", 10*time.Second, "how long the leader retries renewing before it gives up the lead")
+	fs.DurationVar(&c.LeaderRetryPeriod, "leader-retry-period", 2*time.Second, "interval between election attempts")
 	fs.StringVar(&c.AccessLog, "access-log", "stdout", "access log destination: stdout, stderr, off, or a file path")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	return fs
@@ -324,7 +358,54 @@ func (c *config) validate() error {
 			bad("sandbox-versions: %q is not v1beta1 or v1alpha1", v)
 		}
 	}
+	c.validateActivator(bad)
 	return errors.Join(errs...)
+}
+
+func (c *config) validateActivator(bad func(string, ...any)) {
+	if c.HoldTimeout <= 0 || c.ActivityTick <= 0 || c.LeaderRetryPeriod <= 0 {
+		bad("hold-timeout, activity-tick and leader-retry-period must be positive")
+	}
+	if c.MaxHeldPerSandbox < 1 || c.MaxHeldTotal < 1 || c.ReleaseConcurrency < 1 {
+		bad("max-held-per-sandbox, max-held-total and release-concurrency must be at least 1")
+	}
+	if c.SandboxIdleTimeout < 0 {
+		bad("sandbox-idle-timeout must not be negative")
+	}
+	if c.ActivatorQPS <= 0 {
+		bad("activator-qps must be positive")
+	}
+	if _, err := parseNamespaceTimeouts(c.NamespaceIdleTimeouts); err != nil {
+		bad("namespace-idle-timeouts: %v", err)
+	}
+	if c.LeaderElectionNamespace != "" && !isDNSLabel(c.LeaderElectionNamespace) {
+		bad("leader-election-namespace: %q is not a namespace name", c.LeaderElectionNamespace)
+	}
+	// client-go's own rule: the lead must be renewed before it lapses,
+	// with room for more than one try.
+	if c.LeaderRenewDeadline >= c.LeaderLeaseDuration || c.LeaderRetryPeriod*12/10 >= c.LeaderRenewDeadline {
+		bad("leader election needs leader-retry-period*1.2 < leader-renew-deadline < leader-lease-duration")
+	}
+}
+
+// parseNamespaceTimeouts reads namespace=duration pairs.
+func parseNamespaceTimeouts(pairs []string) (map[string]time.Duration, error) {
+	out := make(map[string]time.Duration, len(pairs))
+	for _, p := range pairs {
+		ns, v, ok := strings.Cut(p, "=")
+		if !ok || !isDNSLabel(ns) {
+			return nil, fmt.Errorf("%q is not namespace=duration", p)
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return nil, fmt.Errorf("%q: the duration must be like 10m, 0 for never", p)
+		}
+		if _, dup := out[ns]; dup {
+			return nil, fmt.Errorf("namespace %s given twice", ns)
+		}
+		out[ns] = d
+	}
+	return out, nil
 }
 
 // isDNSLabel reports whether s is an RFC 1123 label, as namespace names are.

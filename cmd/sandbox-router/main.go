@@ -72,9 +72,16 @@ func run(cfg *config) error {
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	res, err := startResolver(ctx, cancel, cfg, reg, log)
+	res, kr, restCfg, err := startResolver(ctx, cancel, cfg, reg, log)
 	if err != nil {
 		return err
+	}
+	var act router.Activator
+	var activity router.ActivityTracker
+	if kr != nil && cfg.Activator {
+		if act, activity, err = startActivator(ctx, cfg, kr, restCfg, reg, log); err != nil {
+			return err
+		}
 	}
 
 	trusted := make([]netip.Prefix, 0, len(cfg.TrustedProxies))
@@ -89,6 +96,8 @@ func run(cfg *config) error {
 	}
 	rt, err := router.New(router.Options{
 		Resolver:             res,
+		Activator:            act,
+		Activity:             activity,
 		BaseDomains:          cfg.BaseDomains,
 		PodIPMode:            podIPMode(cfg.PodIPMode),
 		PodCIDRs:             podCIDRs,
@@ -145,33 +154,34 @@ func run(cfg *config) error {
 }
 
 // startResolver starts the static resolver when a routes file is given,
-// else the informer-backed one. A resolver that fails for good cancels ctx
-// with its error, which ends the process.
-func startResolver(ctx context.Context, fail context.CancelCauseFunc, cfg *config, reg prometheus.Registerer, log *slog.Logger) (router.Resolver, error) {
+// else the informer-backed one, which it also returns with its config for
+// the activator. A resolver that fails for good cancels ctx with its
+// error, which ends the process.
+func startResolver(ctx context.Context, fail context.CancelCauseFunc, cfg *config, reg prometheus.Registerer, log *slog.Logger) (router.Resolver, *kube.Resolver, *rest.Config, error) {
 	if cfg.Routes != "" {
 		routes, err := static.New(cfg.Routes, log)
 		if err != nil {
-			return nil, err
+			return nil, nil, nil, err
 		}
 		go func() {
 			if err := routes.Watch(ctx); err != nil {
 				log.Error("routes reload disabled", "err", err)
 			}
 		}()
-		return routes, nil
+		return routes, nil, nil, nil
 	}
 	restCfg, err := kubeConfig(cfg.Kubeconfig)
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	// client-go logs through klog; send it to the same JSON log.
 	klog.SetSlogLogger(log.With("component", "client-go"))
 	kr, err := kube.New(kube.Options{Config: restCfg, Namespaces: cfg.Namespaces, Versions: cfg.SandboxVersions, Logger: log})
 	if err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	if err := kr.RegisterMetrics(reg); err != nil {
-		return nil, err
+		return nil, nil, nil, err
 	}
 	go func() {
 		if err := kr.Run(ctx); err != nil && ctx.Err() == nil {
@@ -187,7 +197,7 @@ func startResolver(ctx context.Context, fail context.CancelCauseFunc, cfg *confi
 		case <-ctx.Done():
 		}
 	}()
-	return kr, nil
+	return kr, kr, restCfg, nil
 }
 
 // kubeConfig loads a kubeconfig file, or the in-cluster service account
