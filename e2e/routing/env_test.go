@@ -129,8 +129,11 @@ func launchRouter(t *testing.T, c *cluster.Cluster, args ...string) *routerproc.
 	if err := c.WriteKubeconfig(kubeconfig, c.RouterToken); err != nil {
 		t.Fatal(err)
 	}
+	// --activator=false: these tests check what the resolver reports
+	// (503 sandbox_suspended and the like); e2e/activator tests holding
+	// and resuming.
 	args = append([]string{"--kubeconfig", kubeconfig, "--allow-loopback-pod-ip", "--base-domain", "sandbox.test",
-		"--access-log", "off", "--dial-retries", "2"}, args...)
+		"--access-log", "off", "--dial-retries", "2", "--activator=false"}, args...)
 	p, err := routerproc.Start(t.Context(), routerproc.Options{Bin: binary(t), Args: args})
 	if err != nil {
 		t.Fatal(err)
