@@ -101,6 +101,16 @@ func TestConfigErrors(t *testing.T) {
 		{name: "bad log level", args: []string{"--routes", "r", "--log-level", "loud"}, wantErr: "log-level"},
 		{name: "missing file", args: []string{"--config", "/does/not/exist.yaml"}, wantErr: "no such file"},
 		{name: "stray argument", args: []string{"--routes", "r", "extra"}, wantErr: `unexpected argument "extra"`},
+		{name: "zero hold timeout", args: []string{"--hold-timeout", "0s"}, wantErr: "hold-timeout, activity-tick and leader-retry-period must be positive"},
+		{name: "zero held bound", args: []string{"--max-held-total", "0"}, wantErr: "max-held-per-sandbox, max-held-total and release-concurrency must be at least 1"},
+		{name: "negative idle timeout", args: []string{"--sandbox-idle-timeout", "-1s"}, wantErr: "sandbox-idle-timeout must not be negative"},
+		{name: "namespace timeout without =", args: []string{"--namespace-idle-timeouts", "team-a"}, wantErr: `"team-a" is not namespace=duration`},
+		{name: "namespace timeout bad duration", args: []string{"--namespace-idle-timeouts", "team-a=soon"}, wantErr: "the duration must be like 10m"},
+		{name: "namespace timeout twice", args: []string{"--namespace-idle-timeouts", "a=1m,a=2m"}, wantErr: "namespace a given twice"},
+		{name: "bad lease namespace", args: []string{"--leader-election-namespace", "Bad_NS"}, wantErr: "leader-election-namespace"},
+		{name: "renew not below lease", args: []string{"--leader-lease-duration", "10s", "--leader-renew-deadline", "10s"}, wantErr: "leader election needs"},
+		{name: "retry not below renew", args: []string{"--leader-renew-deadline", "2s", "--leader-retry-period", "2s"}, wantErr: "leader election needs"},
+		{name: "zero activator qps", args: []string{"--activator-qps", "0"}, wantErr: "activator-qps must be positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,5 +123,19 @@ func TestConfigErrors(t *testing.T) {
 				t.Fatalf("error = %v, want it to mention %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestConfigActivatorDefaults(t *testing.T) {
+	c, err := loadConfig([]string{"--namespace-idle-timeouts", "team-a=10m,keep=0"}, envOf(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Activator || c.HoldTimeout != 60*time.Second || c.SandboxIdleTimeout != 0 || !c.LeaderElection {
+		t.Fatalf("defaults: activator %v, hold %v, idle %v, election %v", c.Activator, c.HoldTimeout, c.SandboxIdleTimeout, c.LeaderElection)
+	}
+	got, err := parseNamespaceTimeouts(c.NamespaceIdleTimeouts)
+	if err != nil || got["team-a"] != 10*time.Minute || got["keep"] != 0 || len(got) != 2 {
+		t.Fatalf("namespace timeouts = %v, %v", got, err)
 	}
 }
