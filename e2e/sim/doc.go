@@ -12,6 +12,31 @@
 // deletes the pod; resuming creates a new pod with a new address. It also
 // keeps warm-pool pods and lets a Sandbox adopt one.
 //
+// The order of a start, which a router may rely on:
+//
+//  1. the backend listens on the pod's address (it accepts connections
+//     from here on, so a pod is never Ready before its backend serves);
+//  2. the Pod object is created (Pending, no podIP), and the Sandbox
+//     status says Ready=False (PodNotReady) without podIPs;
+//  3. after StartDelay (or at MarkReady) the Pod status is written Running
+//     and Ready with its podIP; PodInfo.ReadySentAt is when that request
+//     was sent;
+//  4. then the Sandbox status: Ready=True, podIPs.
+//
+// A stop is the reverse, as when a pod dies: the backend stops first (its
+// connections close, new ones are refused), the Pod object is deleted,
+// then the Sandbox status goes Ready=False without podIPs.
+//
+// The sim is level-triggered like a real controller: each reconcile reads
+// the newest Sandbox from its cache, so a burst of suspend and resume
+// patches ends in the state of the last one, whichever it saw in between
+// (a suspension it did see ends the pod, and the resume after it gets a
+// new pod; one it missed leaves the running pod alone). Changes of
+// metadata only (annotations, labels, such as the router's last-activity
+// annotation) and of spec fields it does not read leave the pod, its
+// backend and its open connections alone; the conditions' observedGeneration
+// follows the spec's generation.
+//
 // It owns those pods, their backends and the status of the Sandboxes it
 // watches, and nothing else: it talks to the API server only through
 // client-go (a dynamic informer for Sandboxes, a typed one for Pods, a

@@ -175,7 +175,7 @@ func (s *Sim) createPod(ctx context.Context, namespace, name, sandbox string, la
 		uid:       created.UID,
 		ip:        b.ip,
 		backend:   b,
-		readyAt:   time.Now().Add(s.opts.StartDelay),
+		startedAt: time.Now().Add(s.opts.StartDelay),
 		gone:      make(chan struct{}),
 	}
 	s.mu.Lock()
@@ -224,8 +224,9 @@ func (s *Sim) forceDelete(ctx context.Context, namespace, name string, uid types
 }
 
 // writePodReady writes the pod's status as a kubelet does once its
-// container runs and passes its readiness probe. It returns when the last
-// (successful) write request was sent.
+// container runs and passes its readiness probe, and marks p Ready (the
+// caller holds p's owner's lock). It returns when the last (successful)
+// write request was sent.
 func (s *Sim) writePodReady(ctx context.Context, p *podState) (sentAt time.Time, err error) {
 	pods := s.cs.CoreV1().Pods(p.namespace)
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -269,6 +270,7 @@ func (s *Sim) writePodReady(ctx context.Context, p *podState) (sentAt time.Time,
 	if err != nil {
 		return time.Time{}, fmt.Errorf("write Ready status of pod %s/%s: %w", p.namespace, p.name, err)
 	}
+	p.ready, p.readySentAt = true, sentAt
 	s.logf("sim: pod %s/%s Ready with IP %s", p.namespace, p.name, p.ip)
 	return sentAt, nil
 }

@@ -108,14 +108,13 @@ func (s *Sim) reconcileSandbox(ctx context.Context, k key) error {
 		if s.opts.ManualReady {
 			return nil
 		}
-		if wait := time.Until(p.readyAt); wait > 0 {
+		if wait := time.Until(p.startedAt); wait > 0 {
 			s.queue.AddAfter(k, wait)
 			return nil
 		}
 		if _, err := s.writePodReady(ctx, p); err != nil {
 			return err
 		}
-		p.ready = true
 		s.publish(k, p)
 	}
 	return s.writeStatus(ctx, v, desiredStatus{
@@ -332,7 +331,7 @@ func (s *Sim) CreateWarmPoolPod(ctx context.Context, namespace, pool string) (po
 	fail := func(err error) (string, types.UID, netip.Addr, error) {
 		return "", "", netip.Addr{}, errors.Join(fmt.Errorf("sim: warm-pool pod %s/%s: %w", namespace, name, err), s.removePod(context.WithoutCancel(ctx), p))
 	}
-	t := time.NewTimer(time.Until(p.readyAt))
+	t := time.NewTimer(time.Until(p.startedAt))
 	defer t.Stop()
 	select {
 	case <-t.C:
@@ -344,7 +343,6 @@ func (s *Sim) CreateWarmPoolPod(ctx context.Context, namespace, pool string) (po
 	if _, err := s.writePodReady(ctx, p); err != nil {
 		return fail(err)
 	}
-	p.ready = true
 	s.mu.Lock()
 	s.warm[key{namespace: namespace, name: name, pod: true}] = p
 	s.mu.Unlock()
@@ -401,7 +399,6 @@ func (s *Sim) MarkReady(ctx context.Context, namespace, sandbox string) (sentAt 
 	if err != nil {
 		return time.Time{}, fmt.Errorf("sim: %w", err)
 	}
-	p.ready = true
 	s.publish(k, p)
 	s.queue.Add(k)
 	return sentAt, nil

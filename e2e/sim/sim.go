@@ -89,10 +89,14 @@ type podState struct {
 	uid             types.UID
 	ip              netip.Addr
 	backend         *backend
-	readyAt         time.Time // when the start delay is over
-	ready           bool      // Pod status Ready written; guarded by the owner's mu
-	gone            chan struct{}
-	goneOnce        sync.Once
+	startedAt       time.Time // when the start delay is over
+	// ready: its Pod status Ready was written, by a request sent at
+	// readySentAt. Guarded by the owner's mu (the sandbox's, or the
+	// warm-pool pod's creator until it is listed).
+	ready       bool
+	readySentAt time.Time
+	gone        chan struct{}
+	goneOnce    sync.Once
 }
 
 // markGone records that the pod object was deleted (or is being deleted)
@@ -110,10 +114,18 @@ func (p *podState) isGone() bool {
 
 // PodInfo describes the current pod of a sandbox.
 type PodInfo struct {
-	Name  string
-	UID   types.UID
-	IP    netip.Addr
-	Ready bool // its Pod status Ready has been written
+	Name string
+	UID  types.UID
+	// IP is the pod's address; its backend listens there from before the
+	// pod object exists.
+	IP netip.Addr
+	// Ready: its Pod status Ready (Running, podIP) has been written.
+	Ready bool
+	// ReadySentAt is when the request that wrote the Ready status was
+	// sent (the sim's clock, just before the successful UpdateStatus);
+	// zero while not Ready. For an adopted warm-pool pod it is when the
+	// pod became Ready in the pool.
+	ReadySentAt time.Time
 }
 
 // Sim is a simulated sandbox controller and kubelet. Create it with New,
@@ -442,7 +454,7 @@ func (s *Sim) publish(k key, p *podState) {
 	if p == nil {
 		delete(s.published, k)
 	} else {
-		s.published[k] = PodInfo{Name: p.name, UID: p.uid, IP: p.ip, Ready: p.ready}
+		s.published[k] = PodInfo{Name: p.name, UID: p.uid, IP: p.ip, Ready: p.ready, ReadySentAt: p.readySentAt}
 	}
 	close(s.changed)
 	s.changed = make(chan struct{})

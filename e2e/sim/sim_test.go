@@ -101,29 +101,60 @@ func (e *env) createSandbox(t *testing.T, version, ns, name string, spec map[str
 
 func (e *env) patchSpec(t *testing.T, version, ns, name string, spec map[string]any) {
 	t.Helper()
-	patch, _ := json.Marshal(map[string]any{"spec": spec})
-	if _, err := e.dyn.Resource(gvr(version)).Namespace(ns).Patch(t.Context(), name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		t.Fatalf("patch sandbox %s/%s spec %v: %v", ns, name, spec, err)
+	e.patch(t, version, ns, name, map[string]any{"spec": spec})
+}
+
+// patch merge-patches the sandbox and returns its new generation.
+func (e *env) patch(t *testing.T, version, ns, name string, patch map[string]any) int64 {
+	t.Helper()
+	data, _ := json.Marshal(patch)
+	u, err := e.dyn.Resource(gvr(version)).Namespace(ns).Patch(t.Context(), name, types.MergePatchType, data, metav1.PatchOptions{})
+	if err != nil {
+		t.Fatalf("patch sandbox %s/%s with %s: %v", ns, name, data, err)
+	}
+	return u.GetGeneration()
+}
+
+// observed is true once the sim has written both conditions for
+// generation gen (or a later one): it has acted on that spec.
+func observed(gen int64) func(status) bool {
+	return func(s status) bool {
+		return s.Conds["Ready"].ObservedGeneration >= gen && s.Conds["Suspended"].ObservedGeneration >= gen
+	}
+}
+
+func both(conds ...func(status) bool) func(status) bool {
+	return func(s status) bool {
+		for _, c := range conds {
+			if !c(s) {
+				return false
+			}
+		}
+		return true
 	}
 }
 
 // status is the part of a Sandbox status the tests look at.
 type status struct {
 	UID         types.UID
+	Generation  int64
 	PodIPs      []string
 	Service     string
 	ServiceFQDN string
 	Conds       map[string]condition
 }
 
-type condition struct{ Status, Reason, Message, LastTransitionTime string }
+type condition struct {
+	Status, Reason, Message, LastTransitionTime string
+	ObservedGeneration                          int64
+}
 
 func (s status) is(typ, want string) bool { return s.Conds[typ].Status == want }
 
 func (s status) String() string { return fmt.Sprintf("podIPs=%v conds=%v", s.PodIPs, s.Conds) }
 
 func readStatus(u *unstructured.Unstructured) status {
-	st := status{UID: u.GetUID(), Conds: map[string]condition{}}
+	st := status{UID: u.GetUID(), Generation: u.GetGeneration(), Conds: map[string]condition{}}
 	st.PodIPs, _, _ = unstructured.NestedStringSlice(u.Object, "status", "podIPs")
 	st.Service, _, _ = unstructured.NestedString(u.Object, "status", "service")
 	st.ServiceFQDN, _, _ = unstructured.NestedString(u.Object, "status", "serviceFQDN")
@@ -136,6 +167,7 @@ func readStatus(u *unstructured.Unstructured) status {
 		cd.Reason, _ = m["reason"].(string)
 		cd.Message, _ = m["message"].(string)
 		cd.LastTransitionTime, _ = m["lastTransitionTime"].(string)
+		cd.ObservedGeneration, _ = m["observedGeneration"].(int64)
 		st.Conds[typ] = cd
 	}
 	return st
@@ -727,6 +759,9 @@ func TestStartDelayAndManualReady(t *testing.T) {
 		}
 		if sentAt.Before(before) || sentAt.After(time.Now()) {
 			t.Errorf("sentAt %v outside the MarkReady call", sentAt)
+		}
+		if got, ok := m.PodInfo(ns, name); !ok || !got.Ready || !got.ReadySentAt.Equal(sentAt) {
+			t.Errorf("PodInfo after MarkReady = %+v (%v), want Ready with ReadySentAt %v", got, ok, sentAt)
 		}
 		pod, err := e.cs.CoreV1().Pods(ns).Get(t.Context(), info.Name, metav1.GetOptions{})
 		if err != nil {
