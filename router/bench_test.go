@@ -14,6 +14,9 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sandbox-router/sandbox-router/activator"
+	"github.com/sandbox-router/sandbox-router/resolver"
 )
 
 // startBenchOrigin is a minimal HTTP/1.1 backend on 127.0.0.1: it reads each
@@ -95,13 +98,14 @@ func (w *benchWriter) Write(p []byte) (int, error) {
 }
 func (w *benchWriter) Flush() {}
 
-func newBenchRouter(b *testing.B, accessLog io.Writer) *Router {
+func newBenchRouter(b *testing.B, accessLog io.Writer, activity ActivityTracker) *Router {
 	b.Helper()
 	rt, err := New(Options{
 		Resolver:           oneSandbox{netip.MustParseAddr("127.0.0.1")},
 		AllowLoopbackPodIP: true,
 		Metrics:            NewMetrics(prometheus.NewRegistry()),
 		AccessLog:          accessLog,
+		Activity:           activity,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -123,9 +127,9 @@ func newBenchRequest(port uint16, path string) *http.Request {
 
 // benchHandler drives Router.ServeHTTP directly, one request at a time,
 // through a pooled keep-alive connection to a real loopback backend.
-func benchHandler(b *testing.B, bodySize int, accessLog io.Writer) {
+func benchHandler(b *testing.B, bodySize int, accessLog io.Writer, activity ActivityTracker) {
 	port := startBenchOrigin(b, bodySize)
-	rt := newBenchRouter(b, accessLog)
+	rt := newBenchRouter(b, accessLog, activity)
 	r := newBenchRequest(port, "/bench")
 	w := &benchWriter{h: make(http.Header)}
 	b.SetBytes(int64(bodySize))
@@ -147,14 +151,17 @@ func benchHandler(b *testing.B, bodySize int, accessLog io.Writer) {
 // request); the server case adds net/http's server and client on both
 // sides, as in production, with parallel clients.
 func BenchmarkProxyHTTP1(b *testing.B) {
-	b.Run("handler/64B", func(b *testing.B) { benchHandler(b, 64, nil) })
-	b.Run("handler/64KiB", func(b *testing.B) { benchHandler(b, 64<<10, nil) })
+	b.Run("handler/64B", func(b *testing.B) { benchHandler(b, 64, nil, nil) })
+	b.Run("handler/64KiB", func(b *testing.B) { benchHandler(b, 64<<10, nil, nil) })
 	b.Run("handler/64B+accesslog", func(b *testing.B) {
-		benchHandler(b, 64, io.Discard)
+		benchHandler(b, 64, io.Discard, nil)
+	})
+	b.Run("handler/64B+activity", func(b *testing.B) {
+		benchHandler(b, 64, nil, benchTracker{activator.NewTracker()})
 	})
 	b.Run("server/64B", func(b *testing.B) {
 		port := startBenchOrigin(b, 64)
-		rt := newBenchRouter(b, nil)
+		rt := newBenchRouter(b, nil, nil)
 		srv := httptest.NewServer(rt)
 		b.Cleanup(srv.Close)
 		tr := &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}
@@ -227,3 +234,8 @@ func BenchmarkRoutingKey(b *testing.B) {
 		})
 	}
 }
+
+// benchTracker is the activator's tracker as cmd wires it.
+type benchTracker struct{ t *activator.Tracker }
+
+func (b benchTracker) Begin(k resolver.Key) Activity { return b.t.Begin(k) }
