@@ -139,3 +139,22 @@ func TestConfigActivatorDefaults(t *testing.T) {
 		t.Fatalf("namespace timeouts = %v, %v", got, err)
 	}
 }
+
+// FuzzNamespaceTimeouts: any input is either refused or gives valid
+// namespaces with non-negative timeouts.
+func FuzzNamespaceTimeouts(f *testing.F) {
+	for _, s := range []string{"team-a=10m", "a=0,b=1h", "a", "=1m", "a=-1s", "A=1m", "a=1m,a=2m", "a=1m=2m"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := parseNamespaceTimeouts(strings.Split(s, ","))
+		if err != nil {
+			return
+		}
+		for ns, d := range got {
+			if !isDNSLabel(ns) || d < 0 {
+				t.Fatalf("%q accepted as %q=%v", s, ns, d)
+			}
+		}
+	})
+}
