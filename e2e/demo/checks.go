@@ -13,20 +13,23 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/sandbox-router/sandbox-router/e2e/cluster"
 )
 
 // check is one request the demo suggests: the command it prints, and the
 // same request sent from Go with the answer it must get.
 type check struct {
 	note []string // comment lines printed above the command
+	// curl is the command; empty for a step that sends nothing but
+	// waits for something to happen (do watches for it).
 	curl string
 	want string // the expected answer, for a failure message
 	// do sends the request and describes the answer; ok says whether it
 	// was the expected one.
 	do func(ctx context.Context) (got string, ok bool)
-	// settle marks an answer that changes asynchronously (after a
-	// suspend or resume): do is retried until ok or readyTimeout.
-	settle bool
+	// timed shows how long the answer took (held requests, waits).
+	timed bool
 }
 
 // request is an HTTP request to the router or the API server.
@@ -216,9 +219,10 @@ func demoChecks(e *env) []check {
 		httpCheck(client, nil, request{url: proxy + "/", headers: hdr("X-Sandbox-ID", e.warmPod)}, "", "", "",
 			expect{status: 404, code: "sandbox_not_found"}),
 
-		httpCheck(client, []string{"a suspended sandbox: 503 until the activator (next) learns to resume it on demand"},
-			request{url: proxy + "/", headers: hdr("X-Sandbox-ID", "sleepy")}, "", "", "",
-			expect{status: 503, code: "sandbox_suspended"}),
+		wakeCheck(client, []string{
+			"a suspended sandbox (scale to zero): held ~" + seconds(e.startDelay) + " while the router resumes sleepy, then 200",
+			"(the router patches spec.operatingMode to Running; the sim's pod start delay is " + seconds(e.startDelay) + ")",
+		}, sleepy(e), "sleepy", &e.sleepy),
 		httpCheck(client, []string{"an unknown sandbox, and an invalid key"},
 			request{url: proxy + "/", headers: hdr("X-Sandbox-ID", "nobody")}, "", "", "",
 			expect{status: 404, code: "sandbox_not_found"}),
@@ -230,8 +234,15 @@ func demoChecks(e *env) []check {
 		httpCheck(client, nil, request{url: "http://" + e.admin + "/readyz"}, "", "", "", expect{status: 200}),
 		httpCheck(client, nil, request{url: "http://" + e.admin + "/metrics"}, "", "| grep '^sandbox_router_requests_total'", "",
 			expect{status: 200, contains: "sandbox_router_requests_total{"}),
+		activatorMetricsCheck(client, e),
 	}
-	return append(cs, suspendChecks(e, client)...)
+	cs = append(cs, suspendChecks(e, client)...)
+	if e.smoke {
+		// Interactively the user tries this (printIdleHint) while
+		// reportIdle says what happens.
+		cs = append(cs, idleChecks(e, client)...)
+	}
+	return cs
 }
 
 // wsCheck is the WebSocket echo at /ws. curl shows the handshake passing
@@ -271,40 +282,39 @@ func wsCheck(e *env, client *http.Client) check {
 	}
 }
 
-// suspendChecks suspend alpha and resume it by patching the Sandbox
-// through the API server with the admin token (no kubectl needed), and
-// show the router following.
+// suspendChecks suspend alpha by patching the Sandbox through the API
+// server with the admin token (no kubectl needed), wait until the sim
+// reports it suspended, and show the next request waking it.
 func suspendChecks(e *env, client *http.Client) []check {
 	api, err := e.c.HTTPClient()
 	if err != nil {
 		return []check{{curl: "(API server client)", want: "a client", do: func(context.Context) (string, bool) { return err.Error(), false }}}
 	}
 	path := "/apis/agents.x-k8s.io/v1beta1/namespaces/default/sandboxes/alpha"
-	patch := func(mode string) request {
-		return request{method: http.MethodPatch, url: e.c.URL + path, headers: [][2]string{
-			{"Authorization", "Bearer " + e.c.AdminToken}, {"Content-Type", "application/merge-patch+json"},
-		}, body: `{"spec":{"operatingMode":"` + mode + `"}}`}
-	}
-	display := func(mode string) string {
-		return `curl -s --cacert "$CA" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/merge-patch+json' -X PATCH` +
-			` --data-binary '{"spec":{"operatingMode":"` + mode + `"}}' "$API` + path + `" -o /dev/null -w '%{http_code}\n'`
+	patch := request{method: http.MethodPatch, url: e.c.URL + path, headers: [][2]string{
+		{"Authorization", "Bearer " + e.c.AdminToken}, {"Content-Type", "application/merge-patch+json"},
+	}, body: `{"spec":{"operatingMode":"Suspended"}}`}
+	display := `curl -s --cacert "$CA" -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/merge-patch+json' -X PATCH` +
+		` --data-binary '{"spec":{"operatingMode":"Suspended"}}' "$API` + path + `" -o /dev/null -w '%{http_code}\n'`
+	suspend := httpCheck(api, []string{
+		"suspend alpha through the API server, as its owner or a controller would (the sim deletes its pod):",
+		"API=" + e.c.URL + " CA=" + e.c.CAFile + " TOKEN=$(cat " + e.adminTokenFile + ")",
+		"(with kubectl: export KUBECONFIG=" + e.c.KubeconfigPath + "; kubectl get sandboxes -A)",
+	}, patch, "", "", display, expect{status: 200, contains: `"Suspended"`, statusOnly: true})
+	send := suspend.do
+	suspend.do = func(ctx context.Context) (string, bool) {
+		// The pod that answers now; the wake-up must come from another.
+		e.alpha.pod, _, _ = e.sim.Pod("default", "alpha")
+		return send(ctx)
 	}
 	alpha := request{url: "http://" + e.http + "/", headers: [][2]string{{"X-Sandbox-ID", "alpha"}}}
-	suspended := httpCheck(client, []string{"... and the router follows: 503 sandbox_suspending while the pod goes, then sandbox_suspended"}, alpha, "", "", "",
-		expect{status: 503, code: "sandbox_suspended"})
-	suspended.settle = true
-	resumed := httpCheck(client, []string{"... and alpha answers again (503 sandbox_starting meanwhile), from a new pod with a new address"}, alpha, "", "", "",
-		expect{status: 200, sandbox: "alpha"})
-	resumed.settle = true
 	return []check{
-		httpCheck(api, []string{
-			"suspend and resume alpha through the API server (the sim deletes its pod, then starts a new one):",
-			"API=" + e.c.URL + " CA=" + e.c.CAFile + " TOKEN=$(cat " + e.adminTokenFile + ")",
-			"(with kubectl: export KUBECONFIG=" + e.c.KubeconfigPath + "; kubectl get sandboxes -A)",
-		}, patch("Suspended"), "", "", display("Suspended"), expect{status: 200, contains: `"Suspended"`, statusOnly: true}),
-		suspended,
-		httpCheck(api, nil, patch("Running"), "", "", display("Running"), expect{status: 200, contains: `"Running"`, statusOnly: true}),
-		resumed,
+		suspend,
+		suspendedCheck(e, []string{"... alpha's status once the sim deleted its pod (kubectl get sandbox alpha -w shows it)"}, "alpha"),
+		wakeCheck(client, []string{
+			"... and the next request wakes it: held ~" + seconds(e.startDelay) + " while the router resumes alpha, then 200 from a new pod,",
+			"with a new address (resuming by hand is the same PATCH with \"Running\")",
+		}, alpha, "alpha", &e.alpha),
 	}
 }
 
@@ -319,25 +329,12 @@ func runChecks(ctx context.Context, out io.Writer, checks []check) int {
 		for _, n := range c.note {
 			fmt.Fprintf(out, "  # %s\n", n)
 		}
-		fmt.Fprintf(out, "  %s\n", c.curl)
+		if c.curl != "" {
+			fmt.Fprintf(out, "  %s\n", c.curl)
+		}
 		start := time.Now()
 		got, ok := c.do(ctx)
-		if c.settle {
-			tick := time.NewTicker(50 * time.Millisecond)
-			deadline := time.NewTimer(readyTimeout)
-		wait:
-			for !ok {
-				select {
-				case <-tick.C:
-					got, ok = c.do(ctx)
-				case <-deadline.C:
-					break wait
-				case <-ctx.Done():
-					break wait
-				}
-			}
-			tick.Stop()
-			deadline.Stop()
+		if c.timed {
 			got += fmt.Sprintf("  (after %s)", time.Since(start).Round(10*time.Millisecond))
 		}
 		if ok {
@@ -357,22 +354,28 @@ sandbox-router demo: the router binary in front of simulated sandboxes on a real
 
   kube-apiserver  %s (etcd beside it), admin kubeconfig %s
   router          http://%s, admin http://%s, pid %d, as user "router" bound to deploy/rbac
+  activator       on: holds requests for sleeping sandboxes while it resumes them; suspends idle ones
+                  (it leads the Lease %s/sandbox-router-idle-suspender)
 %s  warm-pool pod   default/%s, UID %s
   logs            %s, %s, %s, API server and etcd under %s
 
 Every request below was just sent once; the answer it got is under it.
-`, e.c.URL, e.c.KubeconfigPath, e.http, e.admin, routerPid, sandboxList(), e.warmPod, e.warmUID,
+`, e.c.URL, e.c.KubeconfigPath, e.http, e.admin, routerPid, cluster.RouterNamespace, sandboxList(e), e.warmPod, e.warmUID,
 		routerLog, filepath.Join(tmp, "access.log"), filepath.Join(tmp, "sim.log"), e.c.Dir)
 }
 
-func sandboxList() string {
+func sandboxList(e *env) string {
 	var b strings.Builder
 	for i, sb := range sandboxes {
 		label := ""
 		if i == 0 {
 			label = "sandboxes"
 		}
-		fmt.Fprintf(&b, "  %-15s %s/%s (%s)\n", label, sb.namespace, sb.name, sb.about)
+		about := sb.about
+		if sb.idle {
+			about += ", annotation " + idleTimeoutAnnotation + ": " + e.idleTimeout.String()
+		}
+		fmt.Fprintf(&b, "  %-15s %s/%s (%s)\n", label, sb.namespace, sb.name, about)
 	}
 	return b.String()
 }

@@ -11,8 +11,9 @@ import (
 
 // TestDemoSmoke runs the demo as make demo does (a router binary built from
 // this tree, the real API server, the sim), but on free ports and in smoke
-// mode: every request it prints must answer as expected, and everything it
-// started must be gone when it returns.
+// mode: every request it prints must answer as expected (sleepy woken by
+// the activator, suspended again once idle for its 3s, woken again), and
+// everything it started must be gone when it returns.
 func TestDemoSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("demo: real etcd + kube-apiserver test skipped in -short mode")
@@ -37,7 +38,10 @@ func TestDemoSmoke(t *testing.T) {
 		"-H 'Host: 8888-alpha.default.sandbox.localhost'",
 		"-H 'X-Sandbox-UID: ",
 		"-H 'X-Sandbox-ID: sleepy'",
+		"held ~0.5s while the router resumes sleepy, then 200",
 		`-X PATCH --data-binary '{"spec":{"operatingMode":"Suspended"}}'`,
+		"| grep '^sandbox_router_activator_'",
+		"sleepy idle for 3s: suspended again by the router",
 		"smoke: all ",
 	} {
 		if !strings.Contains(out.String(), want) {

@@ -9,6 +9,14 @@
 // router, the sim and the API server, each by its PID, and removes its
 // temporary directory. With -smoke it exits after the requests instead:
 // 0 when each answered as expected, 1 otherwise.
+//
+// The router runs with the activator (its default with the cluster
+// resolver): the request for the suspended sandbox default/sleepy is held
+// while the router resumes it. sleepy has a short idle timeout (the
+// sandbox-router.dev/idle-timeout annotation, -idle-timeout), so the
+// router, leading the demo's Lease, suspends it again once nobody used it
+// that long; the demo watches the Sandbox and says so. With -smoke it
+// waits for that suspension and wakes sleepy once more.
 package main
 
 import (
@@ -38,6 +46,8 @@ func main() {
 	flag.IntVar(&o.AdminPort, "admin-port", 9090, "router admin port on 127.0.0.1 (0: any free port)")
 	flag.BoolVar(&o.Smoke, "smoke", false, "run every request once, check each answer, stop everything and exit 0 or 1")
 	flag.DurationVar(&o.StartDelay, "start-delay", 500*time.Millisecond, "simulated pod start time (image pull and container start)")
+	flag.DurationVar(&o.IdleTimeout, "idle-timeout", 0, "sleepy's idle timeout (its sandbox-router.dev/idle-timeout annotation); 0: "+
+		defaultIdleTimeout.String()+", with -smoke "+defaultSmokeIdleTimeout.String())
 	flag.Parse()
 	o.Out = os.Stdout
 	o.Logf = log.New(os.Stderr, "demo: ", log.Ltime).Printf
@@ -68,6 +78,9 @@ type options struct {
 	Smoke bool
 	// StartDelay is the sim's pod start delay.
 	StartDelay time.Duration
+	// IdleTimeout is sleepy's idle timeout; 0 is defaultIdleTimeout, or
+	// defaultSmokeIdleTimeout with Smoke.
+	IdleTimeout time.Duration
 	// IPBase is the sim's first pod address (default sim.DefaultIPBase).
 	IPBase netip.Addr
 	// WorkDir is where the temporary directory goes ("" = os.TempDir()).
@@ -88,6 +101,15 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	if o.Out == nil {
 		o.Out = io.Discard
+	}
+	if o.IdleTimeout == 0 {
+		o.IdleTimeout = defaultIdleTimeout
+		if o.Smoke {
+			o.IdleTimeout = defaultSmokeIdleTimeout
+		}
+	}
+	if o.IdleTimeout < 0 {
+		return fmt.Errorf("idle timeout %s: must be positive", o.IdleTimeout)
 	}
 	for _, port := range []int{o.HTTPPort, o.AdminPort} {
 		if err := portFree(port); err != nil {
@@ -142,7 +164,7 @@ func run(ctx context.Context, o options) (err error) {
 
 	logf("starting the router")
 	routerLog := filepath.Join(tmp, "router.log")
-	rp, err := routerproc.Start(ctx, routerproc.Options{Bin: o.RouterBin, LogPath: routerLog, Args: []string{
+	args := []string{
 		"--kubeconfig", env.routerKubeconfig,
 		"--allow-loopback-pod-ip",
 		"--base-domain", baseDomain,
@@ -150,7 +172,26 @@ func run(ctx context.Context, o options) (err error) {
 		"--listen-admin", "127.0.0.1:" + strconv.Itoa(o.AdminPort),
 		"--access-log", filepath.Join(tmp, "access.log"),
 		"--drain-timeout", "2s",
-	}})
+		// The activator is on (the default with the cluster resolver).
+		// The idle suspender runs on the replica leading the Lease in
+		// the namespace where deploy/rbac lets the router use leases
+		// (GrantRouter created it). The Lease is new, so the router
+		// leads at its first try; the short durations make a hand-over
+		// (a second router started beside it, or a crash) quick.
+		"--leader-election",
+		"--leader-election-namespace", cluster.RouterNamespace,
+		"--leader-lease-duration", "4s",
+		"--leader-renew-deadline", "3s",
+		"--leader-retry-period", "500ms",
+	}
+	env.activityTick = time.Second // the router's default
+	if o.Smoke {
+		// Look at activity twice a second: the short idle timeout's
+		// slack is then short too.
+		env.activityTick = 500 * time.Millisecond
+		args = append(args, "--activity-tick", env.activityTick.String())
+	}
+	rp, err := routerproc.Start(ctx, routerproc.Options{Bin: o.RouterBin, LogPath: routerLog, Args: args})
 	if err != nil {
 		return err
 	}
@@ -166,19 +207,37 @@ func run(ctx context.Context, o options) (err error) {
 	printHeader(o.Out, env, rp.Pid(), routerLog, tmp)
 	checks := demoChecks(env)
 	failed := runChecks(ctx, o.Out, checks)
+	if ctx.Err() != nil {
+		return ctx.Err() // interrupted during the requests
+	}
 	if o.Smoke {
 		if failed > 0 {
-			return fmt.Errorf("smoke: %d of %d requests did not answer as expected\nrouter log:\n%s", failed, len(checks), rp.Log())
+			return fmt.Errorf("smoke: %d of %d requests and waits did not go as expected\nrouter log:\n%s", failed, len(checks), rp.Log())
 		}
-		fmt.Fprintf(o.Out, "\nsmoke: all %d requests answered as expected\n", len(checks))
+		fmt.Fprintf(o.Out, "\nsmoke: all %d requests and waits went as expected\n", len(checks))
 		return nil
 	}
 	if failed > 0 {
 		fmt.Fprintf(o.Out, "\nWARNING: %d of %d requests did not answer as expected (marked FAILED above); router log: %s\n", failed, len(checks), routerLog)
 	}
+	printIdleHint(o.Out, env)
 	fmt.Fprintf(o.Out, "\nCtrl-C stops the router, the sim, kube-apiserver and etcd, and removes %s.\n", tmp)
+	// Say when the router suspends (and something wakes) the idle
+	// sandboxes, until Ctrl-C; stopped before run returns.
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		reportIdle(watchCtx, o.Out, env, logf)
+	}()
+	defer func() {
+		stopWatch()
+		<-watched
+	}()
 	select {
 	case <-ctx.Done():
+		stopWatch()
+		<-watched // its last line before ours
 		fmt.Fprintln(o.Out)
 		logf("stopping")
 		return nil

@@ -5,19 +5,21 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/sandbox-router/sandbox-router/e2e/routerproc"
 )
 
-// waitRouter waits until /readyz answers 200 (the caches synced) and every
-// running sandbox answers through the router.
+// waitRouter waits until /readyz answers 200 (the caches synced), the
+// router leads the idle suspender's Lease, and every running sandbox
+// answers through the router.
 func waitRouter(ctx context.Context, p *routerproc.Proc, e *env) error {
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	client := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 5 * time.Second}
 	defer client.CloseIdleConnections()
-	get := func(url string, header http.Header) (int, error) {
+	get := func(url string, header http.Header, want string) (int, error) {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
 			return 0, err
@@ -27,15 +29,19 @@ func waitRouter(ctx context.Context, p *routerproc.Proc, e *env) error {
 		if err != nil {
 			return 0, err
 		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode, nil
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err == nil && !strings.Contains(string(body), want) {
+			err = fmt.Errorf("no %q in the answer", want)
+		}
+		return resp.StatusCode, err
 	}
-	waitFor := func(what, url string, header http.Header) error {
+	// waitFor waits until url answers 200 with want in the body.
+	waitFor := func(what, url string, header http.Header, want string) error {
 		tick := time.NewTicker(50 * time.Millisecond)
 		defer tick.Stop()
 		for {
-			code, err := get(url, header)
+			code, err := get(url, header, want)
 			if err == nil && code == http.StatusOK {
 				return nil
 			}
@@ -48,13 +54,19 @@ func waitRouter(ctx context.Context, p *routerproc.Proc, e *env) error {
 			}
 		}
 	}
-	if err := waitFor("router /readyz", "http://"+p.AdminAddr+"/readyz", nil); err != nil {
+	if err := waitFor("router /readyz", "http://"+p.AdminAddr+"/readyz", nil, ""); err != nil {
+		return err
+	}
+	// The idle suspender runs once this replica leads (the demo's Lease is
+	// free, so at its first try): sleepy's idle clock starts from then.
+	if err := waitFor("router leading the idle suspender's Lease", "http://"+p.AdminAddr+"/metrics", nil,
+		"\nsandbox_router_activator_leader 1\n"); err != nil {
 		return err
 	}
 	for _, sb := range sandboxes {
 		if sb.running {
 			h := http.Header{"X-Sandbox-Id": {sb.name}, "X-Sandbox-Namespace": {sb.namespace}}
-			if err := waitFor("sandbox "+sb.namespace+"/"+sb.name, "http://"+p.HTTPAddr+"/", h); err != nil {
+			if err := waitFor("sandbox "+sb.namespace+"/"+sb.name, "http://"+p.HTTPAddr+"/", h, ""); err != nil {
 				return err
 			}
 		}

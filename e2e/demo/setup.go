@@ -27,18 +27,35 @@ const baseDomain = "sandbox.localhost"
 // ready (pods, the router's caches, a sandbox answering).
 const readyTimeout = 60 * time.Second
 
+// idleTimeoutAnnotation is the per-sandbox idle timeout the router reads
+// (resolver/kube.IdleTimeoutAnnotation; spelled out as users write it).
+const idleTimeoutAnnotation = "sandbox-router.dev/idle-timeout"
+
+// The idle timeout sleepy gets when -idle-timeout is not given: long
+// enough to read the demo's output first, and short for -smoke.
+const (
+	defaultIdleTimeout      = 20 * time.Second
+	defaultSmokeIdleTimeout = 3 * time.Second
+)
+
+// sandboxGVR is the Sandbox resource in the version the demo reads it.
+var sandboxGVR = schema.GroupVersionResource{Group: sim.Group, Version: "v1beta1", Resource: "sandboxes"}
+
 // sandbox is one Sandbox the demo creates.
 type sandbox struct {
 	namespace, name, version string
 	spec                     map[string]any
 	running                  bool // the sim gives it a pod
 	about                    string
+	// idle: it gets the demo's idle timeout (the idle-timeout
+	// annotation), so the router suspends it again once idle.
+	idle bool
 }
 
 var sandboxes = []sandbox{
-	{"default", "alpha", "v1beta1", map[string]any{"operatingMode": "Running"}, true, "v1beta1, operatingMode Running"},
-	{"team-a", "beta", "v1alpha1", map[string]any{"replicas": int64(1)}, true, "created through v1alpha1, replicas 1"},
-	{"default", "sleepy", "v1beta1", map[string]any{"operatingMode": "Suspended"}, false, "v1beta1, operatingMode Suspended"},
+	{"default", "alpha", "v1beta1", map[string]any{"operatingMode": "Running"}, true, "v1beta1, operatingMode Running", false},
+	{"team-a", "beta", "v1alpha1", map[string]any{"replicas": int64(1)}, true, "created through v1alpha1, replicas 1", false},
+	{"default", "sleepy", "v1beta1", map[string]any{"operatingMode": "Suspended"}, false, "v1beta1, operatingMode Suspended", true},
 }
 
 // env is what the requests need to know about the running demo.
@@ -51,6 +68,17 @@ type env struct {
 	adminTokenFile   string
 	warmPod, warmUID string
 	http, admin      string // the router's listeners, host:port
+
+	smoke       bool
+	startDelay  time.Duration // the sim's pod start delay
+	idleTimeout time.Duration // the idle-timeout annotation of the idle sandboxes
+	// activityTick is the router's --activity-tick.
+	activityTick time.Duration
+
+	// The last wake-up of sleepy and of alpha the checks saw (alpha's
+	// pod: the one before its suspension). Only the checks' goroutine
+	// writes them; reportIdle starts after the checks.
+	sleepy, alpha woken
 }
 
 // setUp applies the CRD and RBAC, starts the sim, and creates the
@@ -58,7 +86,7 @@ type env struct {
 // sandboxes' pods are Ready. The returned env's sim (if not nil) must be
 // closed, also on error.
 func setUp(ctx context.Context, c *cluster.Cluster, tmp string, o options, simLogf, logf func(string, ...any)) (*env, error) {
-	e := &env{c: c}
+	e := &env{c: c, smoke: o.Smoke, startDelay: o.StartDelay, idleTimeout: o.IdleTimeout}
 	admin := c.AdminConfig()
 	logf("applying the Sandbox CRD (deploy/crds) and the router's RBAC (deploy/rbac), bound to user \"router\"")
 	if err := c.ApplyCRDs(ctx); err != nil {
@@ -95,11 +123,16 @@ func setUp(ctx context.Context, c *cluster.Cluster, tmp string, o options, simLo
 			"metadata":   map[string]any{"name": sb.name, "namespace": sb.namespace},
 			"spec":       sb.spec,
 		}}
+		about := sb.about
+		if sb.idle {
+			u.SetAnnotations(map[string]string{idleTimeoutAnnotation: e.idleTimeout.String()})
+			about += ", " + idleTimeoutAnnotation + ": " + e.idleTimeout.String()
+		}
 		gvr := schema.GroupVersionResource{Group: sim.Group, Version: sb.version, Resource: "sandboxes"}
 		if _, err := e.dyn.Resource(gvr).Namespace(sb.namespace).Create(ctx, u, metav1.CreateOptions{}); err != nil {
 			return e, fmt.Errorf("sandbox %s/%s: %w", sb.namespace, sb.name, err)
 		}
-		logf("sandbox %s/%s created (%s)", sb.namespace, sb.name, sb.about)
+		logf("sandbox %s/%s created (%s)", sb.namespace, sb.name, about)
 	}
 	pod, uid, _, err := e.sim.CreateWarmPoolPod(ctx, "default", "pool")
 	if err != nil {
