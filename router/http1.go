@@ -80,10 +80,14 @@ type h1Exchange struct {
 	awaitingHead bool
 }
 
-// roundTripHTTP1 sends r to addr on a pooled or new connection and reads the
-// response head. The caller streams resp.Body and then calls finish.
-func (rt *Router) roundTripHTTP1(ctx context.Context, w http.ResponseWriter, r *http.Request, addr netip.AddrPort, fwd *forwarded, upgrade string) (*h1Exchange, error) {
-	c := rt.pool.get(addr)
+// roundTripHTTP1 sends r to addr on a pooled or (always when fresh) new
+// connection and reads the response head. The caller streams resp.Body
+// and then calls finish.
+func (rt *Router) roundTripHTTP1(ctx context.Context, w http.ResponseWriter, r *http.Request, addr netip.AddrPort, fresh bool, fwd *forwarded, upgrade string) (*h1Exchange, error) {
+	var c *upConn
+	if !fresh {
+		c = rt.pool.get(addr)
+	}
 	reused := c != nil
 	if c == nil {
 		var err error

@@ -275,12 +275,14 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, rec *record) {
 	}
 
 	ctx := r.Context()
+	fresh := false
 	for attempt := 0; ; attempt++ {
 		target, herr := rt.target(ctx, key, rec)
 		if herr != nil {
 			rt.answer(w, r, rec, herr)
 			return
 		}
+		target.fresh = fresh
 		rec.upstream = target.addr
 		err := rt.forwardOnce(ctx, w, r, &target, rec)
 		if err == nil {
@@ -296,6 +298,11 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, rec *record) {
 			ae = &attemptError{failUpstream, err}
 		}
 		rt.metrics.upstreamError(ae.kind)
+		// A pooled connection that died unanswered most likely died with
+		// its server (a pod stopping closes them all at once), and the
+		// others to it were parked too briefly to be probed: every later
+		// attempt dials, so the retry cannot meet the same fate.
+		fresh = fresh || ae.kind == failStale
 		if rt.shouldRetry(ctx, ae, attempt) {
 			rec.retries++
 			rt.metrics.retries.Inc()
@@ -353,6 +360,8 @@ type upstreamTarget struct {
 	// release frees the request's place under the activator's release
 	// cap once the response head arrived; nil when it was not held.
 	release func()
+	// fresh: dial a new connection rather than take a pooled one.
+	fresh bool
 }
 
 // headArrived is called once the attempt has its response head or failed.
@@ -493,7 +502,7 @@ func (rt *Router) forwardOnce(ctx context.Context, w http.ResponseWriter, r *htt
 		rec.abort = rec.abort || !complete && ctx.Err() == nil
 		return nil
 	}
-	ex, err := rt.roundTripHTTP1(ctx, w, r, t.addr, &fwd, upgrade)
+	ex, err := rt.roundTripHTTP1(ctx, w, r, t.addr, t.fresh, &fwd, upgrade)
 	t.headArrived()
 	if err != nil {
 		return err
