@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -76,6 +77,11 @@ func startBackend(ip netip.Addr, ports []uint16, namespace, pod, sandbox string,
 		}
 		ls = append(ls, l)
 	}
+	// HTTP/1.1 and h2c with prior knowledge on every port, as a gRPC
+	// server in a sandbox speaks.
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
 	for i, l := range ls {
 		port := ports[i]
 		srv := &http.Server{
@@ -83,6 +89,7 @@ func startBackend(ip netip.Addr, ports []uint16, namespace, pod, sandbox string,
 			ReadHeaderTimeout: 30 * time.Second,
 			BaseContext:       func(net.Listener) context.Context { return b.ctx },
 			ErrorLog:          nil,
+			Protocols:         &protocols,
 		}
 		b.servers = append(b.servers, srv)
 		b.serveWG.Add(1)
@@ -214,14 +221,42 @@ func serveSSE(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// serveEcho streams the request body back as the response body.
+// serveEcho streams the request body back as the response body, flushing
+// as it goes. For gRPC (Content-Type application/grpc...) that makes a
+// bidirectional echo stream: the length-prefixed messages come back as
+// they are, and the response ends with the trailer grpc-status 0 (OK)
+// once the client closes its side.
 func serveEcho(w http.ResponseWriter, r *http.Request) {
-	_ = http.NewResponseController(w).EnableFullDuplex() // HTTP/2 is full duplex anyway
-	if ct := r.Header.Get("Content-Type"); ct != "" {
+	rc := http.NewResponseController(w)
+	_ = rc.EnableFullDuplex() // HTTP/2 is full duplex anyway
+	ct := r.Header.Get("Content-Type")
+	grpc := strings.HasPrefix(ct, "application/grpc")
+	if ct != "" {
 		w.Header().Set("Content-Type", ct)
 	}
+	if grpc {
+		w.Header().Set("Trailer", "Grpc-Status")
+	}
 	w.WriteHeader(http.StatusOK)
-	io.Copy(w, r.Body)
+	_ = rc.Flush()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := r.Body.Read(buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil || rc.Flush() != nil {
+				return
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return // the client went away: no status
+		}
+	}
+	if grpc {
+		w.Header().Set("Grpc-Status", "0")
+	}
 }
 
 // isAddrInUse reports whether a listen failed because another socket

@@ -8,9 +8,13 @@
 // handed out twice in one process), and after a start delay writes the Pod
 // status (Running, podIP, Ready) and then the Sandbox status (podIPs,
 // serviceFQDN, Ready/Suspended conditions) through the status
-// subresources. Suspending stops the backend (connections are refused) and
-// deletes the pod; resuming creates a new pod with a new address. It also
-// keeps warm-pool pods and lets a Sandbox adopt one.
+// subresources. Every backend port speaks HTTP/1.1 and h2c (prior
+// knowledge); POST /echo streams the body back, and for a gRPC content
+// type it is a bidirectional echo stream ending with grpc-status 0, so a
+// gRPC client with a raw codec can call it. Suspending stops the backend
+// (connections are refused) and deletes the pod; resuming creates a new
+// pod with a new address. It also keeps warm-pool pods and lets a Sandbox
+// adopt one.
 //
 // The order of a start, which a router may rely on:
 //
