@@ -1,7 +1,9 @@
 package resolver
 
 import (
+	"context"
 	"net/netip"
+	"time"
 )
 
 // Key names one sandbox. Name and UID are alternatives: a lookup by UID
@@ -127,4 +129,43 @@ func (r *Result) ProtocolFor(port uint16) Protocol {
 		}
 	}
 	return ProtocolAuto
+}
+
+// Lifecycle is a sandbox's suspend/resume policy, read from its
+// annotations on the newest view of the object the resolver holds. It is
+// what the activator needs besides the routing answer: how long to hold
+// requests while the sandbox resumes, how long it may stay idle before it
+// is suspended, and when some router last saw traffic for it.
+type Lifecycle struct {
+	// IdleTimeout is how long the sandbox may go without traffic before
+	// it is suspended; 0 means never suspend it for idleness. Valid only
+	// when IdleTimeoutSet; otherwise the activator's default applies.
+	IdleTimeout    time.Duration
+	IdleTimeoutSet bool
+	// HoldTimeout bounds how long a request waits for the sandbox to
+	// resume (always > 0 when set). Valid only when HoldTimeoutSet.
+	HoldTimeout    time.Duration
+	HoldTimeoutSet bool
+	// LastActivity is the last traffic some router recorded on the
+	// object; zero when absent (or unreadable).
+	LastActivity time.Time
+	// Revision is the resourceVersion of the view this was read from:
+	// the precondition for a suspend patch, so that a sandbox that
+	// changed since (new activity, a resume) is not suspended on stale
+	// information.
+	Revision string
+}
+
+// Feed is a coalesced stream of changed sandbox keys: however often a
+// sandbox changes between two calls of Next, it is reported once. Its
+// memory is bounded by the number of sandboxes.
+type Feed interface {
+	// Next blocks until at least one sandbox changed since the previous
+	// call (or since the feed was created), then returns every key that
+	// changed: a name key for a sandbox, a UID key for a warm-pool pod.
+	// Look the keys up for their current state. It returns ctx's error
+	// when ctx ends first.
+	Next(ctx context.Context) ([]Key, error)
+	// Close ends the subscription.
+	Close()
 }

@@ -12,7 +12,10 @@
 //     under a read lock without allocating;
 //   - notify.go: per-sandbox change notifications (one channel per watched
 //     sandbox, shared by all its waiters) and coalesced feeds of every
-//     change, with no goroutine per sandbox and no polling.
+//     change, with no goroutine per sandbox and no polling;
+//   - lifecycle.go: what the activator reads besides the routing answer,
+//     the suspend/resume policy of a sandbox's annotations (Lifecycle) and
+//     the spec fields that suspend it (SpecOf).
 //
 // informers.go wires them to client-go: discovery picks the served Sandbox
 // versions, and one Sandbox informer per version plus one Pod informer

@@ -10,12 +10,18 @@ import (
 // FuzzSandboxTransform feeds arbitrary Sandbox JSON through the transform
 // and the state computation: whatever a CRD without validation lets a user
 // store, the resolver must not panic and must never produce a pod IP that
-// is not a plain, non-link-local unicast address.
+// is not a plain, non-link-local unicast address, nor a lifecycle policy
+// outside the annotations' limits.
 func FuzzSandboxTransform(f *testing.F) {
 	if seed, err := os.ReadFile("testdata/sandbox.json"); err == nil {
 		f.Add(seed)
 	}
 	f.Add([]byte(`{"apiVersion":"agents.x-k8s.io/v1beta1","kind":"Sandbox","metadata":{"name":"a","namespace":"b","uid":"u"},"spec":{"replicas":"0"},"status":{"podIPs":[1,"::"],"conditions":[{"type":"Ready"},"x"]}}`))
+	f.Add([]byte(`{"apiVersion":"agents.x-k8s.io/v1beta1","kind":"Sandbox","metadata":{"name":"a","namespace":"b","uid":"u","resourceVersion":"9",` +
+		`"annotations":{"sandbox-router.dev/idle-timeout":"15m","sandbox-router.dev/hold-timeout":"30s","sandbox-router.dev/last-activity":"2026-11-30T10:00:03.123456789Z"}},` +
+		`"spec":{"operatingMode":"Suspended","replicas":0}}`))
+	f.Add([]byte(`{"metadata":{"annotations":{"sandbox-router.dev/idle-timeout":"-1s","sandbox-router.dev/hold-timeout":"0","sandbox-router.dev/last-activity":"9999-12-31T23:59:59Z"}}}`))
+	f.Add([]byte(`{"metadata":{"annotations":{"sandbox-router.dev/idle-timeout":"720h0m0.000000001s","sandbox-router.dev/hold-timeout":"1ns","sandbox-router.dev/last-activity":"1970-01-01T00:00:00+23:59"}}}`))
 	x := newTransformer(func() int64 { return 0 })
 	f.Fuzz(func(t *testing.T, data []byte) {
 		u := &unstructured.Unstructured{}
@@ -30,8 +36,27 @@ func FuzzSandboxTransform(f *testing.F) {
 		if ip := rec.podIP; ip.IsValid() && (ip.IsUnspecified() || ip.IsMulticast() || ip.IsLinkLocalUnicast() || ip.Zone() != "") {
 			t.Fatalf("kept pod IP %v", ip)
 		}
+		for _, pair := range [...][2]sandboxFlags{{idleSet, idleInvalid}, {holdSet, holdInvalid}, {activitySet, activityInvalid}} {
+			if rec.flags&pair[0] != 0 && rec.flags&pair[1] != 0 {
+				t.Fatalf("flags %08b: an annotation both set and invalid", rec.flags)
+			}
+		}
+		if rec.suspend != (rec.flags&(modeSuspended|replicasZero) != 0) {
+			t.Fatalf("suspend %v disagrees with flags %08b", rec.suspend, rec.flags)
+		}
+		lc := rec.lifecycle()
+		if lc.IdleTimeout < 0 || lc.IdleTimeout > maxIdleTimeout || lc.IdleTimeout != 0 && !lc.IdleTimeoutSet {
+			t.Fatalf("idle timeout %v (set %v)", lc.IdleTimeout, lc.IdleTimeoutSet)
+		}
+		if lc.HoldTimeoutSet && (lc.HoldTimeout <= 0 || lc.HoldTimeout > maxHoldTimeout) || !lc.HoldTimeoutSet && lc.HoldTimeout != 0 {
+			t.Fatalf("hold timeout %v (set %v)", lc.HoldTimeout, lc.HoldTimeoutSet)
+		}
+		if !lc.LastActivity.IsZero() && rec.flags&activitySet == 0 {
+			t.Fatalf("last activity %v without its flag", lc.LastActivity)
+		}
 		e := &entry{namespace: rec.namespace, name: rec.name}
 		e.views[v1beta1] = rec
-		_ = e.compute()
+		res := e.compute()
+		_ = signature(&res, e.current())
 	})
 }

@@ -29,6 +29,9 @@ type index struct {
 	// moment its change is visible to lookups.
 	now     func() int64
 	observe func(time.Duration)
+	// invalid, when set, is told of annotations that became invalid on a
+	// sandbox (not of those that stay invalid across updates).
+	invalid func(rec *sandboxRecord, bad sandboxFlags)
 }
 
 func newIndex(n *notifier, now func() int64, observe func(time.Duration)) *index {
@@ -90,6 +93,10 @@ func (ix *index) snapshot() []resolver.Result {
 type change struct {
 	keys       []resolver.Key
 	receivedAt int64
+	// invalidRec is a sandbox record on which annotations became
+	// invalid; invalid says which.
+	invalidRec *sandboxRecord
+	invalid    sandboxFlags
 }
 
 func (ix *index) apply(receivedAt int64, fn func(c *change)) {
@@ -97,6 +104,9 @@ func (ix *index) apply(receivedAt int64, fn func(c *change)) {
 	ix.mu.Lock()
 	fn(&c)
 	ix.mu.Unlock()
+	if c.invalid != 0 && ix.invalid != nil {
+		ix.invalid(c.invalidRec, c.invalid)
+	}
 	if len(c.keys) == 0 {
 		return
 	}
@@ -121,6 +131,17 @@ func (ix *index) sandboxEntry(ns, name string, create bool) *entry {
 func (ix *index) setSandbox(rec *sandboxRecord) {
 	ix.apply(rec.receivedAt, func(c *change) {
 		e := ix.sandboxEntry(rec.namespace, rec.name, true)
+		// An invalid annotation is reported when it appears, not at each
+		// update that still carries it, nor once more per API version.
+		var seen sandboxFlags
+		for _, v := range e.views {
+			if v != nil && v.uid == rec.uid {
+				seen |= v.flags
+			}
+		}
+		if bad := rec.flags & invalidAnnotations &^ seen; bad != 0 {
+			c.invalidRec, c.invalid = rec, bad
+		}
 		old := e.views[rec.version]
 		e.views[rec.version] = rec
 		if old != nil && old.uid != rec.uid {
@@ -222,10 +243,11 @@ func (ix *index) dropUID(e *entry, uid types.UID) {
 }
 
 // refresh recomputes e's answer, drops the entry once nothing is left of
-// it, and records a notification when the answer changed.
+// it, and records a notification when the answer (or a timeout, see
+// signature) changed.
 func (ix *index) refresh(e *entry, c *change) {
 	res := e.compute()
-	if sig := signature(&res); sig != e.sig {
+	if sig := signature(&res, e.current()); sig != e.sig {
 		e.sig = sig
 		c.keys = append(c.keys, e.key())
 		if e.warm {

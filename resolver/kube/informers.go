@@ -59,6 +59,8 @@ type Resolver struct {
 	synced atomic.Bool
 	// syncedC is closed once synced is set.
 	syncedC chan struct{}
+	// invalidAnnotations counts lifecycle annotations found invalid.
+	invalidAnnotations atomic.Uint64
 
 	mu       sync.Mutex
 	versions []apiVersion // watched, once discovery succeeded
@@ -88,6 +90,7 @@ func newResolver(opts Options) *Resolver {
 	now := func() int64 { return int64(time.Since(r.start)) }
 	r.xform = newTransformer(now)
 	r.idx = newIndex(r.notify, now, opts.ObserveLatency)
+	r.idx.invalid = r.reportInvalid
 	return r
 }
 
@@ -112,13 +115,15 @@ func (r *Resolver) Synced() bool { return r.synced.Load() }
 func (r *Resolver) SyncedC() <-chan struct{} { return r.syncedC }
 
 // Changed returns a channel that is closed at the next change of the
-// sandbox's routing answer, and a function that releases it (call it when
-// no longer waiting). Subscribe first, then Lookup, then wait: a change in
-// between closes the channel, so none is missed.
+// sandbox's routing answer or of its idle or hold timeout (see Lifecycle;
+// not of its last activity), and a function that releases it (call it
+// when no longer waiting). Subscribe first, then Lookup, then wait: a
+// change in between closes the channel, so none is missed.
 func (r *Resolver) Changed(k resolver.Key) (<-chan struct{}, func()) { return r.notify.wait(k) }
 
-// Subscribe returns a feed of every change; Close it when done.
-func (r *Resolver) Subscribe() *Feed { return r.notify.subscribe() }
+// Subscribe returns a feed of every change, in the sense of Changed;
+// Close it when done.
+func (r *Resolver) Subscribe() resolver.Feed { return r.notify.subscribe() }
 
 // Snapshot returns the current answer for every sandbox and warm-pool pod
 // that routes somewhere (not unknown).

@@ -8,8 +8,9 @@ import (
 
 // RegisterMetrics registers the resolver's metrics with reg: how long a
 // change takes from the watch event's decoding to lookups (the resolver's
-// own share of propagation), how many sandboxes it knows, and whether its
-// caches have synced. Call it before Run; it sets Options.ObserveLatency's
+// own share of propagation), how many sandboxes it knows, whether its
+// caches have synced, and how many lifecycle annotations it ignored as
+// invalid. Call it before Run; it sets Options.ObserveLatency's
 // place, so use one or the other.
 func (r *Resolver) RegisterMetrics(reg prometheus.Registerer) error {
 	latency := prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -30,7 +31,11 @@ func (r *Resolver) RegisterMetrics(reg prometheus.Registerer) error {
 		}
 		return 0
 	})
-	for _, c := range []prometheus.Collector{latency, entries, synced} {
+	invalid := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "sandbox_router_resolver_invalid_annotations_total",
+		Help: "Lifecycle annotations (idle-timeout, hold-timeout, last-activity) found invalid on a sandbox and ignored, counted when they appear.",
+	}, func() float64 { return float64(r.invalidAnnotations.Load()) })
+	for _, c := range []prometheus.Collector{latency, entries, synced, invalid} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

@@ -14,7 +14,7 @@ import (
 type notifier struct {
 	mu      sync.Mutex
 	waiters map[resolver.Key]*waiter
-	feeds   map[*Feed]struct{}
+	feeds   map[*feed]struct{}
 }
 
 type waiter struct {
@@ -23,7 +23,7 @@ type waiter struct {
 }
 
 func newNotifier() *notifier {
-	return &notifier{waiters: make(map[resolver.Key]*waiter), feeds: make(map[*Feed]struct{})}
+	return &notifier{waiters: make(map[resolver.Key]*waiter), feeds: make(map[*feed]struct{})}
 }
 
 // notifyKey is the key changes are announced under: the name when there
@@ -69,25 +69,26 @@ func (n *notifier) fire(k resolver.Key) {
 	}
 }
 
-// Feed is a coalesced stream of changed sandbox keys: however often a
-// sandbox changes between two calls of Next, it is reported once. Its
-// memory is bounded by the number of sandboxes.
-type Feed struct {
+// feed implements resolver.Feed: changed keys collect in a set until the
+// next call of Next, so its memory is bounded by the number of sandboxes.
+type feed struct {
 	n       *notifier
 	mu      sync.Mutex
 	pending map[resolver.Key]struct{}
 	ready   chan struct{} // capacity 1: "pending is not empty"
 }
 
-func (n *notifier) subscribe() *Feed {
-	f := &Feed{n: n, pending: make(map[resolver.Key]struct{}), ready: make(chan struct{}, 1)}
+var _ resolver.Feed = (*feed)(nil)
+
+func (n *notifier) subscribe() *feed {
+	f := &feed{n: n, pending: make(map[resolver.Key]struct{}), ready: make(chan struct{}, 1)}
 	n.mu.Lock()
 	n.feeds[f] = struct{}{}
 	n.mu.Unlock()
 	return f
 }
 
-func (f *Feed) add(k resolver.Key) {
+func (f *feed) add(k resolver.Key) {
 	f.mu.Lock()
 	f.pending[k] = struct{}{}
 	f.mu.Unlock()
@@ -97,11 +98,8 @@ func (f *Feed) add(k resolver.Key) {
 	}
 }
 
-// Next blocks until at least one sandbox changed since the previous call
-// (or since Subscribe), then returns every key that changed: a name key
-// for a sandbox, a UID key for a warm-pool pod. Look the keys up for their
-// current state.
-func (f *Feed) Next(ctx context.Context) ([]resolver.Key, error) {
+// Next implements resolver.Feed.
+func (f *feed) Next(ctx context.Context) ([]resolver.Key, error) {
 	for {
 		f.mu.Lock()
 		if len(f.pending) > 0 {
@@ -122,8 +120,8 @@ func (f *Feed) Next(ctx context.Context) ([]resolver.Key, error) {
 	}
 }
 
-// Close ends the subscription.
-func (f *Feed) Close() {
+// Close implements resolver.Feed.
+func (f *feed) Close() {
 	f.n.mu.Lock()
 	delete(f.n.feeds, f)
 	f.n.mu.Unlock()

@@ -47,16 +47,51 @@ type sandboxRecord struct {
 	// resolver's clock: the moment the watch event was decoded.
 	receivedAt int64
 	// podIP is status.podIPs[0].
-	podIP    netip.Addr
-	version  apiVersion
-	protocol resolver.Protocol
+	podIP netip.Addr
+	// lastActivity is the last-activity annotation in Unix nanoseconds
+	// (valid when flags has activitySet). Nanoseconds keep the value a
+	// router wrote exactly, and cover 1678 to 2262.
+	lastActivity int64
+	// idleTimeout and holdTimeout are the timeout annotations in
+	// milliseconds, rounded up (valid when flags has idleSet, holdSet).
+	// 32 bits of milliseconds hold the 30-day idle limit (2.6e9) where
+	// two int64 durations would push the record into the next size
+	// class; no timeout needs sub-millisecond precision.
+	idleTimeout uint32
+	holdTimeout uint32
+	version     apiVersion
+	protocol    resolver.Protocol
 	// suspend: the spec asks for no pod (operatingMode Suspended or
-	// replicas 0).
+	// replicas 0); flags tells which.
 	suspend  bool
 	deleting bool
 	ready    condition
 	finished condition
+	flags    sandboxFlags
 }
+
+// sandboxFlags are the one-bit facts of a sandboxRecord, packed so that
+// the record stays within its 112-byte size class.
+type sandboxFlags uint8
+
+const (
+	// modeSuspended: spec.operatingMode is Suspended.
+	modeSuspended sandboxFlags = 1 << iota
+	// replicasZero: spec.replicas is 0.
+	replicasZero
+	// idleSet, holdSet, activitySet: the annotation is present and valid.
+	idleSet
+	holdSet
+	activitySet
+	// idleInvalid, holdInvalid, activityInvalid: the annotation is
+	// present but invalid, so it is treated as absent (kept to count each
+	// bad value once, not at every update of the object).
+	idleInvalid
+	holdInvalid
+	activityInvalid
+
+	invalidAnnotations = idleInvalid | holdInvalid | activityInvalid
+)
 
 // GetObjectMeta lets client-go's key functions name the record.
 func (s *sandboxRecord) GetObjectMeta() metav1.Object {

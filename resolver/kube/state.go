@@ -21,8 +21,9 @@ type entry struct {
 	// that pod's UID.
 	warmUID types.UID
 	warm    bool
-	// sig is a digest of the last computed result, to tell a change of
-	// answer (which wakes waiters) from an update that changed nothing.
+	// sig is a digest of the last computed result and timeouts (see
+	// signature), to tell a change (which wakes waiters) from an update
+	// that changed nothing they care about.
 	sig uint64
 }
 
@@ -38,6 +39,38 @@ func (e *entry) sandbox() *sandboxRecord {
 		}
 	}
 	return best
+}
+
+// current returns the newest view while the sandbox lives: nil for a
+// warm-pool pod, for a sandbox not known (any more), and for one that is
+// being deleted (as compute says unknown). Its annotations and spec are
+// what the activator acts on.
+func (e *entry) current() *sandboxRecord {
+	if e.warm {
+		return nil
+	}
+	sb := e.sandbox()
+	if sb == nil {
+		return nil
+	}
+	for _, v := range e.views {
+		if v != nil && v.uid == sb.uid && v.deleting {
+			return nil
+		}
+	}
+	return sb
+}
+
+// suspension returns which spec fields ask for suspension in any view of
+// sb's write, by the rule compute applies (an older view has no say).
+func (e *entry) suspension(sb *sandboxRecord) sandboxFlags {
+	var f sandboxFlags
+	for _, v := range e.views {
+		if v != nil && v.uid == sb.uid && v.resourceVersion == sb.resourceVersion {
+			f |= v.flags & (modeSuspended | replicasZero)
+		}
+	}
+	return f
 }
 
 func (e *entry) empty() bool {
@@ -115,9 +148,15 @@ func (e *entry) compute() resolver.Result {
 	return res
 }
 
-// signature digests a result (FNV-1a over its fields). A collision only
-// suppresses one wake-up, with odds of 2^-64.
-func signature(r *resolver.Result) uint64 {
+// signature digests what waiters and feeds are told about: a result
+// (FNV-1a over its fields) and, from the current view sb (nil when there
+// is none), the idle and hold timeouts, so that an idle suspender learns
+// a new timeout. The last-activity annotation and the resource version
+// are left out on purpose: routers write the first often, and every write
+// changes the second, so including them would wake every subscriber at
+// every activity report. A collision only suppresses one wake-up, with
+// odds of 2^-64.
+func signature(r *resolver.Result, sb *sandboxRecord) uint64 {
 	h := uint64(14695981039346656037)
 	mix := func(b byte) { h = (h ^ uint64(b)) * 1099511628211 }
 	mixString := func(s string) {
@@ -137,6 +176,15 @@ func signature(r *resolver.Result) uint64 {
 	for _, p := range r.H2CPorts {
 		mix(byte(p >> 8))
 		mix(byte(p))
+	}
+	if sb != nil {
+		mix(byte(sb.flags & (idleSet | holdSet)))
+		for _, v := range [...]uint32{sb.idleTimeout, sb.holdTimeout} {
+			mix(byte(v >> 24))
+			mix(byte(v >> 16))
+			mix(byte(v >> 8))
+			mix(byte(v))
+		}
 	}
 	return h
 }

@@ -2,9 +2,11 @@ package kube
 
 import (
 	"fmt"
+	"math"
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 	"unique"
 
 	corev1 "k8s.io/api/core/v1"
@@ -26,6 +28,22 @@ const (
 	// ProtocolAnnotation on a Sandbox forces the protocol spoken to all its
 	// ports: "http1", "h2c" or "auto".
 	ProtocolAnnotation = "sandbox-router.dev/protocol"
+	// IdleTimeoutAnnotation on a Sandbox is how long it may go without
+	// traffic before it is suspended: a Go duration ("15m", "1h30m")
+	// from 0 (never suspend it for idleness) to 30 days.
+	IdleTimeoutAnnotation = "sandbox-router.dev/idle-timeout"
+	// HoldTimeoutAnnotation on a Sandbox bounds how long a request waits
+	// for it to resume: a Go duration above 0, at most 1 hour.
+	HoldTimeoutAnnotation = "sandbox-router.dev/hold-timeout"
+	// LastActivityAnnotation on a Sandbox is when a router last saw
+	// traffic for it, RFC 3339 (fractional seconds allowed).
+	LastActivityAnnotation = "sandbox-router.dev/last-activity"
+)
+
+// Limits of the timeout annotations; a value beyond them is ignored.
+const (
+	maxIdleTimeout = 30 * 24 * time.Hour
+	maxHoldTimeout = time.Hour
 )
 
 // transformer builds records.
@@ -66,11 +84,14 @@ func (t *transformer) sandbox(v apiVersion, u *unstructured.Unstructured) *sandb
 		deleting:   u.GetDeletionTimestamp() != nil,
 	}
 	rec.resourceVersion, _ = strconv.ParseUint(u.GetResourceVersion(), 10, 64)
-	if p, ok := resolver.ParseProtocol(u.GetAnnotations()[ProtocolAnnotation]); ok {
+	annotations := u.GetAnnotations()
+	if p, ok := resolver.ParseProtocol(annotations[ProtocolAnnotation]); ok {
 		rec.protocol = p
 	}
+	rec.parseLifecycle(annotations)
 	if spec, ok := u.Object["spec"].(map[string]any); ok {
-		rec.suspend = specSuspends(spec)
+		rec.flags |= specSuspension(spec)
+		rec.suspend = rec.flags&(modeSuspended|replicasZero) != 0
 	}
 	status, _ := u.Object["status"].(map[string]any)
 	if ips, ok := status["podIPs"].([]any); ok && len(ips) > 0 {
@@ -96,22 +117,77 @@ func (t *transformer) sandbox(v apiVersion, u *unstructured.Unstructured) *sandb
 	return rec
 }
 
-// specSuspends reads both suspension fields whatever version the object
+// specSuspension reads both suspension fields whatever version the object
 // was read through: v1beta1 operatingMode Suspended, v1alpha1 replicas 0.
 // Without a conversion webhook a write through one version leaves the
 // other version's field as it was (or absent), so either one asking for
-// suspension means suspended; an absent field means running.
-func specSuspends(spec map[string]any) bool {
+// suspension means suspended; an absent field means running. The flags
+// say which field asks, which is the one a resume must reset.
+func specSuspension(spec map[string]any) sandboxFlags {
+	var f sandboxFlags
 	if mode, _ := spec["operatingMode"].(string); mode == "Suspended" {
-		return true
+		f |= modeSuspended
 	}
 	switch n := spec["replicas"].(type) {
 	case int64:
-		return n == 0
+		if n == 0 {
+			f |= replicasZero
+		}
 	case float64:
-		return n == 0
+		if n == 0 {
+			f |= replicasZero
+		}
 	}
-	return false
+	return f
+}
+
+// parseLifecycle reads the suspend/resume annotations. A present but
+// invalid value counts as absent and sets its invalid flag.
+func (rec *sandboxRecord) parseLifecycle(annotations map[string]string) {
+	if s, ok := annotations[IdleTimeoutAnnotation]; ok {
+		if ms, ok := parseTimeout(s, 0, maxIdleTimeout); ok {
+			rec.idleTimeout, rec.flags = ms, rec.flags|idleSet
+		} else {
+			rec.flags |= idleInvalid
+		}
+	}
+	if s, ok := annotations[HoldTimeoutAnnotation]; ok {
+		if ms, ok := parseTimeout(s, time.Nanosecond, maxHoldTimeout); ok {
+			rec.holdTimeout, rec.flags = ms, rec.flags|holdSet
+		} else {
+			rec.flags |= holdInvalid
+		}
+	}
+	if s, ok := annotations[LastActivityAnnotation]; ok {
+		if ns, ok := parseTimestamp(s); ok {
+			rec.lastActivity, rec.flags = ns, rec.flags|activitySet
+		} else {
+			rec.flags |= activityInvalid
+		}
+	}
+}
+
+// parseTimeout parses a Go duration within [lo, hi] into milliseconds,
+// rounded up so that a positive duration never becomes 0.
+func parseTimeout(s string, lo, hi time.Duration) (uint32, bool) {
+	d, err := time.ParseDuration(s)
+	if err != nil || d < lo || d > hi {
+		return 0, false
+	}
+	return uint32((d + time.Millisecond - 1) / time.Millisecond), true
+}
+
+// parseTimestamp parses an RFC 3339 time (with or without fractional
+// seconds) into Unix nanoseconds; a time those cannot hold is invalid.
+func parseTimestamp(s string) (int64, bool) {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return 0, false
+	}
+	if sec := t.Unix(); sec <= math.MinInt64/int64(time.Second) || sec >= math.MaxInt64/int64(time.Second) {
+		return 0, false
+	}
+	return t.UnixNano(), true
 }
 
 func parseCondition(s string) condition {

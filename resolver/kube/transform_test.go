@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
+	"unsafe"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -43,29 +45,37 @@ func TestSandboxTransform(t *testing.T) {
 	}{
 		{"ready", nil, func(t *testing.T, r *sandboxRecord) {
 			if r.namespace != "team-a" || r.name != "sb1" || r.uid != "uid-1" || r.resourceVersion != 123460 ||
-				r.ready != condTrue || r.podIP != netip.MustParseAddr("10.1.2.3") || r.suspend || r.deleting || r.receivedAt != 42 {
+				r.ready != condTrue || r.podIP != netip.MustParseAddr("10.1.2.3") || r.suspend || r.deleting || r.receivedAt != 42 ||
+				r.flags != 0 {
 				t.Fatalf("%+v", r)
 			}
 		}},
 		{"suspended by operatingMode", func(s string) string {
 			return strings.Replace(s, `"operatingMode": "Running"`, `"operatingMode": "Suspended"`, 1)
 		}, func(t *testing.T, r *sandboxRecord) {
-			if !r.suspend {
-				t.Fatal("not suspended")
+			if !r.suspend || r.flags&(modeSuspended|replicasZero) != modeSuspended {
+				t.Fatalf("suspend %v, flags %08b", r.suspend, r.flags)
 			}
 		}},
 		{"suspended by replicas", func(s string) string {
 			return strings.Replace(s, `"operatingMode": "Running"`, `"replicas": 0`, 1)
 		}, func(t *testing.T, r *sandboxRecord) {
-			if !r.suspend {
-				t.Fatal("not suspended")
+			if !r.suspend || r.flags&(modeSuspended|replicasZero) != replicasZero {
+				t.Fatalf("suspend %v, flags %08b", r.suspend, r.flags)
+			}
+		}},
+		{"suspended by both fields", func(s string) string {
+			return strings.Replace(s, `"operatingMode": "Running"`, `"operatingMode": "Suspended", "replicas": 0`, 1)
+		}, func(t *testing.T, r *sandboxRecord) {
+			if !r.suspend || r.flags&(modeSuspended|replicasZero) != modeSuspended|replicasZero {
+				t.Fatalf("suspend %v, flags %08b", r.suspend, r.flags)
 			}
 		}},
 		{"replicas 1 runs", func(s string) string {
 			return strings.Replace(s, `"operatingMode": "Running"`, `"replicas": 1`, 1)
 		}, func(t *testing.T, r *sandboxRecord) {
-			if r.suspend {
-				t.Fatal("suspended")
+			if r.suspend || r.flags != 0 {
+				t.Fatalf("suspend %v, flags %08b", r.suspend, r.flags)
 			}
 		}},
 		{"hostile pod IP", func(s string) string {
@@ -116,6 +126,108 @@ func TestSandboxTransform(t *testing.T) {
 	}
 	if _, err := x.sandboxTransform(v1beta1)(&corev1.Pod{}); err == nil {
 		t.Fatal("a Pod went through the Sandbox transform")
+	}
+}
+
+// TestLifecycleAnnotations walks the annotation syntax: what is taken,
+// and what is ignored as invalid.
+func TestLifecycleAnnotations(t *testing.T) {
+	x := newTransformer(func() int64 { return 0 })
+	at := func(s string) time.Time {
+		tm, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tm.UTC()
+	}
+	const idle, hold, activity = IdleTimeoutAnnotation, HoldTimeoutAnnotation, LastActivityAnnotation
+	tests := []struct {
+		name        string
+		annotations map[string]string
+		want        resolver.Lifecycle // Revision aside
+		invalid     sandboxFlags
+	}{
+		{"absent", nil, resolver.Lifecycle{}, 0},
+		{"idle 15m", map[string]string{idle: "15m"}, resolver.Lifecycle{IdleTimeout: 15 * time.Minute, IdleTimeoutSet: true}, 0},
+		{"idle compound", map[string]string{idle: "1h30m"}, resolver.Lifecycle{IdleTimeout: 90 * time.Minute, IdleTimeoutSet: true}, 0},
+		{"idle fractional", map[string]string{idle: "1.5s"}, resolver.Lifecycle{IdleTimeout: 1500 * time.Millisecond, IdleTimeoutSet: true}, 0},
+		{"idle 0 never suspends", map[string]string{idle: "0"}, resolver.Lifecycle{IdleTimeoutSet: true}, 0},
+		{"idle 0s never suspends", map[string]string{idle: "0s"}, resolver.Lifecycle{IdleTimeoutSet: true}, 0},
+		{"idle at the 30-day limit", map[string]string{idle: "720h"}, resolver.Lifecycle{IdleTimeout: 30 * 24 * time.Hour, IdleTimeoutSet: true}, 0},
+		{"idle sub-millisecond rounds up", map[string]string{idle: "1500us"}, resolver.Lifecycle{IdleTimeout: 2 * time.Millisecond, IdleTimeoutSet: true}, 0},
+		{"idle too large", map[string]string{idle: "720h0m0.001s"}, resolver.Lifecycle{}, idleInvalid},
+		{"idle far too large", map[string]string{idle: "100000h"}, resolver.Lifecycle{}, idleInvalid},
+		{"idle overflows", map[string]string{idle: "9999999999h"}, resolver.Lifecycle{}, idleInvalid},
+		{"idle negative", map[string]string{idle: "-1s"}, resolver.Lifecycle{}, idleInvalid},
+		{"idle without unit", map[string]string{idle: "300"}, resolver.Lifecycle{}, idleInvalid},
+		{"idle empty", map[string]string{idle: ""}, resolver.Lifecycle{}, idleInvalid},
+		{"idle junk", map[string]string{idle: "soon"}, resolver.Lifecycle{}, idleInvalid},
+		{"idle with spaces", map[string]string{idle: " 5m"}, resolver.Lifecycle{}, idleInvalid},
+		{"hold 30s", map[string]string{hold: "30s"}, resolver.Lifecycle{HoldTimeout: 30 * time.Second, HoldTimeoutSet: true}, 0},
+		{"hold at the 1-hour limit", map[string]string{hold: "1h"}, resolver.Lifecycle{HoldTimeout: time.Hour, HoldTimeoutSet: true}, 0},
+		{"hold 1ns rounds up, never to 0", map[string]string{hold: "1ns"}, resolver.Lifecycle{HoldTimeout: time.Millisecond, HoldTimeoutSet: true}, 0},
+		{"hold 0 is invalid", map[string]string{hold: "0"}, resolver.Lifecycle{}, holdInvalid},
+		{"hold 0s is invalid", map[string]string{hold: "0s"}, resolver.Lifecycle{}, holdInvalid},
+		{"hold too large", map[string]string{hold: "1h0m1s"}, resolver.Lifecycle{}, holdInvalid},
+		{"hold negative", map[string]string{hold: "-30s"}, resolver.Lifecycle{}, holdInvalid},
+		{"hold junk", map[string]string{hold: "30 seconds"}, resolver.Lifecycle{}, holdInvalid},
+		{"activity RFC 3339", map[string]string{activity: "2026-11-30T10:00:03Z"},
+			resolver.Lifecycle{LastActivity: at("2026-11-30T10:00:03Z")}, 0},
+		{"activity RFC 3339 nano, exact", map[string]string{activity: "2026-11-30T10:00:03.123456789Z"},
+			resolver.Lifecycle{LastActivity: at("2026-11-30T10:00:03.123456789Z")}, 0},
+		{"activity with an offset", map[string]string{activity: "2026-11-30T12:00:03.5+02:00"},
+			resolver.Lifecycle{LastActivity: at("2026-11-30T10:00:03.5Z")}, 0},
+		{"activity at the Unix epoch is not absent", map[string]string{activity: "1970-01-01T00:00:00Z"},
+			resolver.Lifecycle{LastActivity: time.Unix(0, 0).UTC()}, 0},
+		{"activity without a zone", map[string]string{activity: "2026-11-30T10:00:03"}, resolver.Lifecycle{}, activityInvalid},
+		{"activity with a space", map[string]string{activity: "2026-11-30 10:00:03Z"}, resolver.Lifecycle{}, activityInvalid},
+		{"activity as Unix seconds", map[string]string{activity: "1796032803"}, resolver.Lifecycle{}, activityInvalid},
+		{"activity junk", map[string]string{activity: "yesterday"}, resolver.Lifecycle{}, activityInvalid},
+		{"activity before 1678", map[string]string{activity: "1600-01-01T00:00:00Z"}, resolver.Lifecycle{}, activityInvalid},
+		{"activity after 2262", map[string]string{activity: "9999-12-31T23:59:59Z"}, resolver.Lifecycle{}, activityInvalid},
+		{"all three", map[string]string{idle: "10m", hold: "45s", activity: "2026-11-30T10:00:03Z"},
+			resolver.Lifecycle{IdleTimeout: 10 * time.Minute, IdleTimeoutSet: true, HoldTimeout: 45 * time.Second, HoldTimeoutSet: true,
+				LastActivity: at("2026-11-30T10:00:03Z")}, 0},
+		{"one invalid leaves the others", map[string]string{idle: "10m", hold: "2h", activity: "2026-11-30T10:00:03Z"},
+			resolver.Lifecycle{IdleTimeout: 10 * time.Minute, IdleTimeoutSet: true, LastActivity: at("2026-11-30T10:00:03Z")}, holdInvalid},
+		{"all invalid", map[string]string{idle: "x", hold: "y", activity: "z"}, resolver.Lifecycle{}, invalidAnnotations},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			u := decodeSandbox(t, fixture(t, "testdata/sandbox.json", nil))
+			annotations := u.GetAnnotations()
+			for k, v := range tt.annotations {
+				annotations[k] = v
+			}
+			u.SetAnnotations(annotations)
+			out, err := x.sandboxTransform(v1beta1)(u)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := out.(*sandboxRecord)
+			got := rec.lifecycle()
+			if got.Revision != "123460" {
+				t.Fatalf("revision %q", got.Revision)
+			}
+			got.Revision = ""
+			if got != tt.want || !got.LastActivity.Equal(tt.want.LastActivity) {
+				t.Fatalf("got %+v, want %+v", got, tt.want)
+			}
+			if bad := rec.flags & invalidAnnotations; bad != tt.invalid {
+				t.Fatalf("invalid flags %08b, want %08b", bad, tt.invalid)
+			}
+			if rec.protocol != resolver.ProtocolAuto || rec.suspend {
+				t.Fatalf("lifecycle annotations changed the rest: %+v", rec)
+			}
+		})
+	}
+}
+
+// TestSandboxRecordSize keeps the record in its allocation size class:
+// the cache's memory is mostly records.
+func TestSandboxRecordSize(t *testing.T) {
+	if size := unsafe.Sizeof(sandboxRecord{}); size > 112 {
+		t.Fatalf("sandboxRecord is %d bytes, over its 112-byte size class", size)
 	}
 }
 
