@@ -73,6 +73,10 @@ type Activator struct {
 
 type nsName struct{ namespace, name string }
 
+// maxPortsPerSandbox bounds the distinct ports requests held for one
+// sandbox may ask for at once.
+const maxPortsPerSandbox = 16
+
 // New builds an Activator.
 func New(opts Options) (*Activator, error) {
 	if opts.Sandboxes == nil || opts.Waker == nil {
@@ -119,7 +123,13 @@ func New(opts Options) (*Activator, error) {
 func (a *Activator) Activate(ctx context.Context, key resolver.Key, port uint16, current resolver.Result) (resolver.Result, func(), error) {
 	arrived := time.Now()
 	byName := resolver.Key{Namespace: key.Namespace, Name: key.Name}
-	lc, _ := a.opts.Sandboxes.Lifecycle(byName)
+	lc, ok := a.opts.Sandboxes.Lifecycle(byName)
+	if !ok {
+		// Not a Sandbox object: a warm-pool pod, reached by its UID, that
+		// is still starting. There is nothing to resume; its pod comes
+		// up by itself.
+		return resolver.Result{}, nil, errWarmStarting
+	}
 	holdCtx, cancel := context.WithDeadline(ctx, arrived.Add(a.opts.Policy.holdTimeout(lc)))
 	defer cancel()
 
@@ -127,7 +137,7 @@ func (a *Activator) Activate(ctx context.Context, key resolver.Key, port uint16,
 	if err != nil {
 		return resolver.Result{}, nil, err
 	}
-	defer a.leave(ep)
+	defer a.leave(ep, port)
 
 	var res resolver.Result
 	select {
@@ -143,9 +153,11 @@ func (a *Activator) Activate(ctx context.Context, key resolver.Key, port uint16,
 		// request waited; the client asked for the old one.
 		return resolver.Result{}, nil, errDeleted
 	}
+	// The sandbox is ready: from here only the request's own deadline
+	// applies, the hold timeout is over.
 	select {
 	case ep.releasing <- struct{}{}:
-	case <-holdCtx.Done():
+	case <-ctx.Done():
 		return resolver.Result{}, nil, a.holdEnded(ctx)
 	}
 	ep.released(a.metrics)
@@ -178,6 +190,12 @@ func (a *Activator) admit(key resolver.Key, port uint16) (*episode, *portWait, e
 		a.metrics.overflow.WithLabelValues("sandbox").Inc()
 		return nil, nil, errSandboxFull
 	}
+	if ep != nil && ep.ports[port] == nil && len(ep.ports) >= maxPortsPerSandbox {
+		// Each port is probed: clients must not make the wake-up of a
+		// sandbox probe thousands of ports.
+		a.metrics.overflow.WithLabelValues("sandbox").Inc()
+		return nil, nil, errTooManyPorts
+	}
 	if ep == nil {
 		ep = newEpisode(a, key)
 		a.episodes[nn] = ep
@@ -191,10 +209,11 @@ func (a *Activator) admit(key resolver.Key, port uint16) (*episode, *portWait, e
 
 // leave uncounts a request that stopped waiting, and wakes its episode
 // when it was the last: an episode without waiters stops probing.
-func (a *Activator) leave(ep *episode) {
+func (a *Activator) leave(ep *episode, port uint16) {
 	a.mu.Lock()
 	ep.waiters--
 	a.held--
+	ep.unwant(port)
 	last := ep.waiters == 0
 	a.mu.Unlock()
 	a.metrics.held.Dec()

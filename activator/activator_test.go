@@ -393,3 +393,71 @@ func TestUIDReplaced(t *testing.T) {
 		t.Fatalf("code %s, want %s", e.Code, CodeSandboxDeleted)
 	}
 }
+
+// TestPortsBounded: ports whose waiters left are forgotten (not probed),
+// and one sandbox's held requests cannot ask for more than
+// maxPortsPerSandbox ports at once.
+func TestPortsBounded(t *testing.T) {
+	sb := newFakeSandboxes()
+	k := nameKey("ns", "a")
+	sb.set(k, resolver.Result{State: resolver.StateStarting}, resolver.Lifecycle{})
+	a := newTestActivator(t, sb, &fakeWaker{}, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.Activate(ctx, k, 80, resolver.Result{}) // keeps the episode alive
+	eventually(t, "held", func() bool { return a.heldNow() == 1 })
+	for port := uint16(1000); port < 1100; port++ {
+		c, stop := context.WithCancel(context.Background())
+		stop()
+		a.Activate(c, k, port, resolver.Result{})
+	}
+	a.mu.Lock()
+	n := len(a.episodes[nsName{"ns", "a"}].ports)
+	a.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("%d ports kept after their waiters left, want 1", n)
+	}
+	for port := uint16(2000); port < 2000+maxPortsPerSandbox-1; port++ {
+		go a.Activate(ctx, k, port, resolver.Result{})
+	}
+	eventually(t, "all held", func() bool { return a.heldNow() == maxPortsPerSandbox })
+	_, _, err := a.Activate(context.Background(), k, 3000, resolver.Result{})
+	if e := asError(t, err); e.Code != CodeHoldQueueFull {
+		t.Fatalf("one port too many: %s", e.Code)
+	}
+}
+
+// TestWarmPodStarting: a starting pod that is not a Sandbox (a warm-pool
+// pod reached by UID) is answered 503 sandbox_starting, not held.
+func TestWarmPodStarting(t *testing.T) {
+	sb := newFakeSandboxes()
+	a := newTestActivator(t, sb, &fakeWaker{}, nil)
+	_, _, err := a.Activate(context.Background(), resolver.Key{Namespace: "ns", Name: "pool-x", UID: "u"}, 80, resolver.Result{State: resolver.StateStarting})
+	if e := asError(t, err); e.Status != http.StatusServiceUnavailable || e.Code != "sandbox_starting" {
+		t.Fatalf("got %d %s", e.Status, e.Code)
+	}
+}
+
+// TestNoResumeForNobody: a resume failing with a transient error is not
+// retried once every waiter left, and the episode ends.
+func TestNoResumeForNobody(t *testing.T) {
+	sb := newFakeSandboxes()
+	k := nameKey("ns", "a")
+	sb.set(k, resolver.Result{State: resolver.StateSuspended}, resolver.Lifecycle{})
+	w := &fakeWaker{onResume: func(resolver.Key) error { return errors.New("webhook down") }}
+	a := newTestActivator(t, sb, w, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { a.Activate(ctx, k, 80, resolver.Result{}); close(done) }()
+	eventually(t, "a retried resume", func() bool { return w.resumes.Load() >= 2 })
+	cancel()
+	<-done
+	eventually(t, "the episode to end", func() bool { return a.episodeCount() == 0 })
+	n := w.resumes.Load()
+	// Another request would start a new episode; without one nothing
+	// more is sent. (Bounded look: the episode is gone, so no goroutine
+	// is left that could send.)
+	if a.episodeCount() != 0 || w.resumes.Load() > n+1 {
+		t.Fatalf("resumes went on: %d -> %d", n, w.resumes.Load())
+	}
+}

@@ -3,6 +3,7 @@ package activator
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -191,8 +192,9 @@ const keepIdle = time.Hour
 
 func (r *Reporter) tick(ctx context.Context, now time.Time) {
 	type write struct {
-		a    *Activity
-		last time.Time
+		a         *Activity
+		last      time.Time
+		published time.Time // the annotation now on the object
 	}
 	var due []write
 	known := func(k resolver.Key) bool {
@@ -210,15 +212,16 @@ func (r *Reporter) tick(ctx context.Context, now time.Time) {
 		}
 		every := reportInterval(idle)
 		if last.Sub(lc.LastActivity) >= every && last.Sub(a.reported) >= every {
-			due = append(due, write{a, last})
+			due = append(due, write{a, last, lc.LastActivity})
 		}
 	})
 	if r.opts.Metrics != nil {
 		r.opts.Metrics.tracked.Set(float64(r.opts.Tracker.Len()))
 	}
 	if len(due) > r.opts.MaxWritesPerTick {
-		// Oldest annotations first would be fairer; the rest are still
-		// due at the next tick, well inside a quarter of their timeout.
+		// Over budget: the stalest annotations first, so that none drifts
+		// past the slack the decider allows; the rest follow next tick.
+		slices.SortFunc(due, func(x, y write) int { return x.published.Compare(y.published) })
 		due = due[:r.opts.MaxWritesPerTick]
 	}
 	for _, w := range due {

@@ -35,6 +35,7 @@ type portWait struct {
 	ready  chan struct{}
 	result resolver.Result
 	done   bool // under a.mu
+	refs   int  // waiters for the port, under a.mu
 }
 
 func newEpisode(a *Activator, key resolver.Key) *episode {
@@ -57,7 +58,25 @@ func (ep *episode) want(port uint16) *portWait {
 		ep.ports[port] = pw
 		ep.poke()
 	}
+	pw.refs++
 	return pw
+}
+
+// unwant drops a waiter's interest in port; a port nobody waits for any
+// longer is not probed. Called under a.mu.
+func (ep *episode) unwant(port uint16) {
+	if pw := ep.ports[port]; pw != nil {
+		if pw.refs--; pw.refs == 0 && !pw.done {
+			delete(ep.ports, port)
+		}
+	}
+}
+
+// hasWaiters reports whether any request still waits.
+func (ep *episode) hasWaiters() bool {
+	ep.a.mu.Lock()
+	defer ep.a.mu.Unlock()
+	return ep.waiters > 0
 }
 
 func (ep *episode) poke() {
@@ -108,7 +127,9 @@ func (ep *episode) run() {
 		case resolver.StateSuspended, resolver.StateSuspending:
 			// Suspending too: a request that races a suspension resumes
 			// the sandbox at once rather than after the pod is gone.
-			if !rs.inFlight && (!rs.sent || rs.awake) {
+			// Only for someone: a resume retried for nobody would spend
+			// the API budget for as long as the API server fails.
+			if !rs.inFlight && (!rs.sent || rs.awake) && ep.hasWaiters() {
 				rs.inFlight, rs.awake = true, false
 				go ep.resume(ctx, rs.done)
 			}
@@ -187,6 +208,13 @@ func (ep *episode) resume(ctx context.Context, done chan<- error) {
 	backoff := 50 * time.Millisecond
 	for {
 		err := ep.a.opts.Waker.Resume(ctx, ep.key)
+		if err != nil && !permanent(err) && !ep.hasWaiters() {
+			// Everybody left: stop retrying. The episode ends, and the
+			// next request starts a new one.
+			ep.a.metrics.resumes.WithLabelValues(resultLabel(err)).Inc()
+			done <- err
+			return
+		}
 		if ctx.Err() != nil {
 			done <- ctx.Err()
 			return
@@ -233,9 +261,10 @@ func (ep *episode) probe(ctx context.Context, res resolver.Result) bool {
 			continue
 		}
 		a.mu.Lock()
-		pw := ep.ports[port]
-		pw.result, pw.done = res, true
-		close(pw.ready)
+		if pw := ep.ports[port]; pw != nil && !pw.done { // its waiters may have left meanwhile
+			pw.result, pw.done = res, true
+			close(pw.ready)
+		}
 		a.mu.Unlock()
 	}
 	return all

@@ -30,12 +30,15 @@ func (e *Error) ErrorCode() string      { return e.Code }
 func (e *Error) RetryAfterSeconds() int { return e.RetryAfter }
 
 var (
-	errSandboxFull = &Error{Status: http.StatusServiceUnavailable, Code: CodeHoldQueueFull, Detail: "too many requests are waiting for this sandbox to resume", RetryAfter: 1}
-	errTotalFull   = &Error{Status: http.StatusServiceUnavailable, Code: CodeHoldQueueFull, Detail: "too many requests are waiting for sandboxes to resume", RetryAfter: 1}
-	errTimeout     = &Error{Status: http.StatusGatewayTimeout, Code: CodeResumeTimeout, Detail: "sandbox did not become ready in time"}
-	errDeleted     = &Error{Status: http.StatusNotFound, Code: CodeSandboxDeleted, Detail: "sandbox was deleted while the request waited for it"}
-	errFinished    = &Error{Status: http.StatusGone, Code: CodeSandboxFinished, Detail: "sandbox has finished"}
-	errRefused     = &Error{Status: http.StatusServiceUnavailable, Code: CodeResumeFailed, Detail: "the router could not resume the sandbox", RetryAfter: 5}
+	errSandboxFull  = &Error{Status: http.StatusServiceUnavailable, Code: CodeHoldQueueFull, Detail: "too many requests are waiting for this sandbox to resume", RetryAfter: 1}
+	errTotalFull    = &Error{Status: http.StatusServiceUnavailable, Code: CodeHoldQueueFull, Detail: "too many requests are waiting for sandboxes to resume", RetryAfter: 1}
+	errTimeout      = &Error{Status: http.StatusGatewayTimeout, Code: CodeResumeTimeout, Detail: "sandbox did not become ready in time"}
+	errDeleted      = &Error{Status: http.StatusNotFound, Code: CodeSandboxDeleted, Detail: "sandbox was deleted while the request waited for it"}
+	errFinished     = &Error{Status: http.StatusGone, Code: CodeSandboxFinished, Detail: "sandbox has finished"}
+	errTooManyPorts = &Error{Status: http.StatusServiceUnavailable, Code: CodeHoldQueueFull, Detail: "too many ports are waited for on this sandbox", RetryAfter: 1}
+	// The router's own code for a starting sandbox it does not hold for.
+	errWarmStarting = &Error{Status: http.StatusServiceUnavailable, Code: "sandbox_starting", Detail: "sandbox is starting", RetryAfter: 1}
+	errRefused      = &Error{Status: http.StatusServiceUnavailable, Code: CodeResumeFailed, Detail: "the router could not resume the sandbox", RetryAfter: 5}
 )
 
 // Errors a Waker wraps so the activator can tell what went wrong. Any

@@ -54,7 +54,7 @@ type IdleOptions struct {
 // with a conflict and the sandbox is looked at again.
 type IdleSuspender struct {
 	opts    IdleOptions
-	running map[nsName]time.Time // first seen running
+	running map[nsName]runningSince
 	heap    deadlineHeap
 	index   map[nsName]*deadline
 }
@@ -75,7 +75,7 @@ func NewIdleSuspender(opts IdleOptions) *IdleSuspender {
 
 // Run suspends idle sandboxes until ctx ends (leadership lost).
 func (s *IdleSuspender) Run(ctx context.Context) {
-	s.running = make(map[nsName]time.Time)
+	s.running = make(map[nsName]runningSince)
 	s.index = make(map[nsName]*deadline)
 	s.heap = s.heap[:0]
 
@@ -138,7 +138,7 @@ func (s *IdleSuspender) arm(t *time.Timer) {
 
 // update recomputes a sandbox's deadline after a change.
 func (s *IdleSuspender) update(key resolver.Key, now time.Time) {
-	at, ok := s.deadline(key, now)
+	at, _, ok := s.deadline(key, now)
 	if !ok {
 		s.forget(key)
 		return
@@ -146,30 +146,26 @@ func (s *IdleSuspender) update(key resolver.Key, now time.Time) {
 	s.schedule(key, at)
 }
 
-// deadline is when the sandbox may be suspended; false when it is not
-// running or never suspended.
-func (s *IdleSuspender) deadline(key resolver.Key, now time.Time) (time.Time, bool) {
+// deadline is when the sandbox may be suspended, and the lifecycle it was
+// judged on; false when it is not running or never suspended.
+func (s *IdleSuspender) deadline(key resolver.Key, now time.Time) (time.Time, resolver.Lifecycle, bool) {
 	nn := nsName{key.Namespace, key.Name}
 	res := s.opts.Sandboxes.Lookup(key)
-	if res.State != resolver.StateRunning {
-		delete(s.running, nn)
-		return time.Time{}, false
-	}
 	lc, ok := s.opts.Sandboxes.Lifecycle(key)
-	if !ok {
+	if res.State != resolver.StateRunning || !ok {
 		delete(s.running, nn)
-		return time.Time{}, false
-	}
-	since, seen := s.running[nn]
-	if !seen {
-		since = now
-		s.running[nn] = now
+		return time.Time{}, lc, false
 	}
 	idle := s.opts.Policy.idleTimeout(key.Namespace, lc)
-	if idle <= 0 {
-		return time.Time{}, false
+	since, seen := s.running[nn]
+	if !seen || since.idle != idle {
+		since = runningSince{at: now, idle: idle}
+		s.running[nn] = since
 	}
-	at := since.Add(idle)
+	if idle <= 0 {
+		return time.Time{}, lc, false
+	}
+	at := since.at.Add(idle)
 	if !lc.LastActivity.IsZero() {
 		slack := reportInterval(idle) + 2*s.opts.ReportTick
 		at = later(at, lc.LastActivity.Add(idle+slack))
@@ -179,7 +175,7 @@ func (s *IdleSuspender) deadline(key resolver.Key, now time.Time) (time.Time, bo
 	} else if !last.IsZero() {
 		at = later(at, last.Add(idle))
 	}
-	return at, true
+	return at, lc, true
 }
 
 func later(a, b time.Time) time.Time {
@@ -192,7 +188,7 @@ func later(a, b time.Time) time.Time {
 // check looks at a sandbox whose deadline passed, and suspends it if it
 // is still idle.
 func (s *IdleSuspender) check(ctx context.Context, key resolver.Key, now time.Time) {
-	at, ok := s.deadline(key, now)
+	at, lc, ok := s.deadline(key, now)
 	if !ok {
 		s.forget(key)
 		return
@@ -201,7 +197,8 @@ func (s *IdleSuspender) check(ctx context.Context, key resolver.Key, now time.Ti
 		s.schedule(key, at)
 		return
 	}
-	lc, _ := s.opts.Sandboxes.Lifecycle(key)
+	// The revision judged idle, not a later one: a report that reached
+	// the cache since must make the patch conflict.
 	sctx, cancel := context.WithTimeout(ctx, s.opts.SuspendTimeout)
 	err := s.opts.Waker.Suspend(sctx, key, lc.Revision)
 	cancel()
@@ -245,6 +242,15 @@ func (s *IdleSuspender) forget(key resolver.Key) {
 		heap.Remove(&s.heap, d.i)
 		delete(s.index, nn)
 	}
+}
+
+// runningSince is when this replica saw a sandbox start running, or its
+// idle timeout change: a timeout set or shortened on a busy sandbox must
+// not suspend it at once (replicas report nothing for a sandbox that has
+// no timeout, so its annotation may be old).
+type runningSince struct {
+	at   time.Time
+	idle time.Duration
 }
 
 type deadline struct {

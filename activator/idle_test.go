@@ -13,7 +13,7 @@ import (
 
 func newTestSuspender(sb *fakeSandboxes, w *fakeWaker, tr *Tracker, idle time.Duration) *IdleSuspender {
 	s := NewIdleSuspender(IdleOptions{Sandboxes: sb, Catalog: sb, Waker: w, Tracker: tr, Policy: Policy{IdleTimeout: idle}, ReportTick: 10 * time.Millisecond, Metrics: NewMetrics(prometheus.NewRegistry())})
-	s.running = map[nsName]time.Time{}
+	s.running = map[nsName]runningSince{}
 	s.index = map[nsName]*deadline{}
 	return s
 }
@@ -29,28 +29,28 @@ func TestIdleDeadline(t *testing.T) {
 	slack := reportInterval(time.Minute) + 2*s.opts.ReportTick
 
 	sb.set(k, resolver.Result{State: resolver.StateSuspended}, resolver.Lifecycle{})
-	if _, ok := s.deadline(k, t0); ok {
+	if _, _, ok := s.deadline(k, t0); ok {
 		t.Fatal("a suspended sandbox has a deadline")
 	}
 	sb.setState(k, resolver.StateRunning, loopback)
-	if at, _ := s.deadline(k, t0); !at.Equal(t0.Add(time.Minute)) {
+	if at, _, _ := s.deadline(k, t0); !at.Equal(t0.Add(time.Minute)) {
 		t.Fatalf("first seen running: %v", at)
 	}
 	// Seen earlier: an annotation from later wins, with the slack.
 	sb.setLifecycle(k, resolver.Lifecycle{LastActivity: t0.Add(30 * time.Second)})
-	if at, _ := s.deadline(k, t0.Add(time.Hour)); !at.Equal(t0.Add(30*time.Second + time.Minute + slack)) {
+	if at, _, _ := s.deadline(k, t0.Add(time.Hour)); !at.Equal(t0.Add(30*time.Second + time.Minute + slack)) {
 		t.Fatalf("annotation: %v", at)
 	}
 	// A request open here: not before now + timeout.
 	a := tr.Begin(k)
 	now := t0.Add(2 * time.Hour)
-	if at, _ := s.deadline(k, now); !at.Equal(now.Add(time.Minute)) {
+	if at, _, _ := s.deadline(k, now); !at.Equal(now.Add(time.Minute)) {
 		t.Fatalf("open request: %v", at)
 	}
 	a.End()
 	// Never suspended by annotation.
 	sb.setLifecycle(k, resolver.Lifecycle{IdleTimeout: 0, IdleTimeoutSet: true})
-	if _, ok := s.deadline(k, now); ok {
+	if _, _, ok := s.deadline(k, now); ok {
 		t.Fatal("idle-timeout 0 has a deadline")
 	}
 }
@@ -101,5 +101,29 @@ func TestIdleSuspenderRun(t *testing.T) {
 	<-done
 	if n := w.suspends.Load(); n != 3 {
 		t.Fatalf("suspend calls = %d, want 3 (conflict, idle, late); busy and never must not be", n)
+	}
+}
+
+// TestIdleTimeoutSetLater: a timeout set (or changed) on a sandbox that
+// has run for long restarts its clock: no instant suspension of a sandbox
+// whose replicas had nothing to report before.
+func TestIdleTimeoutSetLater(t *testing.T) {
+	sb := newFakeSandboxes()
+	k := nameKey("ns", "a")
+	s := newTestSuspender(sb, &fakeWaker{}, NewTracker(), 0)
+	t0 := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	sb.set(k, resolver.Result{State: resolver.StateRunning}, resolver.Lifecycle{})
+	if _, _, ok := s.deadline(k, t0); ok {
+		t.Fatal("no timeout: no deadline")
+	}
+	later := t0.Add(time.Hour)
+	sb.setLifecycle(k, resolver.Lifecycle{IdleTimeout: time.Minute, IdleTimeoutSet: true})
+	if at, _, _ := s.deadline(k, later); !at.Equal(later.Add(time.Minute)) {
+		t.Fatalf("timeout set an hour later: deadline %v, want %v", at, later.Add(time.Minute))
+	}
+	evenLater := later.Add(30 * time.Second)
+	sb.setLifecycle(k, resolver.Lifecycle{IdleTimeout: 10 * time.Second, IdleTimeoutSet: true})
+	if at, _, _ := s.deadline(k, evenLater); !at.Equal(evenLater.Add(10 * time.Second)) {
+		t.Fatalf("timeout shortened: deadline %v", at)
 	}
 }

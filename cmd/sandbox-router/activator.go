@@ -22,8 +22,10 @@ import (
 
 // startActivator wires scale to zero for the cluster resolver: the hold
 // path the router calls, the activity tracker and its reporter on every
-// replica, and the idle suspender on the elected one.
-func startActivator(ctx context.Context, cfg *config, kr *kube.Resolver, restCfg *rest.Config, reg prometheus.Registerer, log *slog.Logger) (router.Activator, router.ActivityTracker, error) {
+// replica, and the idle suspender on the elected one. The reporter runs
+// until reportCtx ends, after the drain: connections still open on a
+// draining replica must go on keeping their sandboxes awake.
+func startActivator(ctx, reportCtx context.Context, cfg *config, kr *kube.Resolver, restCfg *rest.Config, reg prometheus.Registerer, log *slog.Logger) (router.Activator, router.ActivityTracker, error) {
 	log = log.With("component", "activator")
 	// Writes get their own client and budget: a relist burst of the
 	// informers must not delay a resume, nor activity writes the reverse.
@@ -66,7 +68,7 @@ func startActivator(ctx context.Context, cfg *config, kr *kube.Resolver, restCfg
 		case <-ctx.Done():
 			return
 		}
-		go reporter.Run(ctx)
+		go reporter.Run(reportCtx)
 		if !cfg.LeaderElection {
 			metrics.SetLeader(true)
 			idle.Run(ctx)

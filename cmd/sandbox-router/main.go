@@ -79,7 +79,9 @@ func run(cfg *config) error {
 	var act router.Activator
 	var activity router.ActivityTracker
 	if kr != nil && cfg.Activator {
-		if act, activity, err = startActivator(ctx, cfg, kr, restCfg, reg, log); err != nil {
+		reportCtx, endReports := context.WithCancel(context.WithoutCancel(ctx))
+		defer endReports() // after srv.Run: the drain is over
+		if act, activity, err = startActivator(ctx, reportCtx, cfg, kr, restCfg, reg, log); err != nil {
 			return err
 		}
 	}
