@@ -12,6 +12,6 @@
 // other upgrades), errors.go (the error contract), server.go and certs.go
 // (listeners, TLS reload, drain), metrics.go, accesslog.go, tracing.go.
 //
-// The package knows nothing of Kubernetes: the Resolver and Activator
-// interfaces are its only view of sandboxes.
+// The package knows nothing of Kubernetes: the Resolver, Activator and
+// ActivityTracker interfaces are its only view of sandboxes.
 package router
