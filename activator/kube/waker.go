@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,6 +23,8 @@ import (
 // informer-backed resolver implements it.
 type Specs interface {
 	SpecOf(key resolver.Key) (rkube.Spec, bool)
+	// Versions are the Sandbox API versions watched (served).
+	Versions() []string
 }
 
 // Waker patches Sandbox objects. Every patch is a JSON merge patch that
@@ -40,35 +44,60 @@ func NewWaker(client dynamic.Interface, specs Specs) *Waker {
 	return &Waker{client: client, specs: specs, now: time.Now}
 }
 
-// Resume sets the field that suspends the sandbox back to running, and
+// Resume sets the field(s) that suspend the sandbox back to running, and
 // stamps its last activity: the sandbox was just asked for, and the idle
 // suspender must not take an old stamp for idleness the moment it runs.
+//
+// Each field goes through its own API version when that version is
+// served (operatingMode is v1beta1's, replicas v1alpha1's): with a CRD
+// whose schemas prune the other version's field, a patch through the
+// wrong version would be accepted and silently dropped. Otherwise it goes
+// through the version of the newest view, which then carries the field.
 func (w *Waker) Resume(ctx context.Context, key resolver.Key) error {
 	spec, ok := w.specs.SpecOf(key)
 	if !ok {
 		return fmt.Errorf("resume %s/%s: %w", key.Namespace, key.Name, activator.ErrNotFound)
 	}
-	fields := map[string]any{}
+	served := w.specs.Versions()
+	via := func(native string) string {
+		if slices.Contains(served, native) {
+			return native
+		}
+		return spec.Version
+	}
+	byVersion := map[string]map[string]any{}
+	set := func(version, field string, value any) {
+		if byVersion[version] == nil {
+			byVersion[version] = map[string]any{}
+		}
+		byVersion[version][field] = value
+	}
 	if spec.ModeSuspended {
-		fields["operatingMode"] = "Running"
+		set(via("v1beta1"), "operatingMode", "Running")
 	}
 	if spec.ReplicasZero {
-		fields["replicas"] = 1
+		set(via("v1alpha1"), "replicas", 1)
 	}
-	if len(fields) == 0 {
+	if len(byVersion) == 0 {
 		// Our view is older than the suspension (or the sandbox is
 		// suspending by another field's doing): set this version's own.
 		if spec.Version == "v1alpha1" {
-			fields["replicas"] = 1
+			set(spec.Version, "replicas", 1)
 		} else {
-			fields["operatingMode"] = "Running"
+			set(spec.Version, "operatingMode", "Running")
 		}
 	}
-	patch := map[string]any{
-		"metadata": map[string]any{"annotations": map[string]string{rkube.LastActivityAnnotation: formatTime(w.now())}},
-		"spec":     fields,
+	stamp := map[string]any{"annotations": map[string]string{rkube.LastActivityAnnotation: formatTime(w.now())}}
+	for _, version := range slices.Sorted(maps.Keys(byVersion)) {
+		patch := map[string]any{"spec": byVersion[version]}
+		if stamp != nil {
+			patch["metadata"], stamp = stamp, nil
+		}
+		if err := w.patch(ctx, key, version, patch, "resume"); err != nil {
+			return err
+		}
 	}
-	return w.patch(ctx, key, spec.Version, patch, "resume")
+	return nil
 }
 
 // Suspend sets the version's suspend field, only if the sandbox is still

@@ -26,6 +26,13 @@ func (f fixedSpecs) SpecOf(k resolver.Key) (rkube.Spec, bool) {
 	return s, ok
 }
 
+func (f fixedSpecs) Versions() []string { return []string{"v1beta1"} }
+
+// bothServed serves both versions.
+type bothServed struct{ fixedSpecs }
+
+func (bothServed) Versions() []string { return []string{"v1beta1", "v1alpha1"} }
+
 // recordingClient is a fake dynamic client that keeps the patches sent
 // and answers with err when set. (The real API server is exercised by
 // e2e/activator; this pins the exact patch bodies and the error mapping.)
@@ -92,6 +99,31 @@ func TestWakerPatches(t *testing.T) {
 }
 
 // mustCanon re-encodes JSON with sorted keys, for comparison.
+// TestResumeEachFieldThroughItsVersion: with both versions served, a
+// sandbox suspended by both fields gets each one patched through the
+// version that owns it (a pruning CRD would drop it through the other),
+// and the last-activity stamp once.
+func TestResumeEachFieldThroughItsVersion(t *testing.T) {
+	k := resolver.Key{Namespace: "ns", Name: "a"}
+	c, patches := recordingClient(nil)
+	w := NewWaker(c, bothServed{fixedSpecs{k: {Version: "v1beta1", ModeSuspended: true, ReplicasZero: true}}})
+	w.now = func() time.Time { return time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC) }
+	if err := w.Resume(context.Background(), k); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, p := range *patches {
+		got[p.GetResource().Version] = mustCanon(t, string(p.GetPatch()))
+	}
+	want := map[string]string{
+		"v1alpha1": mustCanon(t, `{"metadata":{"annotations":{"sandbox-router.dev/last-activity":"2026-12-02T12:00:00.000Z"}},"spec":{"replicas":1}}`),
+		"v1beta1":  mustCanon(t, `{"spec":{"operatingMode":"Running"}}`),
+	}
+	if len(got) != 2 || got["v1alpha1"] != want["v1alpha1"] || got["v1beta1"] != want["v1beta1"] {
+		t.Fatalf("patches %v\nwant %v", got, want)
+	}
+}
+
 func mustCanon(t *testing.T, s string) string {
 	var v any
 	if err := json.Unmarshal([]byte(s), &v); err != nil {
