@@ -60,9 +60,21 @@ func RunLeader(ctx context.Context, opts LeaderOptions, lead func(ctx context.Co
 		Client:     opts.Client.CoordinationV1(),
 		LockConfig: resourcelock.ResourceLockConfig{Identity: opts.Identity},
 	}
-	// lead runs in a goroutine client-go starts; leadMu keeps a lead that
-	// is still stopping from overlapping the next one.
+	// The elector runs on its own context, ended only once the lead has
+	// stopped: client-go releases the Lease when its context ends, and
+	// work done under the lead must be over by then, or it would overlap
+	// the next leader's.
+	elCtx, endElection := context.WithCancel(context.WithoutCancel(ctx))
+	defer endElection()
 	var leadMu sync.Mutex
+	stopAfterLead := context.AfterFunc(ctx, func() {
+		leadMu.Lock() // a lead running sees ctx's end and returns first
+		leadMu.Unlock()
+		endElection()
+	})
+	defer stopAfterLead()
+	// lead runs in a goroutine client-go starts; leadMu also keeps a lead
+	// that is still stopping from overlapping the next one.
 	for ctx.Err() == nil {
 		le, err := leaderelection.NewLeaderElector(leaderelection.LeaderElectionConfig{
 			Lock:            lock,
@@ -75,9 +87,13 @@ func RunLeader(ctx context.Context, opts LeaderOptions, lead func(ctx context.Co
 				OnStartedLeading: func(lctx context.Context) {
 					leadMu.Lock()
 					defer leadMu.Unlock()
-					if lctx.Err() != nil {
+					if lctx.Err() != nil || ctx.Err() != nil {
 						return
 					}
+					// The lead ends when it is lost or when ctx ends.
+					lctx, cancel := context.WithCancel(lctx)
+					defer cancel()
+					defer context.AfterFunc(ctx, cancel)()
 					opts.Log.Info("leading: this replica suspends idle sandboxes", "lease", opts.Namespace+"/"+opts.Name, "identity", opts.Identity)
 					opts.OnLeading(true)
 					defer opts.OnLeading(false)
@@ -96,7 +112,7 @@ func RunLeader(ctx context.Context, opts LeaderOptions, lead func(ctx context.Co
 		if err != nil {
 			return err
 		}
-		le.Run(ctx) // returns when the lead is lost or ctx ends
+		le.Run(elCtx) // returns when the lead is lost or the election ends
 	}
 	leadMu.Lock() // wait for the last lead to stop
 	leadMu.Unlock()
