@@ -13,6 +13,17 @@ import (
 	"github.com/sandbox-router/sandbox-router/resolver"
 )
 
+// activateAndRelease holds a request until it is released, as the router
+// does, and frees its place at once.
+func activateAndRelease(t *testing.T, a *Activator, k resolver.Key, port uint16) {
+	t.Helper()
+	_, release, err := a.Activate(context.Background(), k, port, resolver.Result{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	release()
+}
+
 func asError(t *testing.T, err error) *Error {
 	t.Helper()
 	var e *Error
@@ -268,11 +279,7 @@ func TestTransientResumeRetried(t *testing.T) {
 		return nil
 	}
 	a := newTestActivator(t, sb, w, nil)
-	_, release, err := a.Activate(context.Background(), k, port, resolver.Result{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	release()
+	activateAndRelease(t, a, k, port)
 	if w.resumes.Load() != 3 {
 		t.Fatalf("resumes = %d, want 3", w.resumes.Load())
 	}
@@ -295,11 +302,7 @@ func TestSuspendingResumes(t *testing.T) {
 		return nil
 	}
 	a := newTestActivator(t, sb, w, nil)
-	_, release, err := a.Activate(context.Background(), k, port, resolver.Result{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	release()
+	activateAndRelease(t, a, k, port)
 	if w.resumes.Load() != 1 {
 		t.Fatalf("resumes = %d, want 1 (the suspended view after the resume is old news)", w.resumes.Load())
 	}
@@ -328,11 +331,7 @@ func TestSuspendedAgainResumesAgain(t *testing.T) {
 		return nil
 	}
 	a := newTestActivator(t, sb, w, nil)
-	_, release, err := a.Activate(context.Background(), k, port, resolver.Result{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	release()
+	activateAndRelease(t, a, k, port)
 	if w.resumes.Load() != 2 {
 		t.Fatalf("resumes = %d, want 2", w.resumes.Load())
 	}

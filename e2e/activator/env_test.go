@@ -29,6 +29,7 @@ import (
 	"github.com/sandbox-router/sandbox-router/e2e/cluster"
 	"github.com/sandbox-router/sandbox-router/e2e/routerproc"
 	"github.com/sandbox-router/sandbox-router/e2e/sim"
+	"github.com/sandbox-router/sandbox-router/resolver/kube"
 )
 
 const (
@@ -41,9 +42,10 @@ const (
 	// container port name) as gRPC, so the router speaks h2c to it.
 	grpcPort uint16 = 9000
 
-	idleAnnotation     = "sandbox-router.dev/idle-timeout"
-	holdAnnotation     = "sandbox-router.dev/hold-timeout"
-	activityAnnotation = "sandbox-router.dev/last-activity"
+	// The annotations' names are the resolver's.
+	idleAnnotation     = kube.IdleTimeoutAnnotation
+	holdAnnotation     = kube.HoldTimeoutAnnotation
+	activityAnnotation = kube.LastActivityAnnotation
 )
 
 // ipBase keeps this package's pod addresses apart from the other e2e
@@ -52,32 +54,19 @@ var ipBase = netip.MustParseAddr("127.1.0.1")
 
 var sandboxGVR = schema.GroupVersionResource{Group: sim.Group, Version: "v1beta1", Resource: "sandboxes"}
 
-var (
-	buildOnce sync.Once
-	routerBin string
-	buildErr  error
-	buildDir  string
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
+	routerproc.RemoveShared()
 	os.Exit(code)
 }
 
 func binary(tb testing.TB) string {
 	tb.Helper()
-	buildOnce.Do(func() {
-		if buildDir, buildErr = os.MkdirTemp("", "sandbox-router-e2e-activator-"); buildErr == nil {
-			routerBin, buildErr = routerproc.Build(context.Background(), buildDir)
-		}
-	})
-	if buildErr != nil {
-		tb.Fatal(buildErr)
+	bin, err := routerproc.Shared()
+	if err != nil {
+		tb.Fatal(err)
 	}
-	return routerBin
+	return bin
 }
 
 // env is a cluster with the CRDs, the router's grants, one sim per

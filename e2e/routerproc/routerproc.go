@@ -22,6 +22,33 @@ import (
 	"time"
 )
 
+// shared is the binary Shared builds once per process.
+var shared struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+// Shared builds the router once per process (a test binary's tests all
+// run the same code) into a temporary directory that RemoveShared, called
+// from TestMain after the tests, deletes.
+func Shared() (string, error) {
+	shared.once.Do(func() {
+		if shared.dir, shared.err = os.MkdirTemp("", "sandbox-router-e2e-"); shared.err == nil {
+			shared.bin, shared.err = Build(context.Background(), shared.dir)
+		}
+	})
+	return shared.bin, shared.err
+}
+
+// RemoveShared deletes what Shared built, if it built anything.
+func RemoveShared() {
+	if shared.dir != "" {
+		os.RemoveAll(shared.dir)
+	}
+}
+
 // Build compiles cmd/sandbox-router into dir and returns the binary's path.
 func Build(ctx context.Context, dir string) (string, error) {
 	_, file, _, ok := runtime.Caller(0)

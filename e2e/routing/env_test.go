@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,32 +33,19 @@ const waitTimeout = 60 * time.Second
 // sims, which go test may run at the same time.
 var ipBase = netip.MustParseAddr("127.0.3.1")
 
-var (
-	buildOnce sync.Once
-	routerBin string
-	buildErr  error
-	buildDir  string
-)
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
+	routerproc.RemoveShared()
 	os.Exit(code)
 }
 
 func binary(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		if buildDir, buildErr = os.MkdirTemp("", "sandbox-router-e2e-"); buildErr == nil {
-			routerBin, buildErr = routerproc.Build(context.Background(), buildDir)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	bin, err := routerproc.Shared()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return routerBin
+	return bin
 }
 
 // env is a cluster with the CRD, the sim, and admin clients. The router's
