@@ -3,23 +3,22 @@ package router
 import (
 	"bufio"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"sync"
 	"time"
 	"unicode/utf8"
-
-	"go.opentelemetry.io/otel/trace"
 )
 
 // logAccess writes one JSON line per request. The line is built by hand
 // into a pooled buffer: a general-purpose structured logger cost about a
 // tenth of the router's CPU on small requests. Query strings are left out:
 // they often carry tokens.
-func (rt *Router) logAccess(r *http.Request, rec *record, proto string, start time.Time, elapsed time.Duration, span trace.Span) {
+func (rt *Router) logAccess(r *http.Request, rec *record, elapsed time.Duration) {
 	traceID := ""
-	if span != nil {
-		if sc := span.SpanContext(); sc.HasTraceID() {
+	if rec.span != nil {
+		if sc := rec.span.SpanContext(); sc.HasTraceID() {
 			traceID = sc.TraceID().String()
 		}
 	} else {
@@ -28,7 +27,7 @@ func (rt *Router) logAccess(r *http.Request, rec *record, proto string, start ti
 	bp := logBufPool.Get().(*[]byte)
 	b := (*bp)[:0]
 	b = append(b, `{"time":"`...)
-	b = start.UTC().AppendFormat(b, time.RFC3339Nano)
+	b = rec.start.UTC().AppendFormat(b, time.RFC3339Nano)
 	b = append(b, `","msg":"request","sandbox":`...)
 	b = appendJSONString(b, rec.key.Name)
 	b = append(b, `,"namespace":`...)
@@ -38,7 +37,7 @@ func (rt *Router) logAccess(r *http.Request, rec *record, proto string, start ti
 	b = append(b, `,"path":`...)
 	b = appendJSONString(b, r.URL.Path)
 	b = append(b, `,"protocol":"`...)
-	b = append(b, proto...)
+	b = append(b, rec.proto...)
 	b = append(b, `","status":`...)
 	b = strconv.AppendInt(b, int64(rec.status), 10)
 	b = append(b, `,"code":"`...)
@@ -58,9 +57,20 @@ func (rt *Router) logAccess(r *http.Request, rec *record, proto string, start ti
 	b = append(b, `,"trace_id":"`...)
 	b = append(b, traceID...) // hex only
 	b = append(b, "\"}\n"...)
-	_, _ = rt.opts.AccessLog.Write(b)
+	if _, err := rt.opts.AccessLog.Write(b); err != nil {
+		rt.accessLogFailed(err)
+	}
 	*bp = b
 	logBufPool.Put(bp)
+}
+
+// accessLogFailed counts a lost access-log line and logs the first
+// failure; requests go on being served and logged.
+func (rt *Router) accessLogFailed(err error) {
+	rt.metrics.accessLogErrors.Inc()
+	if !rt.accessLogBroken.Swap(true) {
+		rt.log.Error("access log write failed; lines are lost until it recovers (sandbox_router_access_log_errors_total counts them)", "err", err)
+	}
 }
 
 var logBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
@@ -112,30 +122,57 @@ func appendJSONString(b []byte, s string) []byte {
 
 // BufferedWriter batches access-log lines so that logging costs a memory
 // copy per request rather than a write system call. Lines are flushed
-// every interval and when the buffer fills; a line is never split.
+// every interval and when the buffer fills; a line is never split. A
+// failed write loses the buffered lines, is counted in Metrics (the first
+// one is logged), and never stops later lines: a full disk that frees up
+// gets the log back.
 type BufferedWriter struct {
-	mu   sync.Mutex
-	bw   *bufio.Writer
-	stop chan struct{}
-	done chan struct{}
+	mu      sync.Mutex
+	dst     io.Writer
+	bw      *bufio.Writer
+	metrics *Metrics
+	log     *slog.Logger
+	logged  bool
+	stop    chan struct{}
+	done    chan struct{}
 }
 
-// NewBufferedWriter buffers up to size bytes for dst.
-func NewBufferedWriter(dst io.Writer, size int, interval time.Duration) *BufferedWriter {
-	b := &BufferedWriter{bw: bufio.NewWriterSize(dst, size), stop: make(chan struct{}), done: make(chan struct{})}
-	go b.flushLoop(interval)
+// BufferedWriterOptions configure a BufferedWriter.
+type BufferedWriterOptions struct {
+	Size          int           // buffer size in bytes (default 64 KiB)
+	FlushInterval time.Duration // default 100 ms
+	Metrics       *Metrics      // counts failed writes; nil: not counted
+	Log           *slog.Logger  // the first failure is logged here
+}
+
+// NewBufferedWriter buffers lines for dst.
+func NewBufferedWriter(dst io.Writer, opts BufferedWriterOptions) *BufferedWriter {
+	if opts.Size <= 0 {
+		opts.Size = 64 << 10
+	}
+	if opts.FlushInterval <= 0 {
+		opts.FlushInterval = 100 * time.Millisecond
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	b := &BufferedWriter{dst: dst, bw: bufio.NewWriterSize(dst, opts.Size), metrics: opts.Metrics, log: opts.Log,
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go b.flushLoop(opts.FlushInterval)
 	return b
 }
 
+// Write buffers p; it never fails (a failure is counted, see the type).
 func (b *BufferedWriter) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(p) > b.bw.Available() && b.bw.Buffered() > 0 {
-		if err := b.bw.Flush(); err != nil {
-			return 0, err
-		}
+		b.flushLocked()
 	}
-	return b.bw.Write(p)
+	if _, err := b.bw.Write(p); err != nil {
+		b.failed(err)
+	}
+	return len(p), nil
 }
 
 func (b *BufferedWriter) flushLoop(interval time.Duration) {
@@ -152,11 +189,32 @@ func (b *BufferedWriter) flushLoop(interval time.Duration) {
 	}
 }
 
-// Flush writes out what is buffered.
+// Flush writes out what is buffered; it reports a failure too.
 func (b *BufferedWriter) Flush() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.bw.Flush()
+	return b.flushLocked()
+}
+
+func (b *BufferedWriter) flushLocked() error {
+	err := b.bw.Flush()
+	if err != nil {
+		b.failed(err)
+	}
+	return err
+}
+
+// failed drops what the writer holds: bufio.Writer keeps its first error
+// for good, so without a reset one failure would end the log.
+func (b *BufferedWriter) failed(err error) {
+	b.bw.Reset(b.dst)
+	if b.metrics != nil {
+		b.metrics.accessLogErrors.Inc()
+	}
+	if !b.logged {
+		b.logged = true
+		b.log.Error("access log write failed; lines are lost until it recovers (sandbox_router_access_log_errors_total counts them)", "err", err)
+	}
 }
 
 // Close stops the flusher and writes out the rest.

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"errors"
 	"html"
 	"net/http"
 	"strconv"
@@ -24,6 +25,8 @@ const (
 	CodeRequestTooLarge   = "request_body_too_large"
 	CodeShuttingDown      = "router_shutting_down"
 	CodeUnsupportedMethod = "unsupported_method"
+	CodeUpstreamBusy      = "upstream_busy"
+	CodeInvalidTimeout    = "invalid_timeout"
 )
 
 // StatusError is an error that knows its HTTP status and error code. The
@@ -86,4 +89,76 @@ func wantsHTML(r *http.Request) bool {
 	}
 	j := strings.Index(accept, "application/json")
 	return j < 0 || h < j
+}
+
+var (
+	errUpstreamTimeout = &httpError{status: http.StatusGatewayTimeout, code: CodeUpstreamTimeout, detail: "sandbox did not answer in time"}
+	errClientTimeout   = &httpError{status: http.StatusGatewayTimeout, code: CodeUpstreamTimeout, detail: "the request did not complete within X-Sandbox-Timeout"}
+	errUpstreamBusy    = &httpError{status: http.StatusServiceUnavailable, code: CodeUpstreamBusy, detail: "sandbox has too many requests in progress", retryAfter: 1}
+)
+
+// answer writes the router's own response for err.
+func (rt *Router) answer(w http.ResponseWriter, r *http.Request, rec *record, err error) {
+	var he *httpError
+	if errors.As(err, &he) {
+		rec.status, rec.code = he.status, he.code
+		writeError(w, r, he.status, he.code, he.detail, he.retryAfter)
+		return
+	}
+	var se StatusError
+	if errors.As(err, &se) {
+		rec.status, rec.code = se.HTTPStatus(), se.ErrorCode()
+		retryAfter := 0
+		if ra, ok := se.(interface{ RetryAfterSeconds() int }); ok {
+			retryAfter = ra.RetryAfterSeconds()
+		}
+		writeError(w, r, rec.status, rec.code, se.Error(), retryAfter)
+		return
+	}
+	if ctx := r.Context(); ctx.Err() != nil {
+		if contextFailure(ctx) == failTimeout {
+			rt.answer(w, r, rec, errClientTimeout)
+			return
+		}
+		rec.status, rec.code = statusClientClosed, "client_closed"
+		return
+	}
+	rt.log.Error("unexpected routing error", "err", err)
+	rec.status, rec.code = http.StatusBadGateway, CodeUpstreamConnect
+	writeError(w, r, http.StatusBadGateway, CodeUpstreamConnect, "sandbox could not be reached", 0)
+}
+
+// answerAttempt maps a failed upstream attempt to the client's answer.
+// Details are fixed strings: internal addresses never reach the client.
+func (rt *Router) answerAttempt(w http.ResponseWriter, r *http.Request, rec *record, ae *attemptError) {
+	var he *httpError
+	switch ae.kind {
+	case failClient:
+		rec.status, rec.code = statusClientClosed, "client_closed"
+		if !clientLeft(r.Context()) {
+			// The client is still connected but its request broke off
+			// (a malformed or truncated body): reset rather than let
+			// net/http send an empty 200.
+			rec.abort = true
+		}
+		return
+	case failBodyTooLarge:
+		he = errBodyTooLarge
+	case failTimeout:
+		he = errUpstreamTimeout
+	case failBusy:
+		he = errUpstreamBusy
+	case failDial:
+		he = &httpError{status: http.StatusBadGateway, code: CodeUpstreamConnect, detail: "sandbox refused the connection", retryAfter: 1}
+	default:
+		he = &httpError{status: http.StatusBadGateway, code: CodeUpstreamProtocol, detail: "sandbox closed the connection without a valid response"}
+	}
+	rt.log.Debug("upstream attempt failed", "sandbox", rec.key.Name, "namespace", rec.key.Namespace, "err", ae.err)
+	rt.answer(w, r, rec, he)
+}
+
+func writeHealth(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte(`{"status":"ok"}`))
 }

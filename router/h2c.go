@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -39,8 +38,11 @@ func newH2CTransport(opts PoolOptions, responseHeaderTimeout time.Duration) *htt
 			}
 			return c, nil
 		},
-		MaxIdleConns:           opts.MaxIdleTotal,
-		MaxIdleConnsPerHost:    opts.MaxIdlePerEndpoint,
+		MaxIdleConns:        opts.MaxIdleTotal,
+		MaxIdleConnsPerHost: opts.MaxIdlePerEndpoint,
+		// HTTP/2 multiplexes: this cap is reached only past its streams
+		// per connection (250 for Go servers) times the cap.
+		MaxConnsPerHost:        opts.MaxConnsPerEndpoint,
 		IdleConnTimeout:        opts.IdleTimeout,
 		ResponseHeaderTimeout:  responseHeaderTimeout,
 		MaxResponseHeaderBytes: maxResponseHeaderBytes,
@@ -55,22 +57,19 @@ func newH2CTransport(opts PoolOptions, responseHeaderTimeout time.Duration) *htt
 
 // roundTripH2C forwards r over HTTP/2 to addr.
 func (rt *Router) roundTripH2C(ctx context.Context, r *http.Request, addr netip.AddrPort, fwd *forwarded) (*http.Response, error) {
-	h := make(http.Header, len(r.Header)+3)
-	tokens := connectionTokens(r.Header)
-	for k, vv := range r.Header {
-		if rt.forward.skipRequestHeader(k, tokens) || !httpguts.ValidHeaderFieldName(k) {
-			continue
-		}
-		h[k] = vv
+	h := make(http.Header, len(r.Header)+4)
+	rt.forward.endToEnd(r.Header, func(k string, vv []string) { h[k] = vv })
+	fwd.each(func(k, v string) { h[k] = []string{v} })
+	if _, ok := h["User-Agent"]; !ok {
+		// Without this, net/http would send a User-Agent of its own,
+		// which the HTTP/1.1 path does not.
+		h["User-Agent"] = nil
 	}
 	// gRPC servers may insist on "te: trailers"; it is the one TE value
 	// HTTP/2 allows.
-	if strings.Contains(headerValue(r.Header, "Te"), "trailers") {
+	if httpguts.HeaderValuesContainsToken(r.Header["Te"], "trailers") {
 		h["Te"] = []string{"trailers"}
 	}
-	h["X-Forwarded-For"] = []string{fwd.xff}
-	h["X-Forwarded-Proto"] = []string{fwd.proto}
-	h["X-Forwarded-Host"] = []string{fwd.host}
 
 	out := &http.Request{
 		Method:        r.Method,

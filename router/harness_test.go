@@ -257,7 +257,11 @@ func (e *proxyEnv) idlePoolConns(addr netip.AddrPort) (idle, closedByPeer int) {
 	p := e.rt.pool
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for _, c := range p.idle[addr] {
+	ep := p.endpoints[addr]
+	if ep == nil {
+		return 0, 0
+	}
+	for _, c := range ep.idle {
 		idle++
 		probe := newLivenessProbe(c.nc)
 		if !probe.check() {

@@ -8,6 +8,14 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
+// The header policy: which headers cross the router, in each direction.
+// It is one policy for both upstream protocols: the HTTP/1.1 exchange
+// (http1.go) and the HTTP/2 one (h2c.go) each write exactly the client
+// headers endToEnd passes and the X-Forwarded-* headers of forwardedFor;
+// what else they write is their own framing and connection management
+// (Host, Content-Length or chunked, Connection: Upgrade; "te: trailers"
+// on HTTP/2).
+
 // hopHeaders are connection-scoped (RFC 9110 section 7.6.1) and never
 // forwarded in either direction. Keep-Alive and Proxy-Connection are not in
 // the RFC list but are sent by old clients and must not leak either.
@@ -24,22 +32,23 @@ var hopHeaders = map[string]bool{
 }
 
 // routerOwned are request headers the router writes itself or consumes;
-// a client's copy is never forwarded as is.
+// a client's copy is never forwarded as is. Every X-Sandbox-* header is
+// the router's too (sandboxPrefix).
 var routerOwned = map[string]bool{
-	HeaderSandboxID:        true,
-	HeaderSandboxNamespace: true,
-	HeaderSandboxPort:      true,
-	HeaderSandboxUID:       true,
-	HeaderSandboxPodIP:     true,
-	"X-Forwarded-For":      true,
-	"X-Forwarded-Host":     true,
-	"X-Forwarded-Proto":    true,
-	"Forwarded":            true,
-	"X-Real-Ip":            true,
-	"Host":                 true,
-	"Content-Length":       true,
-	"Expect":               true,
+	"X-Forwarded-For":   true,
+	"X-Forwarded-Host":  true,
+	"X-Forwarded-Proto": true,
+	"Forwarded":         true,
+	"X-Real-Ip":         true,
+	"Host":              true,
+	"Content-Length":    true,
+	"Expect":            true,
 }
+
+// sandboxPrefix starts the router contract's headers (X-Sandbox-ID,
+// -Namespace, -Port, -UID, -Pod-IP, -Timeout, and any later one): they
+// are addressed to the router, never to the sandbox.
+const sandboxPrefix = "X-Sandbox-"
 
 // forwardPolicy decides which request headers reach the sandbox and what
 // the router adds.
@@ -48,27 +57,75 @@ type forwardPolicy struct {
 	forwardAuthorization bool
 }
 
+// endToEnd calls emit with each client header the sandbox receives and its
+// valid values. It allocates only for a Connection header or a header
+// with an invalid value.
+func (p *forwardPolicy) endToEnd(h http.Header, emit func(k string, vv []string)) {
+	tokens := connectionTokens(h)
+	for k, vv := range h {
+		if p.skipRequestHeader(k, tokens) {
+			continue
+		}
+		if vv = validValues(vv); len(vv) > 0 {
+			emit(k, vv)
+		}
+	}
+}
+
 // skipRequestHeader reports whether the client header k must not be copied.
 // connTokens are the header names listed in the client's Connection header.
 func (p *forwardPolicy) skipRequestHeader(k string, connTokens []string) bool {
-	if hopHeaders[k] || routerOwned[k] {
+	if hopHeaders[k] || routerOwned[k] || strings.HasPrefix(k, sandboxPrefix) {
 		return true
 	}
 	if k == "Authorization" && !p.forwardAuthorization {
 		return true
 	}
-	if strings.IndexByte(k, '_') >= 0 {
+	if strings.IndexByte(k, '_') >= 0 || !httpguts.ValidHeaderFieldName(k) {
 		// CGI-style servers map X-Forwarded_For and X-Forwarded-For to
 		// the same variable; dropping underscores (as nginx does)
 		// keeps a client from shadowing the router's headers.
 		return true
 	}
 	for _, t := range connTokens {
-		if strings.EqualFold(t, k) {
+		if t == k {
 			return true
 		}
 	}
 	return false
+}
+
+// validValues returns vv without the values that could break a header
+// line (CR, LF, NUL), reusing vv when all are valid.
+func validValues(vv []string) []string {
+	for i, v := range vv {
+		if httpguts.ValidHeaderFieldValue(v) {
+			continue
+		}
+		out := append(make([]string, 0, len(vv)-1), vv[:i]...)
+		for _, v := range vv[i+1:] {
+			if httpguts.ValidHeaderFieldValue(v) {
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	return vv
+}
+
+// forwarded holds the X-Forwarded-* values computed for one request.
+type forwarded struct {
+	xff, proto, host string
+}
+
+// each calls emit with the router's X-Forwarded-* headers that have a
+// valid value.
+func (f *forwarded) each(emit func(k, v string)) {
+	for _, kv := range [...][2]string{{"X-Forwarded-For", f.xff}, {"X-Forwarded-Proto", f.proto}, {"X-Forwarded-Host", f.host}} {
+		if kv[1] != "" && httpguts.ValidHeaderFieldValue(kv[1]) {
+			emit(kv[0], kv[1])
+		}
+	}
 }
 
 // trusted reports whether the peer may vouch for X-Forwarded-* values.
@@ -84,28 +141,26 @@ func (p *forwardPolicy) trusted(peer netip.Addr) bool {
 // forwardedFor computes X-Forwarded-For, -Proto and -Host for the request.
 // A client's own values are kept (and extended) only when it is a trusted
 // proxy; otherwise they are replaced, so a client cannot forge its origin.
-func (p *forwardPolicy) forwardedFor(r *http.Request) (xff, proto, host string) {
-	proto = "http"
+func (p *forwardPolicy) forwardedFor(r *http.Request) forwarded {
+	f := forwarded{proto: "http", host: r.Host, xff: remoteHost(r.RemoteAddr)}
 	if r.TLS != nil {
-		proto = "https"
+		f.proto = "https"
 	}
-	host = r.Host
-	xff = remoteHost(r.RemoteAddr)
 	if len(p.trustedProxies) == 0 {
-		return xff, proto, host
+		return f
 	}
 	if peer := peerAddr(r); peer.IsValid() && p.trusted(peer) {
 		if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
-			xff = strings.Join(prior, ", ") + ", " + xff
+			f.xff = strings.Join(prior, ", ") + ", " + f.xff
 		}
 		if v := headerValue(r.Header, "X-Forwarded-Proto"); v == "http" || v == "https" {
-			proto = v
+			f.proto = v
 		}
 		if v := headerValue(r.Header, "X-Forwarded-Host"); v != "" && httpguts.ValidHostHeader(v) {
-			host = v
+			f.host = v
 		}
 	}
-	return xff, proto, host
+	return f
 }
 
 // remoteHost is the address part of a RemoteAddr ("1.2.3.4:5678",
@@ -131,15 +186,15 @@ func peerAddr(r *http.Request) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
-// connectionTokens returns the header names listed in Connection.
+// connectionTokens returns the header names listed in Connection values,
+// canonicalized.
 func connectionTokens(h http.Header) []string {
-	vs := h["Connection"]
-	if len(vs) == 0 {
-		return nil
-	}
-	var out []string
-	for _, v := range vs {
-		for _, t := range strings.Split(v, ",") {
+	return appendConnectionTokens(nil, h["Connection"])
+}
+
+func appendConnectionTokens(out []string, values []string) []string {
+	for _, v := range values {
+		for t := range strings.SplitSeq(v, ",") {
 			if t = strings.TrimSpace(t); t != "" {
 				out = append(out, http.CanonicalHeaderKey(t))
 			}
@@ -157,14 +212,16 @@ func upgradeType(h http.Header) string {
 }
 
 // copyResponseHeaders copies an upstream response's end-to-end headers.
-func copyResponseHeaders(dst, src http.Header) {
-	tokens := connectionTokens(src)
+// connTokens are the names its Connection header listed (net/http removes
+// a Connection header that says close before the router sees it, so the
+// HTTP/1.1 exchange reads them from the raw head).
+func copyResponseHeaders(dst, src http.Header, connTokens []string) {
 	for k, vv := range src {
 		if hopHeaders[k] {
 			continue
 		}
 		skip := false
-		for _, t := range tokens {
+		for _, t := range connTokens {
 			if t == k {
 				skip = true
 				break
@@ -174,4 +231,12 @@ func copyResponseHeaders(dst, src http.Header) {
 			dst[k] = vv
 		}
 	}
+}
+
+// headerValue reads a canonical header without allocating.
+func headerValue(h http.Header, key string) string {
+	if v := h[key]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }

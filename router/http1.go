@@ -2,6 +2,7 @@ package router
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -39,6 +40,9 @@ const (
 	failClient
 	// failBodyTooLarge: the request body exceeded the configured limit.
 	failBodyTooLarge
+	// failBusy: the endpoint is at its connection cap and none came free
+	// in time (or too many requests wait already); never sent.
+	failBusy
 )
 
 // attemptError is the error of one upstream attempt.
@@ -50,17 +54,13 @@ type attemptError struct {
 func (e *attemptError) Error() string { return e.err.Error() }
 func (e *attemptError) Unwrap() error { return e.err }
 
-// forwarded holds the X-Forwarded-* values computed for one request.
-type forwarded struct {
-	xff, proto, host string
-}
-
 // h1Exchange is one request in flight on an HTTP/1.1 upstream connection.
 type h1Exchange struct {
-	pool       *connPool
 	conn       *upConn
 	resp       *http.Response
 	stopCancel func() bool
+	// connTokens are the headers the response's Connection header named.
+	connTokens []string
 	// bodyDone receives the result of streaming the request body; nil
 	// when the request has none.
 	bodyDone chan error
@@ -84,22 +84,21 @@ type h1Exchange struct {
 // connection and reads the response head. The caller streams resp.Body
 // and then calls finish.
 func (rt *Router) roundTripHTTP1(ctx context.Context, w http.ResponseWriter, r *http.Request, addr netip.AddrPort, fresh bool, fwd *forwarded, upgrade string) (*h1Exchange, error) {
-	var c *upConn
-	if !fresh {
-		c = rt.pool.get(addr)
-	}
-	reused := c != nil
-	if c == nil {
-		var err error
-		if c, err = rt.pool.dial(ctx, addr); err != nil {
-			if ctx.Err() != nil {
-				return nil, &attemptError{failClient, err}
-			}
-			return nil, &attemptError{failDial, err}
+	c, reused, err := rt.pool.acquire(ctx, addr, fresh)
+	if err != nil {
+		switch {
+		case errors.Is(err, errConnQueueFull), errors.Is(err, errConnWaitTimeout):
+			return nil, &attemptError{failBusy, err}
+		case ctx.Err() != nil:
+			return nil, &attemptError{contextFailure(ctx), err}
 		}
+		return nil, &attemptError{failDial, err}
 	}
-	ex := &h1Exchange{pool: rt.pool, conn: c, headTimeout: rt.opts.ResponseHeaderTimeout, awaitingHead: true}
-	ex.stopCancel = context.AfterFunc(ctx, func() { c.nc.SetDeadline(aLongTimeAgo) })
+	ex := &h1Exchange{conn: c, headTimeout: rt.opts.ResponseHeaderTimeout, awaitingHead: true}
+	// A client that leaves (or whose deadline passes) closes the
+	// connection: that interrupts any read or write whatever deadline
+	// the exchange has set, and the exchange then discards it.
+	ex.stopCancel = context.AfterFunc(ctx, func() { c.nc.Close() })
 
 	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
 	writeRequestHead(c.bw, r, &rt.forward, fwd, upgrade, hasBody)
@@ -130,21 +129,36 @@ func (rt *Router) roundTripHTTP1(ctx context.Context, w http.ResponseWriter, r *
 	}
 
 	// A hostile sandbox must not make the router buffer headers without
-	// end: http.ReadResponse has no size limit of its own.
-	c.limit.remaining = maxResponseHeaderBytes
+	// end: http.ReadResponse has no size limit of its own. The head's
+	// bytes are kept until it is parsed, for its Connection header.
+	hb := headBufPool.Get().(*[]byte)
+	defer putHeadBuf(hb)
+	*hb = (*hb)[:0]
+	c.limit.remaining, c.limit.head = maxResponseHeaderBytes, hb
 	// Peek first: an error before the first byte means the sandbox sent
 	// nothing, the only case where a reused connection may be retried.
 	if _, err := c.br.Peek(1); err != nil {
+		c.limit.remaining, c.limit.head = -1, nil
 		return nil, ex.fail(ctx, reused, r, err)
 	}
-	resp, err := readResponseHead(c.br, r)
-	c.limit.remaining = -1
+	resp, interim, err := readResponseHead(c.br, r)
+	c.limit.remaining, c.limit.head = -1, nil
 	ex.headRead()
 	if err != nil {
 		return nil, ex.fail(ctx, false, r, err)
 	}
 	ex.resp = resp
+	ex.connTokens = responseConnectionTokens(resp, *hb, interim)
 	return ex, nil
+}
+
+// headBufPool holds the buffers a response head is recorded into.
+var headBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func putHeadBuf(b *[]byte) {
+	if cap(*b) <= 64<<10 { // a huge head's buffer is not worth keeping
+		headBufPool.Put(b)
+	}
 }
 
 // armHeadDeadline starts the response header timeout. It runs when the
@@ -173,20 +187,71 @@ func (ex *h1Exchange) headRead() {
 
 // readResponseHead reads a response, skipping 1xx informational ones other
 // than 101 (the router strips Expect, so 100 Continue is not expected, and
-// 103 Early Hints is an optimisation a proxy may drop).
-func readResponseHead(br *bufio.Reader, r *http.Request) (*http.Response, error) {
+// 103 Early Hints is an optimisation a proxy may drop). interim counts the
+// heads skipped.
+func readResponseHead(br *bufio.Reader, r *http.Request) (resp *http.Response, interim int, err error) {
 	for {
 		resp, err := http.ReadResponse(br, r)
 		if err != nil {
-			return nil, err
+			return nil, interim, err
 		}
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
-			return resp, nil
+			return resp, interim, nil
 		}
 		if resp.StatusCode < 100 {
-			return nil, errors.New("invalid status code")
+			return nil, interim, errors.New("invalid status code")
+		}
+		interim++
+	}
+}
+
+// responseConnectionTokens returns the header names a response's
+// Connection header listed. net/http deletes the whole header of an
+// HTTP/1.1 response when it says close, so "Connection: close, X-Custom"
+// would let X-Custom through; the names are then read again from the raw
+// head (after its interim heads).
+func responseConnectionTokens(resp *http.Response, raw []byte, interim int) []string {
+	if v, ok := resp.Header["Connection"]; ok {
+		return appendConnectionTokens(nil, v)
+	}
+	if !resp.Close || resp.ProtoMajor != 1 || resp.ProtoMinor < 1 {
+		return nil
+	}
+	tokens := []string{}
+	head := 0
+	inConnection := false
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		line = bytes.TrimSuffix(line, []byte{'\r'})
+		if len(line) == 0 {
+			if head == interim {
+				break
+			}
+			head++
+			continue
+		}
+		if head != interim {
+			continue
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			// An obsolete folded continuation of the previous field.
+			if inConnection {
+				tokens = appendConnectionTokens(tokens, []string{string(line)})
+			}
+			continue
+		}
+		name, value, ok := bytes.Cut(line, []byte{':'})
+		inConnection = ok && strings.EqualFold(string(name), "Connection")
+		if inConnection {
+			tokens = appendConnectionTokens(tokens, []string{string(value)})
 		}
 	}
+	return tokens
 }
 
 // fail ends an exchange that produced no usable response and classifies
@@ -194,14 +259,16 @@ func readResponseHead(br *bufio.Reader, r *http.Request) (*http.Response, error)
 func (ex *h1Exchange) fail(ctx context.Context, mayRetry bool, r *http.Request, err error) error {
 	// Look before abort: stopping the exchange fails the body sender
 	// and, through an interrupted read, cancels the client's context.
-	clientGone := ctx.Err() != nil
+	ctxDone := ctx.Err() != nil
 	sendFailed := ex.sendFailed.Load()
 	ex.abort()
 	var cbe *clientBodyError
 	switch {
 	case ex.bodyErr != nil && isMaxBytes(ex.bodyErr):
 		return &attemptError{failBodyTooLarge, ex.bodyErr}
-	case clientGone || sendFailed && errors.As(ex.bodyErr, &cbe):
+	case ctxDone:
+		return &attemptError{contextFailure(ctx), errors.Join(err, ex.bodyErr)}
+	case sendFailed && errors.As(ex.bodyErr, &cbe):
 		return &attemptError{failClient, errors.Join(err, ex.bodyErr)}
 	case sendFailed:
 		// The sandbox stopped reading the body (closed, reset): it
@@ -216,10 +283,10 @@ func (ex *h1Exchange) fail(ctx context.Context, mayRetry bool, r *http.Request, 
 	}
 }
 
-// abort closes the connection and waits for the body sender to stop.
+// abort discards the connection and waits for the body sender to stop.
 func (ex *h1Exchange) abort() {
 	ex.stopCancel()
-	ex.conn.nc.Close()
+	ex.conn.discard()
 	ex.waitBody(true)
 }
 
@@ -286,11 +353,11 @@ func (ex *h1Exchange) finish(complete bool) {
 		}
 	}
 	if reusable {
-		ex.pool.put(ex.conn)
+		ex.conn.pool.put(ex.conn)
 		return
 	}
 	ex.stopCancel()
-	ex.conn.nc.Close()
+	ex.conn.discard()
 	ex.waitBody(true)
 	ex.resp.Body.Close()
 }
@@ -401,27 +468,17 @@ func writeRequestHead(bw *bufio.Writer, r *http.Request, p *forwardPolicy, fwd *
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(r.Host)
 	bw.WriteString("\r\n")
-	tokens := connectionTokens(r.Header)
-	for k, vv := range r.Header {
-		if p.skipRequestHeader(k, tokens) || !httpguts.ValidHeaderFieldName(k) {
-			continue
-		}
+	p.endToEnd(r.Header, func(k string, vv []string) {
 		for _, v := range vv {
-			if !httpguts.ValidHeaderFieldValue(v) {
-				continue
-			}
-			bw.WriteString(k)
-			bw.WriteString(": ")
-			bw.WriteString(v)
-			bw.WriteString("\r\n")
+			writeHeaderLine(bw, k, v)
 		}
-	}
-	writeHeaderLine(bw, "X-Forwarded-For", fwd.xff)
-	writeHeaderLine(bw, "X-Forwarded-Proto", fwd.proto)
-	writeHeaderLine(bw, "X-Forwarded-Host", fwd.host)
+	})
+	fwd.each(func(k, v string) { writeHeaderLine(bw, k, v) })
 	if upgrade != "" {
 		bw.WriteString("Connection: Upgrade\r\n")
-		writeHeaderLine(bw, "Upgrade", upgrade)
+		if httpguts.ValidHeaderFieldValue(upgrade) {
+			writeHeaderLine(bw, "Upgrade", upgrade)
+		}
 	}
 	switch {
 	case !hasBody:
@@ -439,21 +496,10 @@ func writeRequestHead(bw *bufio.Writer, r *http.Request, p *forwardPolicy, fwd *
 	bw.WriteString("\r\n")
 }
 
+// writeHeaderLine writes one header line; values were validated.
 func writeHeaderLine(bw *bufio.Writer, k, v string) {
-	if v == "" || !httpguts.ValidHeaderFieldValue(v) {
-		return
-	}
 	bw.WriteString(k)
 	bw.WriteString(": ")
 	bw.WriteString(v)
 	bw.WriteString("\r\n")
-}
-
-// requestTarget is the origin-form target: the raw request URI when the
-// client sent one (no re-encoding, no allocation), else the parsed URL's.
-func requestTarget(r *http.Request) string {
-	if len(r.RequestURI) > 0 && r.RequestURI[0] == '/' {
-		return r.RequestURI
-	}
-	return r.URL.RequestURI()
 }

@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strings"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/sandbox-router/sandbox-router/resolver"
 )
 
@@ -49,6 +51,7 @@ var (
 	errInvalidPodIP   = &keyError{"invalid_pod_ip", "pod IP must be an IPv4 or IPv6 address"}
 	errForbiddenPodIP = &keyError{"forbidden_pod_ip", "pod IP must not be a loopback, link-local, multicast or unspecified address"}
 	errInvalidHost    = &keyError{"invalid_host", "host must be <id>.<namespace>.<domain> or <port>-<id>.<namespace>.<domain>"}
+	errMalformedHost  = &keyError{"invalid_host", "host is not a valid host name"}
 )
 
 // keyParser turns a request into a routing key. It is immutable after
@@ -68,6 +71,11 @@ type keyParser struct {
 // X-Sandbox-* headers.
 func (p *keyParser) parse(r *http.Request) (routingKey, *keyError) {
 	var k routingKey
+	if r.ProtoMajor == 2 && !httpguts.ValidHostHeader(r.Host) {
+		// net/http checks an HTTP/1.1 Host header but not an HTTP/2
+		// :authority, which is written into the sandbox's Host line.
+		return k, errMalformedHost
+	}
 	id, ns, port, matched, err := p.parseHost(r.Host)
 	if err != nil {
 		return k, err
@@ -103,7 +111,9 @@ func (p *keyParser) parse(r *http.Request) (routingKey, *keyError) {
 		if !isUUID(uid) {
 			return k, errInvalidUID
 		}
-		k.UID = uid
+		// UUIDs are case-insensitive on input; Kubernetes writes them in
+		// lower case, and the resolver's index is keyed by that form.
+		k.UID = lowerASCII(uid)
 	}
 	if ip := headerValue(h, HeaderSandboxPodIP); ip != "" && !p.ignorePodIP {
 		addr, err := p.parsePodIP(ip)
@@ -113,14 +123,6 @@ func (p *keyParser) parse(r *http.Request) (routingKey, *keyError) {
 		k.PodIP = addr
 	}
 	return k, nil
-}
-
-// headerValue reads a canonical header without allocating.
-func headerValue(h http.Header, key string) string {
-	if v := h[key]; len(v) > 0 {
-		return v[0]
-	}
-	return ""
 }
 
 func parsePortHeader(h http.Header) (uint16, *keyError) {

@@ -20,6 +20,11 @@ type Metrics struct {
 	upgradedTotal   prometheus.Counter
 	bytesIn         prometheus.Counter
 	bytesOut        prometheus.Counter
+	upstreamConns   prometheus.Gauge
+	connWaits       prometheus.Counter
+	connWaitSeconds prometheus.Observer
+	connOverflows   *prometheus.CounterVec
+	accessLogErrors prometheus.Counter
 	requestsCounter sync.Map // requestsKey -> prometheus.Counter, avoids label hashing per request
 	durationObs     sync.Map // protocol -> prometheus.Observer
 }
@@ -47,7 +52,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sandbox_router_upstream_errors_total",
-			Help: "Failed upstream attempts, by reason (dial, stale_connection, upstream, timeout, client, body_too_large).",
+			Help: "Failed upstream attempts, by reason (dial, stale_connection, upstream, timeout, client, body_too_large, busy).",
 		}, []string{"reason"}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sandbox_router_upstream_retries_total",
@@ -69,10 +74,37 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sandbox_router_response_body_bytes_total",
 			Help: "Response body bytes written to clients.",
 		}),
+		upstreamConns: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "sandbox_router_upstream_connections",
+			Help: "HTTP/1.1 connections open to sandboxes (idle, in use, being dialed); upgraded ones are counted apart.",
+		}),
+		connWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sandbox_router_upstream_connection_waits_total",
+			Help: "Requests that found their sandbox endpoint at its connection cap and waited for a connection.",
+		}),
+		connOverflows: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandbox_router_upstream_connection_overflows_total",
+			Help: "Requests answered 503 upstream_busy at the per-endpoint connection cap, by reason (queue_full, timeout).",
+		}, []string{"reason"}),
+		accessLogErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sandbox_router_access_log_errors_total",
+			Help: "Access log writes that failed; the lines are lost, serving goes on.",
+		}),
 	}
+	connWaitSeconds := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "sandbox_router_upstream_connection_wait_seconds",
+		Help:    "How long requests that waited at the per-endpoint connection cap waited until they got one.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	})
+	m.connWaitSeconds = connWaitSeconds
 	reg.MustRegister(m.requests, m.duration, m.inFlight, m.upstreamErrors, m.retries,
-		m.upgradedOpen, m.upgradedTotal, m.bytesIn, m.bytesOut)
+		m.upgradedOpen, m.upgradedTotal, m.bytesIn, m.bytesOut,
+		m.upstreamConns, m.connWaits, connWaitSeconds, m.connOverflows, m.accessLogErrors)
 	return m
+}
+
+func (m *Metrics) connOverflow(reason string) {
+	m.connOverflows.WithLabelValues(reason).Inc()
 }
 
 func (m *Metrics) observeRequest(code int, proto string, seconds float64) {
@@ -96,6 +128,7 @@ var failReasons = [...]string{
 	failTimeout:      "timeout",
 	failClient:       "client",
 	failBodyTooLarge: "body_too_large",
+	failBusy:         "busy",
 }
 
 func (m *Metrics) upstreamError(kind failKind) {

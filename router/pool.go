@@ -7,11 +7,26 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// PoolOptions bound the upstream HTTP/1.1 keep-alive pool.
+// PoolOptions bound the upstream HTTP/1.1 connections.
 type PoolOptions struct {
+	// MaxConnsPerEndpoint caps the connections open to one pod address:
+	// idle, in use and being dialed (default 256). A request that finds
+	// the endpoint at its cap waits for a connection to come back;
+	// without the cap, an HTTP/2 client with 250 streams to an HTTP/1.1
+	// sandbox fans out into 250 connections to one pod. Upgraded
+	// connections (WebSocket) leave the pool and do not count.
+	MaxConnsPerEndpoint int
+	// MaxWaitersPerEndpoint caps the requests waiting for a connection to
+	// one endpoint (default 1024); more are answered 503 at once.
+	MaxWaitersPerEndpoint int
+	// ConnWaitTimeout bounds one request's wait for a connection at the
+	// cap (default 5s); the request's own deadline bounds it too. When it
+	// passes the request is answered 503 with Retry-After.
+	ConnWaitTimeout time.Duration
 	// MaxIdlePerEndpoint caps idle connections kept for one pod address.
 	MaxIdlePerEndpoint int
 	// MaxIdleTotal caps idle connections across all endpoints, so that
@@ -24,9 +39,37 @@ type PoolOptions struct {
 	DialTimeout time.Duration
 }
 
-// probeAfter is the idle time from which a pooled connection is probed
-// for a close by the sandbox before reuse.
-const probeAfter = 50 * time.Millisecond
+// The defaults of PoolOptions.
+const (
+	DefaultMaxConnsPerEndpoint   = 256
+	DefaultMaxWaitersPerEndpoint = 1024
+	DefaultConnWaitTimeout       = 5 * time.Second
+)
+
+func (o *PoolOptions) setDefaults() {
+	if o.MaxConnsPerEndpoint <= 0 {
+		o.MaxConnsPerEndpoint = DefaultMaxConnsPerEndpoint
+	}
+	if o.MaxWaitersPerEndpoint <= 0 {
+		o.MaxWaitersPerEndpoint = DefaultMaxWaitersPerEndpoint
+	}
+	if o.ConnWaitTimeout <= 0 {
+		o.ConnWaitTimeout = DefaultConnWaitTimeout
+	}
+	if o.MaxIdlePerEndpoint <= 0 {
+		o.MaxIdlePerEndpoint = 64
+	}
+	o.MaxIdlePerEndpoint = min(o.MaxIdlePerEndpoint, o.MaxConnsPerEndpoint)
+	if o.MaxIdleTotal <= 0 {
+		o.MaxIdleTotal = 10000
+	}
+	if o.IdleTimeout <= 0 {
+		o.IdleTimeout = 30 * time.Second
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 3 * time.Second
+	}
+}
 
 // maxResponseHeaderBytes bounds a sandbox's response head (all 1xx heads
 // and the final one together).
@@ -34,11 +77,20 @@ const maxResponseHeaderBytes = 1 << 20
 
 var errResponseHeaderTooLarge = errors.New("sandbox response headers too large")
 
+// Errors of a request that found its endpoint at the connection cap.
+var (
+	errConnQueueFull   = errors.New("too many requests waiting for a connection to the sandbox")
+	errConnWaitTimeout = errors.New("no connection to the sandbox became free in time")
+)
+
 // limitedReader caps what the buffered reader may pull from the
-// connection while a response head is read; remaining < 0 means no cap.
+// connection while a response head is read (remaining < 0: no cap), and
+// keeps what it pulled in head, so that the head's Connection header can
+// be read again after net/http has parsed (and edited) it.
 type limitedReader struct {
 	r         net.Conn
 	remaining int64
+	head      *[]byte // non-nil while a head is read
 }
 
 func (l *limitedReader) Read(p []byte) (int, error) {
@@ -53,11 +105,16 @@ func (l *limitedReader) Read(p []byte) (int, error) {
 	}
 	n, err := l.r.Read(p)
 	l.remaining -= int64(n)
+	if l.head != nil {
+		*l.head = append(*l.head, p[:n]...)
+	}
 	return n, err
 }
 
-// upConn is one HTTP/1.1 connection to a sandbox.
+// upConn is one HTTP/1.1 connection to a sandbox. It holds a place under
+// its endpoint's cap from its dial until discard or detach.
 type upConn struct {
+	pool      *connPool
 	nc        net.Conn
 	limit     limitedReader
 	br        *bufio.Reader
@@ -65,72 +122,192 @@ type upConn struct {
 	addr      netip.AddrPort
 	idleSince time.Time
 	alive     livenessProbe
+	gone      atomic.Bool // discarded or detached: its place is free
 }
 
-// connPool keeps idle keep-alive connections per endpoint (LIFO, so the
-// warmest connection is reused and surplus ones age out).
+// discard closes the connection and frees its place under the cap. It may
+// be called more than once, from any goroutine.
+func (c *upConn) discard() {
+	c.nc.Close()
+	c.detach()
+}
+
+// detach takes the connection out of the pool's accounting without
+// closing it: an upgraded connection belongs to its splice from then on.
+func (c *upConn) detach() {
+	if !c.gone.Swap(true) {
+		c.pool.metrics.upstreamConns.Dec()
+		c.pool.releasePlace(c.addr)
+	}
+}
+
+// replace closes the connection and keeps its place for the new
+// connection the caller dials next.
+func (c *upConn) replace() {
+	c.nc.Close()
+	if !c.gone.Swap(true) {
+		c.pool.metrics.upstreamConns.Dec()
+	}
+}
+
+// endpoint is the pool's state for one pod address.
+type endpoint struct {
+	idle []*upConn // LIFO: the warmest connection is reused, surplus ones age out
+	// open counts connections holding a place: idle, in use, being dialed.
+	open int
+	// waiters are requests waiting for a place, oldest first.
+	waiters []chan *upConn
+}
+
+// connPool keeps HTTP/1.1 keep-alive connections per endpoint under a cap
+// per endpoint. Its only goroutine is the janitor: an idle connection
+// costs a file descriptor and two buffers, nothing more.
 type connPool struct {
-	opts   PoolOptions
-	dialer net.Dialer
+	opts    PoolOptions
+	dialer  net.Dialer
+	metrics *Metrics
 
 	mu        sync.Mutex
-	idle      map[netip.AddrPort][]*upConn
+	endpoints map[netip.AddrPort]*endpoint
 	idleTotal int
 	closed    bool
 	stop      chan struct{}
 }
 
-func newConnPool(opts PoolOptions) *connPool {
+func newConnPool(opts PoolOptions, m *Metrics) *connPool {
+	opts.setDefaults()
 	p := &connPool{
-		opts:   opts,
-		dialer: net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second},
-		idle:   make(map[netip.AddrPort][]*upConn),
-		stop:   make(chan struct{}),
+		opts:      opts,
+		dialer:    net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second},
+		metrics:   m,
+		endpoints: make(map[netip.AddrPort]*endpoint),
+		stop:      make(chan struct{}),
 	}
 	go p.janitor()
 	return p
 }
 
-// get returns an idle connection that is still open, or nil.
-func (p *connPool) get(addr netip.AddrPort) *upConn {
-	now := time.Now()
-	for {
-		p.mu.Lock()
-		list := p.idle[addr]
-		if len(list) == 0 {
-			p.mu.Unlock()
-			return nil
-		}
-		c := list[len(list)-1]
-		list[len(list)-1] = nil
-		if len(list) == 1 {
-			delete(p.idle, addr)
-		} else {
-			p.idle[addr] = list[:len(list)-1]
-		}
+// acquire returns a connection to addr: an idle one that is still sound
+// (reused true), else a new one when the endpoint is under its cap, else
+// whichever comes first of a connection handed back and a freed place,
+// waiting no longer than ConnWaitTimeout and ctx. fresh asks for a new
+// connection (the retry after a stale one). A dial failure is returned
+// as a *net.OpError from the dialer; a full queue or a wait that timed
+// out as errConnQueueFull or errConnWaitTimeout.
+func (p *connPool) acquire(ctx context.Context, addr netip.AddrPort, fresh bool) (c *upConn, reused bool, err error) {
+	p.mu.Lock()
+	ep := p.endpoints[addr]
+	if ep == nil {
+		ep = &endpoint{}
+		p.endpoints[addr] = ep
+	}
+	for !fresh && len(ep.idle) > 0 {
+		c = ep.popIdle()
 		p.idleTotal--
 		p.mu.Unlock()
-		// A connection the sandbox closed while idle would fail the next
-		// request after it may have been sent; check before use. Servers
-		// close idle connections after seconds (uvicorn: 5 s), so one
-		// parked for less than probeAfter is trusted without the extra
-		// system call: under load connections are back in use within
-		// microseconds, and idempotent requests are retried anyway.
-		idle := now.Sub(c.idleSince)
-		if idle < p.opts.IdleTimeout && c.br.Buffered() == 0 && (idle < probeAfter || c.alive.check()) {
-			return c
+		if c.sound() {
+			return c, true, nil
 		}
-		c.nc.Close()
+		c.discard()
+		p.mu.Lock()
+		if ep = p.endpoints[addr]; ep == nil {
+			ep = &endpoint{}
+			p.endpoints[addr] = ep
+		}
 	}
+	if ep.open < p.opts.MaxConnsPerEndpoint {
+		ep.open++
+		p.mu.Unlock()
+		c, err = p.dial(ctx, addr)
+		return c, false, err
+	}
+	if fresh && len(ep.idle) > 0 {
+		// At the cap with idle connections the retry must not use:
+		// close the oldest and dial in its place.
+		old := ep.idle[0]
+		ep.idle = append(ep.idle[:0], ep.idle[1:]...)
+		p.idleTotal--
+		p.mu.Unlock()
+		old.replace()
+		c, err = p.dial(ctx, addr)
+		return c, false, err
+	}
+	if len(ep.waiters) >= p.opts.MaxWaitersPerEndpoint {
+		p.mu.Unlock()
+		p.metrics.connOverflow("queue_full")
+		return nil, false, errConnQueueFull
+	}
+	ch := make(chan *upConn, 1)
+	ep.waiters = append(ep.waiters, ch)
+	p.mu.Unlock()
+	return p.wait(ctx, addr, ch, fresh)
 }
 
-// dial opens a new connection to addr.
+// wait is acquire's slow path: ch receives a connection handed back (or
+// nil, a place to dial with).
+func (p *connPool) wait(ctx context.Context, addr netip.AddrPort, ch chan *upConn, fresh bool) (*upConn, bool, error) {
+	p.metrics.connWaits.Inc()
+	start := time.Now()
+	timer := time.NewTimer(p.opts.ConnWaitTimeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case c := <-ch:
+		p.metrics.connWaitSeconds.Observe(time.Since(start).Seconds())
+		return p.take(ctx, addr, c, fresh)
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-timer.C:
+		err = errConnWaitTimeout
+		p.metrics.connOverflow("timeout")
+	}
+	p.mu.Lock()
+	removed := false
+	if ep := p.endpoints[addr]; ep != nil {
+		for i, w := range ep.waiters {
+			if w == ch {
+				ep.waiters = append(ep.waiters[:i], ep.waiters[i+1:]...)
+				removed = true
+				break
+			}
+		}
+	}
+	p.mu.Unlock()
+	if !removed {
+		// A connection or a place was handed over as the wait ended:
+		// pass it on rather than lose it.
+		if c := <-ch; c != nil {
+			p.put(c)
+		} else {
+			p.releasePlace(addr)
+		}
+	}
+	return nil, false, err
+}
+
+// take turns what a waiter received into a connection.
+func (p *connPool) take(ctx context.Context, addr netip.AddrPort, c *upConn, fresh bool) (*upConn, bool, error) {
+	if c != nil && !fresh && c.sound() {
+		return c, true, nil
+	}
+	if c != nil {
+		c.replace()
+	}
+	c, err := p.dial(ctx, addr)
+	return c, false, err
+}
+
+// dial opens a new connection to addr in a place already counted; a
+// failed dial frees it.
 func (p *connPool) dial(ctx context.Context, addr netip.AddrPort) (*upConn, error) {
 	nc, err := p.dialer.DialContext(ctx, "tcp", addr.String())
 	if err != nil {
+		p.releasePlace(addr)
 		return nil, err
 	}
+	p.metrics.upstreamConns.Inc()
 	c := &upConn{
+		pool:  p,
 		nc:    nc,
 		limit: limitedReader{r: nc, remaining: -1},
 		bw:    bufio.NewWriterSize(nc, 4096),
@@ -141,28 +318,85 @@ func (p *connPool) dial(ctx context.Context, addr netip.AddrPort) (*upConn, erro
 	return c, nil
 }
 
-// put returns a healthy connection for reuse, or closes it when the pool
-// is full.
+// sound reports whether a connection that sat idle may carry a request:
+// open, within the idle timeout, and with nothing unread. Bytes a sandbox
+// sent after a complete response (a second response, a stray body) would
+// otherwise be read as the answer to the next request; a mature HTTP
+// client drops such a connection, and so does the router. The check is one
+// non-blocking peek, every time: a stray byte sent a millisecond after the
+// response must be seen as surely as one sent with it.
+func (c *upConn) sound() bool {
+	return time.Since(c.idleSince) < c.pool.opts.IdleTimeout && c.br.Buffered() == 0 && c.alive.check()
+}
+
+// put returns a connection whose exchange ended cleanly: to the oldest
+// waiter first, else to the idle list, else it is closed.
 func (p *connPool) put(c *upConn) {
-	c.idleSince = time.Now()
-	p.mu.Lock()
-	if p.closed || p.idleTotal >= p.opts.MaxIdleTotal || len(p.idle[c.addr]) >= p.opts.MaxIdlePerEndpoint {
-		p.mu.Unlock()
-		c.nc.Close()
+	if c.br.Buffered() > 0 {
+		// The sandbox sent more than the response it was asked for.
+		c.discard()
 		return
 	}
-	p.idle[c.addr] = append(p.idle[c.addr], c)
+	c.idleSince = time.Now()
+	p.mu.Lock()
+	ep := p.endpoints[c.addr]
+	if ep == nil || c.gone.Load() {
+		p.mu.Unlock()
+		c.discard()
+		return
+	}
+	if len(ep.waiters) > 0 {
+		ch := ep.waiters[0]
+		ep.waiters = append(ep.waiters[:0], ep.waiters[1:]...)
+		p.mu.Unlock()
+		ch <- c
+		return
+	}
+	if p.closed || p.idleTotal >= p.opts.MaxIdleTotal || len(ep.idle) >= p.opts.MaxIdlePerEndpoint {
+		p.mu.Unlock()
+		c.discard()
+		return
+	}
+	ep.idle = append(ep.idle, c)
 	p.idleTotal++
 	p.mu.Unlock()
+}
+
+// releasePlace frees one place under addr's cap: to the oldest waiter,
+// which dials with it, or back to the endpoint.
+func (p *connPool) releasePlace(addr netip.AddrPort) {
+	p.mu.Lock()
+	ep := p.endpoints[addr]
+	if ep == nil {
+		p.mu.Unlock()
+		return
+	}
+	if len(ep.waiters) > 0 {
+		ch := ep.waiters[0]
+		ep.waiters = append(ep.waiters[:0], ep.waiters[1:]...)
+		p.mu.Unlock()
+		ch <- nil
+		return
+	}
+	ep.open--
+	if ep.open <= 0 && len(ep.idle) == 0 {
+		// Forget the endpoints of sandboxes that went away.
+		delete(p.endpoints, addr)
+	}
+	p.mu.Unlock()
+}
+
+func (ep *endpoint) popIdle() *upConn {
+	c := ep.idle[len(ep.idle)-1]
+	ep.idle[len(ep.idle)-1] = nil
+	ep.idle = ep.idle[:len(ep.idle)-1]
+	return c
 }
 
 // janitor closes connections idle past the timeout so that a pool for a
 // sandbox that went away does not linger.
 func (p *connPool) janitor() {
-	interval := p.opts.IdleTimeout / 2
-	if interval < time.Second {
-		interval = time.Second
-	}
+	interval := max(p.opts.IdleTimeout/2, time.Second)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -174,31 +408,28 @@ func (p *connPool) janitor() {
 		cutoff := time.Now().Add(-p.opts.IdleTimeout)
 		var expired []*upConn
 		p.mu.Lock()
-		for addr, list := range p.idle {
-			keep := list[:0]
-			for _, c := range list {
+		for _, ep := range p.endpoints {
+			keep := ep.idle[:0]
+			for _, c := range ep.idle {
 				if c.idleSince.Before(cutoff) {
 					expired = append(expired, c)
 				} else {
 					keep = append(keep, c)
 				}
 			}
-			clear(list[len(keep):])
-			if len(keep) == 0 {
-				delete(p.idle, addr)
-			} else {
-				p.idle[addr] = keep
-			}
+			clear(ep.idle[len(keep):])
+			ep.idle = keep
 		}
 		p.idleTotal -= len(expired)
 		p.mu.Unlock()
 		for _, c := range expired {
-			c.nc.Close()
+			c.discard()
 		}
 	}
 }
 
-// close drops every idle connection and stops the janitor.
+// close drops every idle connection and stops the janitor; connections in
+// use are closed by their exchanges.
 func (p *connPool) close() {
 	p.mu.Lock()
 	if p.closed {
@@ -206,14 +437,15 @@ func (p *connPool) close() {
 		return
 	}
 	p.closed = true
-	idle := p.idle
-	p.idle = nil
+	var idle []*upConn
+	for _, ep := range p.endpoints {
+		idle = append(idle, ep.idle...)
+		ep.idle = nil
+	}
 	p.idleTotal = 0
 	p.mu.Unlock()
 	close(p.stop)
-	for _, list := range idle {
-		for _, c := range list {
-			c.nc.Close()
-		}
+	for _, c := range idle {
+		c.discard()
 	}
 }

@@ -40,6 +40,9 @@ type ServerOptions struct {
 	// DrainTimeout bounds the wait for in-flight requests; upgraded
 	// connections are closed when it ends.
 	DrainTimeout time.Duration
+	// DrainNow, when closed, ends the drain delay early (an operator's
+	// second signal); in-flight requests still get DrainTimeout.
+	DrainNow <-chan struct{}
 
 	Gatherer prometheus.Gatherer
 	// Ready reports whether the data plane can route (resolver synced).
@@ -205,8 +208,14 @@ func (s *Server) drain() {
 	s.draining.Store(true)
 	log.Info("draining", "delay", s.opts.DrainDelay, "timeout", s.opts.DrainTimeout)
 	if s.opts.DrainDelay > 0 {
-		time.Sleep(s.opts.DrainDelay)
+		t := time.NewTimer(s.opts.DrainDelay)
+		select {
+		case <-t.C:
+		case <-s.opts.DrainNow:
+			t.Stop()
+		}
 	}
+	log.Info("closing listeners; waiting for requests in flight")
 	ctx, cancel := context.WithTimeout(context.Background(), s.opts.DrainTimeout)
 	defer cancel()
 	var wg sync.WaitGroup

@@ -53,11 +53,15 @@ func TestStaleRetryDialsFresh(t *testing.T) {
 	}()
 	port := ln.Addr().(*net.TCPAddr).Port
 	addr := netip.AddrPortFrom(loopback, uint16(port))
+	var seeded []*upConn
 	for range 2 {
-		c, err := env.rt.pool.dial(context.Background(), addr)
+		c, _, err := env.rt.pool.acquire(context.Background(), addr, true)
 		if err != nil {
 			t.Fatal(err)
 		}
+		seeded = append(seeded, c)
+	}
+	for _, c := range seeded {
 		env.rt.pool.put(c)
 	}
 	waitUntil(t, "the sandbox to accept both pooled connections", func() bool { return conns.Load() == 2 })

@@ -34,7 +34,7 @@ func (rt *Router) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *h1Exc
 	ex.stopCancel() // from here on the splice, not the request context, owns the connection
 	client, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
-		ex.conn.nc.Close()
+		ex.conn.discard()
 		rec.status, rec.code = http.StatusInternalServerError, "upgrade_failed"
 		rt.log.Error("hijack failed", "err", err)
 		return
@@ -43,9 +43,10 @@ func (rt *Router) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *h1Exc
 	rec.upgraded = true
 	_ = client.SetDeadline(time.Time{}) // clear the server's read/write timeouts
 	up := ex.conn
+	up.detach() // the splice owns it now, outside the pool's cap
 
 	head := make(http.Header, len(resp.Header)+2)
-	copyResponseHeaders(head, resp.Header)
+	copyResponseHeaders(head, resp.Header, ex.connTokens)
 	head["Connection"] = []string{"Upgrade"}
 	head["Upgrade"] = resp.Header["Upgrade"]
 	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")

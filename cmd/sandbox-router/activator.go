@@ -23,9 +23,11 @@ import (
 // startActivator wires scale to zero for the cluster resolver: the hold
 // path the router calls, the activity tracker and its reporter on every
 // replica, and the idle suspender on the elected one. The reporter runs
-// until reportCtx ends, after the drain: connections still open on a
-// draining replica must go on keeping their sandboxes awake.
-func startActivator(ctx, reportCtx context.Context, cfg *config, kr *kube.Resolver, restCfg *rest.Config, reg prometheus.Registerer, log *slog.Logger) (router.Activator, router.ActivityTracker, error) {
+// until lifeCtx ends, after the drain: connections still open on a
+// draining replica must go on keeping their sandboxes awake. The lead
+// ends with leadCtx, at SIGTERM, so another replica takes it over while
+// this one drains.
+func startActivator(lifeCtx, leadCtx context.Context, cfg *config, kr *kube.Resolver, restCfg *rest.Config, reg prometheus.Registerer, log *slog.Logger) (router.Activator, router.ActivityTracker, error) {
 	log = log.With("component", "activator")
 	// Writes get their own client and budget: a relist burst of the
 	// informers must not delay a resume, nor activity writes the reverse.
@@ -65,13 +67,13 @@ func startActivator(ctx, reportCtx context.Context, cfg *config, kr *kube.Resolv
 		// Nothing is decided on a cache that is not complete yet.
 		select {
 		case <-kr.SyncedC():
-		case <-ctx.Done():
+		case <-leadCtx.Done():
 			return
 		}
-		go reporter.Run(reportCtx)
+		go reporter.Run(lifeCtx)
 		if !cfg.LeaderElection {
 			metrics.SetLeader(true)
-			idle.Run(ctx)
+			idle.Run(leadCtx)
 			return
 		}
 		cs, err := kubernetes.NewForConfig(wcfg)
@@ -79,7 +81,7 @@ func startActivator(ctx, reportCtx context.Context, cfg *config, kr *kube.Resolv
 			log.Error("leader election disabled: no client", "err", err)
 			return
 		}
-		err = akube.RunLeader(ctx, akube.LeaderOptions{
+		err = akube.RunLeader(leadCtx, akube.LeaderOptions{
 			Client:        cs,
 			Namespace:     leaderNamespace(cfg),
 			Name:          cfg.LeaderElectionName,

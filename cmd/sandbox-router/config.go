@@ -41,17 +41,21 @@ type config struct {
 	TrustedProxies     []string
 	ForwardAuth        bool
 	MaxRequestBody     int64
+	MaxClientTimeout   time.Duration
 
-	ReadHeaderTimeout     time.Duration
-	IdleTimeout           time.Duration
-	MaxHeaderBytes        int
-	MaxConcurrentStreams  int
-	UpstreamDialTimeout   time.Duration
-	UpstreamHeaderTimeout time.Duration
-	UpstreamIdleTimeout   time.Duration
-	UpstreamMaxIdle       int
-	UpstreamMaxIdleTotal  int
-	DialRetries           int
+	ReadHeaderTimeout       time.Duration
+	IdleTimeout             time.Duration
+	MaxHeaderBytes          int
+	MaxConcurrentStreams    int
+	UpstreamDialTimeout     time.Duration
+	UpstreamHeaderTimeout   time.Duration
+	UpstreamIdleTimeout     time.Duration
+	UpstreamMaxIdle         int
+	UpstreamMaxIdleTotal    int
+	UpstreamMaxConns        int
+	UpstreamMaxConnWaiters  int
+	UpstreamConnWaitTimeout time.Duration
+	DialRetries             int
 
 	DrainDelay   time.Duration
 	DrainTimeout time.Duration
@@ -127,6 +131,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.Var(&listFlag{dst: &c.TrustedProxies}, "trusted-proxies", "CIDRs whose X-Forwarded-* headers are kept")
 	fs.BoolVar(&c.ForwardAuth, "forward-authorization", false, "forward the client's Authorization header to the sandbox")
 	fs.Int64Var(&c.MaxRequestBody, "max-request-body-bytes", 0, "reject larger request bodies with 413; 0 = unlimited")
+	fs.DurationVar(&c.MaxClientTimeout, "max-client-timeout", time.Hour, "the longest deadline a client may ask for with X-Sandbox-Timeout; longer asks get this one")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send request headers")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", 620*time.Second, "keep-alive idle timeout for client connections (above the 600s of common load balancers)")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 64<<10, "maximum size of request headers")
@@ -136,6 +141,9 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.UpstreamIdleTimeout, "upstream-idle-timeout", 30*time.Second, "close idle sandbox connections after this long")
 	fs.IntVar(&c.UpstreamMaxIdle, "upstream-max-idle-per-endpoint", 256, "idle keep-alive connections kept per sandbox endpoint")
 	fs.IntVar(&c.UpstreamMaxIdleTotal, "upstream-max-idle-total", 10000, "idle keep-alive connections kept in all")
+	fs.IntVar(&c.UpstreamMaxConns, "upstream-max-conns-per-endpoint", 256, "connections open to one sandbox endpoint (idle, in use, dialing); more requests wait for one")
+	fs.IntVar(&c.UpstreamMaxConnWaiters, "upstream-max-conn-waiters-per-endpoint", 1024, "requests that may wait for a connection to one endpoint at its cap; more get 503 upstream_busy")
+	fs.DurationVar(&c.UpstreamConnWaitTimeout, "upstream-conn-wait-timeout", 5*time.Second, "how long a request waits for a connection at the cap before 503 upstream_busy")
 	fs.IntVar(&c.DialRetries, "dial-retries", 3, "retries of a failed connect, with backoff inside the request deadline")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", 5*time.Second, "on SIGTERM, how long /readyz fails before listeners close")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long in-flight requests may take")
@@ -318,7 +326,8 @@ func (c *config) validate() error {
 	}{
 		{"read-header-timeout", c.ReadHeaderTimeout}, {"idle-timeout", c.IdleTimeout},
 		{"upstream-dial-timeout", c.UpstreamDialTimeout}, {"upstream-idle-timeout", c.UpstreamIdleTimeout},
-		{"drain-timeout", c.DrainTimeout},
+		{"drain-timeout", c.DrainTimeout}, {"max-client-timeout", c.MaxClientTimeout},
+		{"upstream-conn-wait-timeout", c.UpstreamConnWaitTimeout},
 	}
 	for _, p := range positive {
 		if p.d <= 0 {
@@ -331,8 +340,11 @@ func (c *config) validate() error {
 	if c.MaxHeaderBytes < 1024 {
 		bad("max-header-bytes must be at least 1024")
 	}
-	if c.MaxConcurrentStreams < 1 || c.UpstreamMaxIdle < 1 || c.UpstreamMaxIdleTotal < 1 {
-		bad("max-concurrent-streams, upstream-max-idle-per-endpoint and upstream-max-idle-total must be at least 1")
+	if c.MaxConcurrentStreams < 1 || c.UpstreamMaxIdle < 1 || c.UpstreamMaxIdleTotal < 1 || c.UpstreamMaxConns < 1 || c.UpstreamMaxConnWaiters < 1 {
+		bad("max-concurrent-streams, upstream-max-idle-per-endpoint, upstream-max-idle-total, upstream-max-conns-per-endpoint and upstream-max-conn-waiters-per-endpoint must be at least 1")
+	}
+	if c.UpstreamMaxIdle > c.UpstreamMaxConns {
+		bad("upstream-max-idle-per-endpoint (%d) must not exceed upstream-max-conns-per-endpoint (%d)", c.UpstreamMaxIdle, c.UpstreamMaxConns)
 	}
 	if c.DialRetries < 0 || c.DialRetries > 10 {
 		bad("dial-retries must be between 0 and 10")

@@ -15,7 +15,6 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -49,39 +48,46 @@ func run(cfg *config) error {
 	_ = level.UnmarshalText([]byte(cfg.LogLevel))
 	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
-	defer stop()
+	// Two lives. serveCtx ends at SIGTERM (or when the resolver fails for
+	// good): the listeners drain and the idle suspender gives up its
+	// lead. lifeCtx ends only after the drain: the resolver, the
+	// activator's notifications and the activity reporter keep working
+	// while in-flight and held requests finish, or a draining router
+	// would route from a frozen cache.
+	serveCtx, stopServing := context.WithCancelCause(context.Background())
+	defer stopServing(nil)
+	lifeCtx, endLife := context.WithCancel(context.Background())
+	defer endLife()
+	drainNow := watchSignals(serveCtx, stopServing, log)
+
 	if os.Getenv("GOGC") == "" { // GOGC in the environment wins
-		go tuneGC(ctx)
+		go tuneGC(lifeCtx)
 	}
 
-	accessLog, closeAccessLog, err := openAccessLog(cfg.AccessLog)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := router.NewMetrics(reg)
+
+	accessLog, closeAccessLog, err := openAccessLog(cfg.AccessLog, metrics, log)
 	if err != nil {
 		return err
 	}
 	defer closeAccessLog()
 
-	tp, shutdownTracing, err := setupTracing(ctx)
+	tp, shutdownTracing, err := setupTracing(lifeCtx)
 	if err != nil {
 		return err
 	}
 	defer shutdownTracing()
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	res, kr, restCfg, err := startResolver(ctx, cancel, cfg, reg, log)
+	res, kr, restCfg, err := startResolver(lifeCtx, stopServing, cfg, reg, log)
 	if err != nil {
 		return err
 	}
 	var act router.Activator
 	var activity router.ActivityTracker
 	if kr != nil && cfg.Activator {
-		reportCtx, endReports := context.WithCancel(context.WithoutCancel(ctx))
-		defer endReports() // after srv.Run: the drain is over
-		if act, activity, err = startActivator(ctx, reportCtx, cfg, kr, restCfg, reg, log); err != nil {
+		if act, activity, err = startActivator(lifeCtx, serveCtx, cfg, kr, restCfg, reg, log); err != nil {
 			return err
 		}
 	}
@@ -107,15 +113,19 @@ func run(cfg *config) error {
 		TrustedProxies:       trusted,
 		ForwardAuthorization: cfg.ForwardAuth,
 		MaxRequestBodyBytes:  cfg.MaxRequestBody,
+		MaxClientTimeout:     cfg.MaxClientTimeout,
 		Pool: router.PoolOptions{
-			MaxIdlePerEndpoint: cfg.UpstreamMaxIdle,
-			MaxIdleTotal:       cfg.UpstreamMaxIdleTotal,
-			IdleTimeout:        cfg.UpstreamIdleTimeout,
-			DialTimeout:        cfg.UpstreamDialTimeout,
+			MaxConnsPerEndpoint:   cfg.UpstreamMaxConns,
+			MaxWaitersPerEndpoint: cfg.UpstreamMaxConnWaiters,
+			ConnWaitTimeout:       cfg.UpstreamConnWaitTimeout,
+			MaxIdlePerEndpoint:    cfg.UpstreamMaxIdle,
+			MaxIdleTotal:          cfg.UpstreamMaxIdleTotal,
+			IdleTimeout:           cfg.UpstreamIdleTimeout,
+			DialTimeout:           cfg.UpstreamDialTimeout,
 		},
 		ResponseHeaderTimeout: cfg.UpstreamHeaderTimeout,
 		DialRetries:           max(cfg.DialRetries, -1),
-		Metrics:               router.NewMetrics(reg),
+		Metrics:               metrics,
 		AccessLog:             accessLog,
 		TracerProvider:        tp,
 		Log:                   log,
@@ -138,6 +148,7 @@ func run(cfg *config) error {
 		MaxConcurrentStreams: cfg.MaxConcurrentStreams,
 		DrainDelay:           cfg.DrainDelay,
 		DrainTimeout:         cfg.DrainTimeout,
+		DrainNow:             drainNow,
 		Gatherer:             reg,
 		Ready:                res.Synced,
 		Log:                  log,
@@ -146,13 +157,38 @@ func run(cfg *config) error {
 		return err
 	}
 	log.Info("sandbox-router listening", "http", srv.HTTPAddr(), "https", srv.HTTPSAddr(), "admin", srv.AdminAddr())
-	if err := srv.Run(ctx); err != nil {
+	if err := srv.Run(serveCtx); err != nil {
 		return err
 	}
-	if err := context.Cause(ctx); !errors.Is(err, context.Canceled) {
+	if err := context.Cause(serveCtx); !errors.Is(err, errSignalled) {
 		return err // the resolver failed
 	}
 	return nil
+}
+
+// errSignalled is serveCtx's cause when a signal ended it.
+var errSignalled = errors.New("signalled")
+
+// watchSignals ends serving at the first SIGTERM or SIGINT, and closes the
+// returned channel at the second: the drain then skips the rest of its
+// delay (in-flight requests still get the drain timeout).
+func watchSignals(serveCtx context.Context, stopServing context.CancelCauseFunc, log *slog.Logger) <-chan struct{} {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	drainNow := make(chan struct{})
+	go func() {
+		defer signal.Stop(sigs)
+		select {
+		case s := <-sigs:
+			log.Info("signal received: draining; a second signal skips the drain delay", "signal", s.String())
+			stopServing(errSignalled)
+		case <-serveCtx.Done():
+		}
+		s := <-sigs
+		log.Info("second signal: skipping the rest of the drain delay", "signal", s.String())
+		close(drainNow)
+	}()
+	return drainNow
 }
 
 // startResolver starts the static resolver when a routes file is given,
@@ -233,7 +269,7 @@ func podIPMode(s string) router.PodIPMode {
 
 // openAccessLog returns the access log's writer (nil when off): JSON lines
 // through a buffer flushed every 100 ms.
-func openAccessLog(dest string) (io.Writer, func(), error) {
+func openAccessLog(dest string, metrics *router.Metrics, log *slog.Logger) (io.Writer, func(), error) {
 	var w io.Writer
 	closeFile := func() {}
 	switch dest {
@@ -251,6 +287,6 @@ func openAccessLog(dest string) (io.Writer, func(), error) {
 		w = f
 		closeFile = func() { f.Close() }
 	}
-	bw := router.NewBufferedWriter(w, 64<<10, 100*time.Millisecond)
+	bw := router.NewBufferedWriter(w, router.BufferedWriterOptions{Metrics: metrics, Log: log})
 	return bw, func() { bw.Close(); closeFile() }, nil
 }
