@@ -84,6 +84,8 @@ func TestHardening(t *testing.T) {
 		{"upgrade with body", "POST / HTTP/1.1\r\n" + head + "Upgrade: x\r\nConnection: Upgrade\r\nContent-Length: 3\r\n\r\nabc", 400, "upgrade_with_body"},
 		{"uid of another instance", "GET / HTTP/1.1\r\n" + head + "X-Sandbox-Uid: " + uidB + "\r\n\r\n", 404, "sandbox_not_found"},
 		{"matching uid", "GET / HTTP/1.1\r\n" + head + "X-Sandbox-Uid: " + uidA + "\r\n\r\n", 200, "ok"},
+		// UUIDs are case-insensitive; Kubernetes writes them in lower case.
+		{"matching uid in upper case", "GET / HTTP/1.1\r\n" + head + "X-Sandbox-Uid: " + strings.ToUpper(uidA) + "\r\n\r\n", 200, "ok"},
 		// Direct mode outside the pod CIDRs: the hint is ignored and the
 		// resolver's endpoint is used.
 		{"direct outside pod cidrs", "GET / HTTP/1.1\r\n" + head + "X-Sandbox-Pod-Ip: 192.0.2.1\r\n\r\n", 200, "ok"},
