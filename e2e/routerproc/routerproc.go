@@ -270,6 +270,10 @@ func (p *Proc) Stop() error {
 	return p.exitErr()
 }
 
+// Signal sends sig to the router (SIGTERM starts its drain; a second one
+// ends the drain delay early).
+func (p *Proc) Signal(sig os.Signal) error { return p.cmd.Process.Signal(sig) }
+
 // Kill stops the router at once, as a crash would.
 func (p *Proc) Kill() {
 	_ = p.cmd.Process.Kill()
