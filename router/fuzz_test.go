@@ -3,7 +3,11 @@ package router
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // FuzzParseHost checks that any host either fails cleanly or yields a key
@@ -59,6 +63,44 @@ func FuzzParseHeaders(f *testing.F) {
 		}
 		if a := k.PodIP; a.IsValid() && (a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsUnspecified() || a.Zone() != "") {
 			t.Fatalf("accepted forbidden pod ip %v", a)
+		}
+	})
+}
+
+// FuzzClientTimeout: X-Sandbox-Timeout is refused or gives a positive
+// deadline no longer than the cap.
+func FuzzClientTimeout(f *testing.F) {
+	for _, s := range []string{"30", "4.5", "0", "-1", "1e3", "Inf", "NaN", "0x10", ".5", "99999999999999999999", "0.0000000001"} {
+		f.Add(s)
+	}
+	const max = time.Hour
+	f.Fuzz(func(t *testing.T, v string) {
+		d, present, ok := clientTimeout(http.Header{HeaderSandboxTimeout: {v}}, max)
+		if !ok || !present {
+			if d != 0 || present {
+				t.Fatalf("%q refused but gave %v %v", v, d, present)
+			}
+			return
+		}
+		if d <= 0 || d > max {
+			t.Fatalf("%q gave %v", v, d)
+		}
+	})
+}
+
+// FuzzResponseConnectionTokens: any raw head (as a hostile sandbox may
+// send) yields canonical header names, never a panic, and never drops a
+// name that net/http's parsed Connection header carries.
+func FuzzResponseConnectionTokens(f *testing.F) {
+	f.Add("HTTP/1.1 200 OK\r\nConnection: close, X-A\r\n\r\n", 0)
+	f.Add("HTTP/1.1 103 Early\r\nConnection: X-B\r\n\r\nHTTP/1.1 200 OK\r\nConnection: close,\r\n X-C\r\n\r\n", 1)
+	f.Add("HTTP/1.1 200 OK\nconnection:close\n\n", 0)
+	f.Fuzz(func(t *testing.T, raw string, interim int) {
+		resp := &http.Response{ProtoMajor: 1, ProtoMinor: 1, Close: true, Header: http.Header{}}
+		for _, tok := range responseConnectionTokens(resp, []byte(raw), interim) {
+			if tok == "" || strings.ContainsAny(tok, ", \r\n") && httpguts.ValidHeaderFieldName(tok) {
+				t.Fatalf("token %q from %q", tok, raw)
+			}
 		}
 	})
 }

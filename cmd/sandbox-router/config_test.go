@@ -111,6 +111,11 @@ func TestConfigErrors(t *testing.T) {
 		{name: "renew not below lease", args: []string{"--leader-lease-duration", "10s", "--leader-renew-deadline", "10s"}, wantErr: "leader election needs"},
 		{name: "retry not below renew", args: []string{"--leader-renew-deadline", "2s", "--leader-retry-period", "2s"}, wantErr: "leader election needs"},
 		{name: "zero activator qps", args: []string{"--activator-qps", "0"}, wantErr: "activator-qps must be positive"},
+		{name: "zero connection cap", args: []string{"--routes", "r", "--upstream-max-conns-per-endpoint", "0"}, wantErr: "upstream-max-conns-per-endpoint"},
+		{name: "zero waiters", args: []string{"--routes", "r", "--upstream-max-conn-waiters-per-endpoint", "0"}, wantErr: "upstream-max-conn-waiters-per-endpoint"},
+		{name: "idle over the cap", args: []string{"--routes", "r", "--upstream-max-conns-per-endpoint", "8", "--upstream-max-idle-per-endpoint", "9"}, wantErr: "must not exceed upstream-max-conns-per-endpoint"},
+		{name: "zero connection wait", args: []string{"--routes", "r", "--upstream-conn-wait-timeout", "0s"}, wantErr: "upstream-conn-wait-timeout must be positive"},
+		{name: "zero client timeout cap", args: []string{"--routes", "r", "--max-client-timeout", "0s"}, wantErr: "max-client-timeout must be positive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -123,6 +128,18 @@ func TestConfigErrors(t *testing.T) {
 				t.Fatalf("error = %v, want it to mention %q", err, tt.wantErr)
 			}
 		})
+	}
+}
+
+func TestConfigUpstreamDefaults(t *testing.T) {
+	c, err := loadConfig([]string{"--routes", "r"}, envOf(nil), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.UpstreamMaxConns != 256 || c.UpstreamMaxConnWaiters != 1024 || c.UpstreamConnWaitTimeout != 5*time.Second ||
+		c.UpstreamMaxIdle != 256 || c.MaxClientTimeout != time.Hour {
+		t.Fatalf("defaults: conns %d, waiters %d, wait %v, idle %d, client timeout cap %v",
+			c.UpstreamMaxConns, c.UpstreamMaxConnWaiters, c.UpstreamConnWaitTimeout, c.UpstreamMaxIdle, c.MaxClientTimeout)
 	}
 }
 
