@@ -3,8 +3,9 @@
 // that serves it.
 //
 // It owns the vocabulary (Key, State, Result, Lifecycle, Feed) shared by
-// the data plane, the activator and the xDS server, and the
-// implementations that answer lookups (the static, file-backed one in
-// resolver/static; the informer-backed one for a real cluster). It must not know anything about HTTP: callers turn a
+// the data plane and the activator (and, once it exists, an xDS server),
+// and the implementations that answer lookups (the static, file-backed
+// one in resolver/static; the informer-backed one for a real cluster in
+// resolver/kube). It must not know anything about HTTP: callers turn a
 // Result into a dial address or an error page themselves.
 package resolver
