@@ -9,16 +9,17 @@
 //     held for it: a single resume, waiting on the resolver's notification,
 //     and a connect probe of each requested port before release;
 //   - probe.go: the connect probe;
-//   - policy.go: which hold and idle timeouts apply to a sandbox
-//     (annotation, namespace default, global default);
+//   - policy.go: which timeouts apply to a sandbox (idle: annotation,
+//     namespace default, global default; hold: annotation, global default);
 //   - activity.go: this replica's per-sandbox activity (requests in
 //     flight, last activity), and the reporter that publishes it to the
 //     other replicas as a coarse last-activity annotation;
 //   - idle.go: the idle suspender, run by the one elected replica;
 //   - errors.go, metrics.go.
 //
-// It talks to Kubernetes only through the Sandboxes (the resolver) and
-// Waker (resume, suspend, record activity) interfaces; activator/kube
+// It talks to Kubernetes only through the Sandboxes and Catalog (the
+// resolver: lookups, lifecycles, the feed of changes) and Waker (resume,
+// suspend, record activity) interfaces; activator/kube
 // implements Waker and the leader election with client-go. It knows nothing
 // of HTTP beyond the status codes of its errors.
 package activator

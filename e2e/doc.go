@@ -2,8 +2,13 @@
 // (a real etcd + kube-apiserver built from source, on loopback),
 // e2e/sim (a simulated sandbox controller and kubelet that gives every
 // Sandbox a Pod and a real HTTP backend on its own loopback address),
-// e2e/deploy (the manifests under deploy/, their RBAC checked on the real
-// API server) and the local demo (e2e/demo: the router binary in front of
-// the sim on the real API server; its -smoke mode is a test). Nothing here
-// is linked into the router binary.
+// e2e/routerproc (builds and runs the router binary), e2e/deploy (the
+// manifests under deploy/, their RBAC checked on the real API server), and
+// the tests of the binary on the real API server: e2e/routing (routing by
+// name, host and UID, pods moving, warm pools, both versions, the API
+// server killed under traffic), e2e/activator (scale to zero, the drain)
+// and e2e/propagation (the Ready-to-routable latency), and the local demo
+// (e2e/demo: the router binary in front of the sim on the real API
+// server; its -smoke mode is a test). Nothing here is linked into the
+// router binary.
 package e2e

@@ -128,7 +128,7 @@ func appendJSONString(b []byte, s string) []byte {
 // gets the log back.
 type BufferedWriter struct {
 	mu      sync.Mutex
-	dst     io.Writer
+	dst     *lineWriter
 	bw      *bufio.Writer
 	metrics *Metrics
 	log     *slog.Logger
@@ -156,7 +156,8 @@ func NewBufferedWriter(dst io.Writer, opts BufferedWriterOptions) *BufferedWrite
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	b := &BufferedWriter{dst: dst, bw: bufio.NewWriterSize(dst, opts.Size), metrics: opts.Metrics, log: opts.Log,
+	lw := &lineWriter{w: dst}
+	b := &BufferedWriter{dst: lw, bw: bufio.NewWriterSize(lw, opts.Size), metrics: opts.Metrics, log: opts.Log,
 		stop: make(chan struct{}), done: make(chan struct{})}
 	go b.flushLoop(opts.FlushInterval)
 	return b
@@ -222,4 +223,26 @@ func (b *BufferedWriter) Close() error {
 	close(b.stop)
 	<-b.done
 	return b.Flush()
+}
+
+// lineWriter remembers a write that stopped inside a line (a short write
+// to a full disk) and ends that line before the next write, so that the
+// next line is not glued to half of a lost one.
+type lineWriter struct {
+	w      io.Writer
+	inLine bool
+}
+
+func (l *lineWriter) Write(p []byte) (int, error) {
+	if l.inLine {
+		if _, err := l.w.Write([]byte{'\n'}); err != nil {
+			return 0, err
+		}
+		l.inLine = false
+	}
+	n, err := l.w.Write(p)
+	if n > 0 && n < len(p) {
+		l.inLine = p[n-1] != '\n'
+	}
+	return n, err
 }

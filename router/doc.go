@@ -4,13 +4,23 @@
 // and proxies the request there, streaming bodies both ways, splicing
 // upgraded connections and relaying gRPC trailers.
 //
-// Files by concern: key.go (routing key parsing and validation),
-// router.go (the request path and retry rule), http1.go (the HTTP/1.1
-// upstream exchange), pool.go and liveness_*.go (keep-alive connections),
-// h2c.go (HTTP/2 to sandboxes), headers.go (hop-by-hop and forwarding
-// rules), streaming.go (body copy and trailers), upgrade.go (WebSocket and
-// other upgrades), errors.go (the error contract), server.go and certs.go
-// (listeners, TLS reload, drain), metrics.go, accesslog.go, tracing.go.
+// A request's steps, one file each, in the order it takes them:
+// router.go (ServeHTTP, the loop over attempts and the retry rule),
+// key.go (the routing key from the host or the X-Sandbox-* headers),
+// request.go (method, target, body limit, the client's X-Sandbox-Timeout
+// deadline), target.go (the resolver's answer and, for a sandbox that is
+// not running, the activator's hold), forward.go (one attempt and the
+// relay of its response), errors.go (the router's own answers: the error
+// contract) and record.go (metrics, span and access log, however the
+// request ends).
+//
+// Beside them: headers.go (the one header policy of both upstream
+// protocols), http1.go (the HTTP/1.1 exchange), pool.go and liveness_*.go
+// (the per-endpoint connection cap and the keep-alive pool), h2c.go
+// (HTTP/2 to sandboxes), streaming.go (body copy and trailers), upgrade.go
+// (WebSocket and other upgrades), server.go and certs.go (listeners, TLS
+// reload, drain), metrics.go, accesslog.go, tracing.go. router/faults holds
+// the fault-injection tests.
 //
 // The package knows nothing of Kubernetes: the Resolver, Activator and
 // ActivityTracker interfaces are its only view of sandboxes.

@@ -16,7 +16,6 @@ const (
 	CodeSandboxSuspending = "sandbox_suspending"
 	CodeSandboxStarting   = "sandbox_starting"
 	CodeSandboxFinished   = "sandbox_finished"
-	CodePodIPMismatch     = "pod_ip_mismatch"
 	CodeNotReady          = "router_not_ready"
 	CodeUpstreamConnect   = "upstream_connect_failed"
 	CodeUpstreamForbidden = "upstream_address_forbidden"

@@ -27,6 +27,9 @@ func (rt *Router) forwardOnce(ctx context.Context, w http.ResponseWriter, r *htt
 			return err
 		}
 		complete := rt.writeResponse(w, resp, connectionTokens(resp.Header), rec)
+		// Judged now: interrupting the client's body read below ends the
+		// request's context, which must not pass for a departed client.
+		left := clientLeft(ctx)
 		if cb, ok := r.Body.(*countingBody); ok && !cb.eof.Load() && r.ProtoMajor == 1 {
 			// The sandbox answered before the client finished sending:
 			// the transport is still blocked reading the client's body,
@@ -37,7 +40,7 @@ func (rt *Router) forwardOnce(ctx context.Context, w http.ResponseWriter, r *htt
 		}
 		resp.Body.Close()
 		// Cut short: the client must not take it for a whole response.
-		rec.abort = rec.abort || !complete && !clientLeft(ctx)
+		rec.abort = rec.abort || !complete && !left
 		return nil
 	}
 	ex, err := rt.roundTripHTTP1(ctx, w, r, t.addr, t.fresh, &fwd, upgrade)
@@ -50,12 +53,22 @@ func (rt *Router) forwardOnce(ctx context.Context, w http.ResponseWriter, r *htt
 			ex.finish(false)
 			return &attemptError{failUpstream, errors.New("unsolicited 101 Switching Protocols")}
 		}
+		if !ex.stopCancel() {
+			// The client left (or its deadline passed) as the 101 came:
+			// the connection is closed already, nothing to splice.
+			ex.conn.discard()
+			return &attemptError{contextFailure(ctx), context.Cause(ctx)}
+		}
 		rt.serveUpgrade(w, r, ex, rec)
 		return nil
 	}
 	complete := rt.writeResponse(w, ex.resp, ex.connTokens, rec)
+	// Judged before finish: interrupting the client's body read there
+	// ends the request's context, which must not pass for a departed
+	// client.
+	left := clientLeft(ctx)
 	ex.finish(complete)
-	rec.abort = rec.abort || !complete && !clientLeft(ctx)
+	rec.abort = rec.abort || !complete && !left
 	return nil
 }
 

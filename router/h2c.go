@@ -79,7 +79,9 @@ func (rt *Router) roundTripH2C(ctx context.Context, r *http.Request, addr netip.
 		Header:        h,
 		Host:          r.Host,
 		ContentLength: r.ContentLength,
-		Trailer:       r.Trailer,
+		// Request trailers are not forwarded, on either upstream
+		// protocol: the header policy could not filter them before they
+		// arrive, after the body.
 	}
 	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
 		// The transport closes a request body when a dial fails; the
@@ -101,12 +103,14 @@ func (rt *Router) roundTripH2C(ctx context.Context, r *http.Request, addr netip.
 	}
 	var de *dialError
 	switch {
+	case ctx.Err() != nil:
+		// Before the dial check: a dial the client's departure (or its
+		// deadline) cut short is not the sandbox refusing.
+		return nil, &attemptError{contextFailure(ctx), err}
 	case errors.As(err, &de):
 		return nil, &attemptError{failDial, err}
 	case isMaxBytes(err):
 		return nil, &attemptError{failBodyTooLarge, err}
-	case ctx.Err() != nil:
-		return nil, &attemptError{failClient, err}
 	case isTimeout(err):
 		return nil, &attemptError{failTimeout, err}
 	default:

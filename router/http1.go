@@ -95,10 +95,11 @@ func (rt *Router) roundTripHTTP1(ctx context.Context, w http.ResponseWriter, r *
 		return nil, &attemptError{failDial, err}
 	}
 	ex := &h1Exchange{conn: c, headTimeout: rt.opts.ResponseHeaderTimeout, awaitingHead: true}
-	// A client that leaves (or whose deadline passes) closes the
-	// connection: that interrupts any read or write whatever deadline
-	// the exchange has set, and the exchange then discards it.
-	ex.stopCancel = context.AfterFunc(ctx, func() { c.nc.Close() })
+	// A client that leaves (or whose deadline passes) discards the
+	// connection: closing it interrupts any read or write whatever
+	// deadline the exchange has set, and its place under the cap is
+	// freed even if the exchange never gets to (a panic below it).
+	ex.stopCancel = context.AfterFunc(ctx, c.discard)
 
 	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
 	writeRequestHead(c.bw, r, &rt.forward, fwd, upgrade, hasBody)

@@ -221,31 +221,12 @@ func TestConnectionCapOverflow(t *testing.T) {
 		o.Pool.MaxWaitersPerEndpoint = 1
 		o.Pool.ConnWaitTimeout = 200 * time.Millisecond
 	})
-	release := make(chan struct{})
-	var served atomic.Int64
-	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		served.Add(1)
-		if r.URL.Path == "/block" {
-			<-release
-		}
-		io.WriteString(w, "ok")
-	}), false)
-	defer close(release)
-	client := env.client(viaH2C)
-	blocked := make(chan response, 1)
-	go func() {
-		blocked <- doRequest(client, env.sandboxRequest(context.Background(), viaH2C, http.MethodGet, "/block", be.port, nil))
-	}()
-	waitUntil(t, "the one connection busy", func() bool { return served.Load() == 1 })
-
+	be := newBusyEndpoint(t, env)
 	// The waiter: it waits its 200 ms, then gives up.
-	waiter := make(chan response, 1)
-	go func() {
-		waiter <- doRequest(client, env.sandboxRequest(context.Background(), viaH2C, http.MethodGet, "/", be.port, nil))
-	}()
+	waiter := be.getAsync(context.Background())
 	waitUntil(t, "the waiter queued", func() bool { return env.metric("sandbox_router_upstream_connection_waits_total", nil) == 1 })
 	// The queue is full: the next is turned away at once.
-	checkBusy(t, doRequest(client, env.sandboxRequest(context.Background(), viaH2C, http.MethodGet, "/", be.port, nil)))
+	checkBusy(t, be.get(context.Background()))
 	checkBusy(t, recv(t, waiter, "the waiter's answer"))
 	if got := env.metric("sandbox_router_upstream_connection_overflows_total", map[string]string{"reason": "queue_full"}); got != 1 {
 		t.Errorf("queue_full overflows = %v, want 1", got)
@@ -253,16 +234,69 @@ func TestConnectionCapOverflow(t *testing.T) {
 	if got := env.metric("sandbox_router_upstream_connection_overflows_total", map[string]string{"reason": "timeout"}); got != 1 {
 		t.Errorf("timeout overflows = %v, want 1", got)
 	}
-	if n := served.Load(); n != 1 {
+	if n := be.served.Load(); n != 1 {
 		t.Errorf("the sandbox saw %d requests, want only the blocked one", n)
 	}
-	release <- struct{}{}
-	if r := recv(t, blocked, "the blocked request"); r.status != 200 {
-		t.Fatalf("blocked request: %d %v", r.status, r.err)
-	}
+	be.unblock()
 	// The connection came back: the endpoint serves again.
-	if r := doRequest(client, env.sandboxRequest(context.Background(), viaH2C, http.MethodGet, "/", be.port, nil)); r.status != 200 {
+	if r := be.get(context.Background()); r.status != 200 {
 		t.Fatalf("after the overflow: %d %v", r.status, r.err)
+	}
+}
+
+// busyEndpoint is a sandbox whose one allowed connection is taken by a
+// request that waits until the test unblocks it.
+type busyEndpoint struct {
+	t       *testing.T
+	env     *proxyEnv
+	be      *backend
+	client  *http.Client
+	served  atomic.Int64
+	release chan struct{}
+	blocked chan response
+}
+
+func newBusyEndpoint(t *testing.T, env *proxyEnv) *busyEndpoint {
+	t.Helper()
+	b := &busyEndpoint{t: t, env: env, client: env.client(viaH2C), release: make(chan struct{})}
+	b.be = startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b.served.Add(1)
+		if r.URL.Path == "/block" {
+			<-b.release
+		}
+		io.WriteString(w, "ok")
+	}), false)
+	t.Cleanup(func() {
+		select {
+		case <-b.release:
+		default:
+			close(b.release)
+		}
+	})
+	b.blocked = make(chan response, 1)
+	go func() {
+		b.blocked <- doRequest(b.client, env.sandboxRequest(context.Background(), viaH2C, http.MethodGet, "/block", b.be.port, nil))
+	}()
+	waitUntil(t, "the one connection busy", func() bool { return b.served.Load() == 1 })
+	return b
+}
+
+func (b *busyEndpoint) get(ctx context.Context) response {
+	return doRequest(b.client, b.env.sandboxRequest(ctx, viaH2C, http.MethodGet, "/", b.be.port, nil))
+}
+
+func (b *busyEndpoint) getAsync(ctx context.Context) <-chan response {
+	ch := make(chan response, 1)
+	go func() { ch <- b.get(ctx) }()
+	return ch
+}
+
+// unblock lets the blocked request finish and checks its answer.
+func (b *busyEndpoint) unblock() {
+	b.t.Helper()
+	close(b.release)
+	if r := recv(b.t, b.blocked, "the blocked request"); r.status != 200 {
+		b.t.Fatalf("blocked request: %d %v", r.status, r.err)
 	}
 }
 
@@ -282,41 +316,20 @@ func TestConnectionCapWaiterLeaves(t *testing.T) {
 		o.Pool.MaxWaitersPerEndpoint = 1
 		o.Pool.ConnWaitTimeout = time.Hour
 	})
-	release := make(chan struct{})
-	var served atomic.Int64
-	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		served.Add(1)
-		if r.URL.Path == "/block" {
-			<-release
-		}
-		io.WriteString(w, "ok")
-	}), false)
-	client := env.client(viaH2C)
-	blocked := make(chan response, 1)
-	go func() {
-		blocked <- doRequest(client, env.sandboxRequest(context.Background(), viaH2C, http.MethodGet, "/block", be.port, nil))
-	}()
-	waitUntil(t, "the one connection busy", func() bool { return served.Load() == 1 })
+	be := newBusyEndpoint(t, env)
 	ctx, cancel := context.WithCancel(context.Background())
-	left := make(chan response, 1)
-	go func() { left <- doRequest(client, env.sandboxRequest(ctx, viaH2C, http.MethodGet, "/", be.port, nil)) }()
+	left := be.getAsync(ctx)
 	waitUntil(t, "the waiter queued", func() bool { return env.metric("sandbox_router_upstream_connection_waits_total", nil) == 1 })
 	cancel()
 	recv(t, left, "the departed waiter")
 	// Its place is free: another waits (not a queue_full 503).
-	next := make(chan response, 1)
-	go func() {
-		next <- doRequest(client, env.sandboxRequest(context.Background(), viaH2C, http.MethodGet, "/", be.port, nil))
-	}()
+	next := be.getAsync(context.Background())
 	waitUntil(t, "the next waiter queued", func() bool { return env.metric("sandbox_router_upstream_connection_waits_total", nil) == 2 })
-	close(release)
-	if r := recv(t, blocked, "the blocked request"); r.status != 200 {
-		t.Fatalf("blocked: %d %v", r.status, r.err)
-	}
+	be.unblock()
 	if r := recv(t, next, "the next waiter"); r.status != 200 {
 		t.Fatalf("next waiter: %d %v", r.status, r.err)
 	}
-	if n := be.newConns.Load(); n != 1 {
+	if n := be.be.newConns.Load(); n != 1 {
 		t.Errorf("%d connections, want the one handed over", n)
 	}
 }

@@ -139,6 +139,37 @@ func TestAccessLogSurvivesWriteErrors(t *testing.T) {
 	}
 }
 
+// shortWriter takes half of its first write and fails, then works.
+type shortWriter struct {
+	flakyWriter
+	cut bool
+}
+
+func (s *shortWriter) Write(p []byte) (int, error) {
+	if !s.cut {
+		s.cut = true
+		n, _ := s.flakyWriter.Write(p[:len(p)/2])
+		return n, errors.New("no space left on device")
+	}
+	return s.flakyWriter.Write(p)
+}
+
+// TestAccessLogShortWriteEndsTheLine: after a write that stopped inside a
+// line, the next line starts on a line of its own.
+func TestAccessLogShortWriteEndsTheLine(t *testing.T) {
+	dst := &shortWriter{}
+	bw := NewBufferedWriter(dst, BufferedWriterOptions{FlushInterval: time.Hour})
+	defer bw.Close()
+	bw.Write([]byte(`{"msg":"first-line-that-is-cut"}` + "\n"))
+	bw.Flush()
+	bw.Write([]byte(`{"msg":"second"}` + "\n"))
+	bw.Flush()
+	lines := strings.Split(strings.TrimSuffix(dst.String(), "\n"), "\n")
+	if len(lines) != 2 || lines[1] != `{"msg":"second"}` {
+		t.Fatalf("log %q: the line after a short write must stand alone", dst.String())
+	}
+}
+
 // TestAccessLogWriterErrorsCounted: a plain writer that fails is counted
 // by the router too.
 func TestAccessLogWriterErrorsCounted(t *testing.T) {

@@ -64,8 +64,9 @@ func TestClientTimeoutParse(t *testing.T) {
 // cap applies.
 func TestClientTimeout(t *testing.T) {
 	stalled := make(chan struct{})
+	defer close(stalled)
 	var cancelled atomic.Int64
-	be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/stall" {
 			select {
 			case <-r.Context().Done():
@@ -75,37 +76,40 @@ func TestClientTimeout(t *testing.T) {
 			return
 		}
 		w.Write([]byte("ok"))
-	}), false)
-	defer close(stalled)
-	for _, proto := range []string{viaH1, viaH2C, viaH2} {
-		t.Run(proto, func(t *testing.T) {
-			env := newProxyEnv(t, func(o *Options) { o.MaxClientTimeout = 300 * time.Millisecond })
-			client := env.client(proto)
-			send := func(path, timeout string) response {
-				req := env.sandboxRequest(context.Background(), proto, http.MethodGet, path, be.port, nil)
-				req.Header.Set(HeaderSandboxTimeout, timeout)
-				return doRequest(client, req)
-			}
-			before := cancelled.Load()
-			if r := send("/stall", "0.1"); r.status != http.StatusGatewayTimeout || !strings.Contains(r.body, CodeUpstreamTimeout) {
-				t.Fatalf("stalled sandbox with a 0.1 s deadline: %d %q %v, want 504 %s", r.status, r.body, r.err, CodeUpstreamTimeout)
-			}
-			waitUntil(t, "the sandbox's request cancelled", func() bool { return cancelled.Load() == before+1 })
-			// 3600 s is capped to MaxClientTimeout.
-			if r := send("/stall", "3600"); r.status != http.StatusGatewayTimeout {
-				t.Fatalf("capped deadline: %d %q %v, want 504", r.status, r.body, r.err)
-			}
-			if r := send("/", "30"); r.status != 200 || r.body != "ok" {
-				t.Fatalf("in time: %d %q %v", r.status, r.body, r.err)
-			}
-			r := send("/", "soon")
-			if r.status != http.StatusBadRequest || !strings.Contains(r.body, CodeInvalidTimeout) {
-				t.Fatalf("malformed deadline: %d %q, want 400 %s", r.status, r.body, CodeInvalidTimeout)
-			}
-			if got := env.metric("sandbox_router_requests_total", map[string]string{"code": "504"}); got != 2 {
-				t.Errorf("504s counted %v, want 2", got)
-			}
-		})
+	})
+	for _, upstream := range []resolver.Protocol{resolver.ProtocolHTTP1, resolver.ProtocolH2C} {
+		be := startBackend(t, handler, upstream == resolver.ProtocolH2C)
+		for _, proto := range []string{viaH1, viaH2C, viaH2} {
+			t.Run(proto+" to "+map[resolver.Protocol]string{resolver.ProtocolHTTP1: "http1", resolver.ProtocolH2C: "h2c"}[upstream], func(t *testing.T) {
+				env := newProxyEnv(t, func(o *Options) { o.MaxClientTimeout = 300 * time.Millisecond })
+				env.res.set("default", "sb1", resolver.StateRunning, upstream)
+				client := env.client(proto)
+				send := func(path, timeout string) response {
+					req := env.sandboxRequest(context.Background(), proto, http.MethodGet, path, be.port, nil)
+					req.Header.Set(HeaderSandboxTimeout, timeout)
+					return doRequest(client, req)
+				}
+				before := cancelled.Load()
+				if r := send("/stall", "0.1"); r.status != http.StatusGatewayTimeout || !strings.Contains(r.body, CodeUpstreamTimeout) {
+					t.Fatalf("stalled sandbox with a 0.1 s deadline: %d %q %v, want 504 %s", r.status, r.body, r.err, CodeUpstreamTimeout)
+				}
+				waitUntil(t, "the sandbox's request cancelled", func() bool { return cancelled.Load() == before+1 })
+				// 3600 s is capped to MaxClientTimeout.
+				if r := send("/stall", "3600"); r.status != http.StatusGatewayTimeout {
+					t.Fatalf("capped deadline: %d %q %v, want 504", r.status, r.body, r.err)
+				}
+				if r := send("/", "30"); r.status != 200 || r.body != "ok" {
+					t.Fatalf("in time: %d %q %v", r.status, r.body, r.err)
+				}
+				r := send("/", "soon")
+				if r.status != http.StatusBadRequest || !strings.Contains(r.body, CodeInvalidTimeout) {
+					t.Fatalf("malformed deadline: %d %q, want 400 %s", r.status, r.body, CodeInvalidTimeout)
+				}
+				if got := env.metric("sandbox_router_requests_total", map[string]string{"code": "504"}); got != 2 {
+					t.Errorf("504s counted %v, want 2", got)
+				}
+			})
+		}
 	}
 }
 

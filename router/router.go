@@ -211,15 +211,14 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, rec *record) {
 	defer cancel()
 
 	ctx := r.Context()
-	fresh := false      // dial rather than reuse a pooled connection
-	staleRetry := false // the one retry after a stale connection was used
-	for attempt := 0; ; attempt++ {
+	var retry retryState
+	for {
 		target, err := rt.target(ctx, key, rec)
 		if err != nil {
 			rt.answer(w, r, rec, err)
 			return
 		}
-		target.fresh = fresh
+		target.fresh = retry.fresh
 		rec.upstream = target.addr
 		err = rt.forwardOnce(ctx, w, r, &target, rec)
 		if err == nil {
@@ -235,14 +234,7 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, rec *record) {
 			ae = &attemptError{failUpstream, err}
 		}
 		rt.metrics.upstreamError(ae.kind)
-		// A pooled connection that died unanswered most likely died with
-		// its server (a pod stopping closes them all at once), and the
-		// others to it were parked too briefly to be probed: every later
-		// attempt dials, so the retry cannot meet the same fate.
-		if ae.kind == failStale {
-			fresh = true
-		}
-		if rt.shouldRetry(ctx, ae, attempt, &staleRetry) {
+		if rt.shouldRetry(ctx, ae, &retry) {
 			rec.retries++
 			rt.metrics.retries.Inc()
 			continue
@@ -252,23 +244,37 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, rec *record) {
 	}
 }
 
+// retryState is what one request's retries used up.
+type retryState struct {
+	// dials counts the failed connects retried so far.
+	dials int
+	// stale: the one retry after a stale pooled connection is spent. A
+	// pooled connection that died unanswered most likely died with its
+	// server (a pod stopping closes them all at once), and the others to
+	// it were parked too briefly to be probed: from then on every attempt
+	// dials (fresh), so the retry cannot meet the same fate.
+	stale, fresh bool
+}
+
 // shouldRetry applies the retry rule: a failed connect (never sent) up to
 // DialRetries times with jittered exponential backoff inside the request's
 // deadline; a stale keep-alive connection once per request, at once,
-// whichever attempt met it (a dial that failed first does not use it up).
-func (rt *Router) shouldRetry(ctx context.Context, ae *attemptError, attempt int, staleRetried *bool) bool {
+// whichever attempt met it. The two budgets are apart: a stale connection
+// does not use up a connect retry, nor the reverse.
+func (rt *Router) shouldRetry(ctx context.Context, ae *attemptError, st *retryState) bool {
 	switch ae.kind {
 	case failStale:
-		if *staleRetried {
+		if st.stale {
 			return false
 		}
-		*staleRetried = true
+		st.stale, st.fresh = true, true
 		return true
 	case failDial:
-		if attempt >= rt.opts.DialRetries {
+		if st.dials >= rt.opts.DialRetries {
 			return false
 		}
-		d := rt.opts.RetryBackoff << attempt
+		d := rt.opts.RetryBackoff << st.dials
+		st.dials++
 		d = d/2 + rand.N(d/2+1)
 		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
 			return false

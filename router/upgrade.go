@@ -30,8 +30,7 @@ func (u *upgradedConn) close() {
 // until either side closes. No timeout applies: a healthy WebSocket may
 // stay open for days; dead peers are found by TCP keep-alive.
 func (rt *Router) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *h1Exchange, rec *record) {
-	resp := ex.resp
-	ex.stopCancel() // from here on the splice, not the request context, owns the connection
+	resp := ex.resp // the caller stopped the request context's cancel: the splice owns the connection
 	client, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		ex.conn.discard()

@@ -67,10 +67,15 @@ func startActivator(lifeCtx, leadCtx context.Context, cfg *config, kr *kube.Reso
 		// Nothing is decided on a cache that is not complete yet.
 		select {
 		case <-kr.SyncedC():
-		case <-leadCtx.Done():
+		case <-lifeCtx.Done():
 			return
 		}
+		// Reported also when SIGTERM came before the sync: the drain
+		// serves on, and its requests keep their sandboxes awake.
 		go reporter.Run(lifeCtx)
+		if leadCtx.Err() != nil {
+			return
+		}
 		if !cfg.LeaderElection {
 			metrics.SetLeader(true)
 			idle.Run(leadCtx)

@@ -139,7 +139,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.UpstreamDialTimeout, "upstream-dial-timeout", 3*time.Second, "timeout of one connect to a sandbox")
 	fs.DurationVar(&c.UpstreamHeaderTimeout, "upstream-response-header-timeout", 0, "time a sandbox has to start its response; 0 = no limit")
 	fs.DurationVar(&c.UpstreamIdleTimeout, "upstream-idle-timeout", 30*time.Second, "close idle sandbox connections after this long")
-	fs.IntVar(&c.UpstreamMaxIdle, "upstream-max-idle-per-endpoint", 256, "idle keep-alive connections kept per sandbox endpoint")
+	fs.IntVar(&c.UpstreamMaxIdle, "upstream-max-idle-per-endpoint", 256, "idle keep-alive connections kept per sandbox endpoint (at most upstream-max-conns-per-endpoint)")
 	fs.IntVar(&c.UpstreamMaxIdleTotal, "upstream-max-idle-total", 10000, "idle keep-alive connections kept in all")
 	fs.IntVar(&c.UpstreamMaxConns, "upstream-max-conns-per-endpoint", 256, "connections open to one sandbox endpoint (idle, in use, dialing); more requests wait for one")
 	fs.IntVar(&c.UpstreamMaxConnWaiters, "upstream-max-conn-waiters-per-endpoint", 1024, "requests that may wait for a connection to one endpoint at its cap; more get 503 upstream_busy")
@@ -154,7 +154,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&c.ReleaseConcurrency, "release-concurrency", 100, "released requests of one sandbox that may await their response head at once")
 	fs.DurationVar(&c.SandboxIdleTimeout, "sandbox-idle-timeout", 0, "suspend sandboxes idle this long; 0 = never (annotation sandbox-router.dev/idle-timeout overrides)")
 	fs.Var(&listFlag{dst: &c.NamespaceIdleTimeouts}, "namespace-idle-timeouts", "per-namespace idle timeouts, namespace=duration, over sandbox-idle-timeout")
-	fs.DurationVar(&c.ActivityTick, "activity-tick", time.Second, "how often activity is published to the other replicas (at most one write per sandbox per quarter of its idle timeout)")
+	fs.DurationVar(&c.ActivityTick, "activity-tick", time.Second, "how often activity is published to the other replicas (at most one write per sandbox per report interval: a quarter of its idle timeout, between 1s and 5m)")
 	fs.Float64Var(&c.ActivatorQPS, "activator-qps", 50, "API requests per second for resume, suspend and activity writes (burst twice that)")
 	fs.BoolVar(&c.LeaderElection, "leader-election", true, "elect one replica (Lease) to suspend idle sandboxes; off only for a single replica")
 	fs.StringVar(&c.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the Lease; empty = $POD_NAMESPACE, else sandbox-router")
@@ -342,9 +342,6 @@ func (c *config) validate() error {
 	}
 	if c.MaxConcurrentStreams < 1 || c.UpstreamMaxIdle < 1 || c.UpstreamMaxIdleTotal < 1 || c.UpstreamMaxConns < 1 || c.UpstreamMaxConnWaiters < 1 {
 		bad("max-concurrent-streams, upstream-max-idle-per-endpoint, upstream-max-idle-total, upstream-max-conns-per-endpoint and upstream-max-conn-waiters-per-endpoint must be at least 1")
-	}
-	if c.UpstreamMaxIdle > c.UpstreamMaxConns {
-		bad("upstream-max-idle-per-endpoint (%d) must not exceed upstream-max-conns-per-endpoint (%d)", c.UpstreamMaxIdle, c.UpstreamMaxConns)
 	}
 	if c.DialRetries < 0 || c.DialRetries > 10 {
 		bad("dial-retries must be between 0 and 10")

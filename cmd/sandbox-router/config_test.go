@@ -113,7 +113,6 @@ func TestConfigErrors(t *testing.T) {
 		{name: "zero activator qps", args: []string{"--activator-qps", "0"}, wantErr: "activator-qps must be positive"},
 		{name: "zero connection cap", args: []string{"--routes", "r", "--upstream-max-conns-per-endpoint", "0"}, wantErr: "upstream-max-conns-per-endpoint"},
 		{name: "zero waiters", args: []string{"--routes", "r", "--upstream-max-conn-waiters-per-endpoint", "0"}, wantErr: "upstream-max-conn-waiters-per-endpoint"},
-		{name: "idle over the cap", args: []string{"--routes", "r", "--upstream-max-conns-per-endpoint", "8", "--upstream-max-idle-per-endpoint", "9"}, wantErr: "must not exceed upstream-max-conns-per-endpoint"},
 		{name: "zero connection wait", args: []string{"--routes", "r", "--upstream-conn-wait-timeout", "0s"}, wantErr: "upstream-conn-wait-timeout must be positive"},
 		{name: "zero client timeout cap", args: []string{"--routes", "r", "--max-client-timeout", "0s"}, wantErr: "max-client-timeout must be positive"},
 	}
@@ -140,6 +139,21 @@ func TestConfigUpstreamDefaults(t *testing.T) {
 		c.UpstreamMaxIdle != 256 || c.MaxClientTimeout != time.Hour {
 		t.Fatalf("defaults: conns %d, waiters %d, wait %v, idle %d, client timeout cap %v",
 			c.UpstreamMaxConns, c.UpstreamMaxConnWaiters, c.UpstreamConnWaitTimeout, c.UpstreamMaxIdle, c.MaxClientTimeout)
+	}
+}
+
+func TestDialRetries(t *testing.T) {
+	// router.Options.DialRetries takes 0 for its default (3), so
+	// --dial-retries=0 must reach it as "none".
+	for flag, want := range map[int]int{0: -1, 1: 1, 3: 3, 10: 10} {
+		if got := dialRetries(flag); got != want {
+			t.Errorf("--dial-retries=%d gives DialRetries %d, want %d", flag, got, want)
+		}
+	}
+	// A lower connection cap is taken with the default idle limit (the
+	// router clamps idle connections to the cap).
+	if _, err := loadConfig([]string{"--routes", "r", "--upstream-max-conns-per-endpoint", "8"}, envOf(nil), io.Discard); err != nil {
+		t.Fatalf("a connection cap below the idle default: %v", err)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,7 +81,14 @@ func run(cfg *config) error {
 	}
 	defer shutdownTracing()
 
-	res, kr, restCfg, err := startResolver(lifeCtx, stopServing, cfg, reg, log)
+	// A resolver that fails for good ends serving and the process, with
+	// its error, also when it fails during a drain that a signal began.
+	var resolverErr atomic.Pointer[error]
+	failed := func(err error) {
+		resolverErr.CompareAndSwap(nil, &err)
+		stopServing(err)
+	}
+	res, kr, restCfg, err := startResolver(lifeCtx, failed, cfg, reg, log)
 	if err != nil {
 		return err
 	}
@@ -124,7 +132,7 @@ func run(cfg *config) error {
 			DialTimeout:           cfg.UpstreamDialTimeout,
 		},
 		ResponseHeaderTimeout: cfg.UpstreamHeaderTimeout,
-		DialRetries:           max(cfg.DialRetries, -1),
+		DialRetries:           dialRetries(cfg.DialRetries),
 		Metrics:               metrics,
 		AccessLog:             accessLog,
 		TracerProvider:        tp,
@@ -160,10 +168,19 @@ func run(cfg *config) error {
 	if err := srv.Run(serveCtx); err != nil {
 		return err
 	}
-	if err := context.Cause(serveCtx); !errors.Is(err, errSignalled) {
-		return err // the resolver failed
+	if err := resolverErr.Load(); err != nil {
+		return *err
 	}
 	return nil
+}
+
+// dialRetries maps --dial-retries to router.Options.DialRetries, where 0
+// means the default and a negative number none.
+func dialRetries(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // errSignalled is serveCtx's cause when a signal ended it.
@@ -195,7 +212,7 @@ func watchSignals(serveCtx context.Context, stopServing context.CancelCauseFunc,
 // else the informer-backed one, which it also returns with its config for
 // the activator. A resolver that fails for good cancels ctx with its
 // error, which ends the process.
-func startResolver(ctx context.Context, fail context.CancelCauseFunc, cfg *config, reg prometheus.Registerer, log *slog.Logger) (router.Resolver, *kube.Resolver, *rest.Config, error) {
+func startResolver(ctx context.Context, fail func(error), cfg *config, reg prometheus.Registerer, log *slog.Logger) (router.Resolver, *kube.Resolver, *rest.Config, error) {
 	if cfg.Routes != "" {
 		routes, err := static.New(cfg.Routes, log)
 		if err != nil {

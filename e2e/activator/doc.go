@@ -12,6 +12,9 @@
 //     activity seen only by the replica that does not lead keeps a sandbox
 //     running, an open WebSocket too, the leader's death hands the duty
 //     over, and a request racing a suspension is served;
+//   - drain_test.go: the drain after SIGTERM keeps routing from a live
+//     cache (a sandbox suspended and woken, another moved to a new pod, a
+//     request held across the listeners' close) and the process exits 0;
 //   - bench_test.go: BenchmarkResumeCycle (and its smoke test), the resume
 //     path's latencies against references measured in the same run.
 //

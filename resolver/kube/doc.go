@@ -2,10 +2,11 @@
 // cluster's Sandbox objects (agents.x-k8s.io, v1beta1 and v1alpha1) and of
 // their pods.
 //
-// It owns four things, each in its own file:
+// It owns five things, each in its own file:
 //   - transform.go: informer transforms that turn a decoded Sandbox or Pod
-//     into a small record holding only what routing needs, so the cache
-//     grows by a small constant per sandbox however big the pod spec is;
+//     into a small record (records.go) holding only what routing needs, so
+//     the cache grows by a small constant per sandbox however big the pod
+//     spec is;
 //   - state.go: how a sandbox's records (one per API version watched, and
 //     its pods) combine into one resolver.Result;
 //   - index.go: the in-memory indexes by namespace/name and by UID, answered
@@ -17,7 +18,7 @@
 //     the suspend/resume policy of a sandbox's annotations (Lifecycle) and
 //     the spec fields that suspend it (SpecOf).
 //
-// informers.go wires them to client-go: discovery picks the served Sandbox
+// metrics.go counts what they do. informers.go wires them to client-go: discovery picks the served Sandbox
 // versions, and one Sandbox informer per version plus one Pod informer
 // (server-side label selector on agents.x-k8s.io/sandbox-name-hash) run per
 // watched namespace, or cluster-wide.

@@ -1,5 +1,6 @@
 // Package static is a resolver backed by a YAML file of routes. It serves
-// tests, benchmarks and the local demo without a Kubernetes API server.
+// tests, the benchmarks (bench/) and deployments without Kubernetes
+// (deploy/overlays/static).
 //
 // The file is re-read when it changes (including the symlink swap a
 // Kubernetes ConfigMap mount performs); a file that fails to parse leaves
