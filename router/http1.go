@@ -43,6 +43,9 @@ const (
 	// failBusy: the endpoint is at its connection cap and none came free
 	// in time (or too many requests wait already); never sent.
 	failBusy
+	// failReset: a new connection died before any response byte. Retried
+	// like a failed connect for requests that may be sent twice.
+	failReset
 )
 
 // attemptError is the error of one upstream attempt.
@@ -124,7 +127,7 @@ func (rt *Router) roundTripHTTP1(ctx context.Context, w http.ResponseWriter, r *
 		ex.bodyDone = make(chan error, 1)
 		go ex.sendBody(r) // arms the response header timeout once the body is sent
 	} else if err := c.bw.Flush(); err != nil {
-		return nil, ex.fail(ctx, reused, r, err)
+		return nil, ex.fail(ctx, reused, true, r, err)
 	} else {
 		ex.armHeadDeadline()
 	}
@@ -140,13 +143,13 @@ func (rt *Router) roundTripHTTP1(ctx context.Context, w http.ResponseWriter, r *
 	// nothing, the only case where a reused connection may be retried.
 	if _, err := c.br.Peek(1); err != nil {
 		c.limit.remaining, c.limit.head = -1, nil
-		return nil, ex.fail(ctx, reused, r, err)
+		return nil, ex.fail(ctx, reused, true, r, err)
 	}
 	resp, interim, err := readResponseHead(c.br, r)
 	c.limit.remaining, c.limit.head = -1, nil
 	ex.headRead()
 	if err != nil {
-		return nil, ex.fail(ctx, false, r, err)
+		return nil, ex.fail(ctx, reused, false, r, err)
 	}
 	ex.resp = resp
 	ex.connTokens = responseConnectionTokens(resp, *hb, interim)
@@ -256,8 +259,9 @@ func responseConnectionTokens(resp *http.Response, raw []byte, interim int) []st
 }
 
 // fail ends an exchange that produced no usable response and classifies
-// the error.
-func (ex *h1Exchange) fail(ctx context.Context, mayRetry bool, r *http.Request, err error) error {
+// the error. unanswered: not one byte of a response arrived; reused: the
+// connection came from the pool.
+func (ex *h1Exchange) fail(ctx context.Context, reused, unanswered bool, r *http.Request, err error) error {
 	// Look before abort: stopping the exchange fails the body sender
 	// and, through an interrupted read, cancels the client's context.
 	ctxDone := ctx.Err() != nil
@@ -277,8 +281,14 @@ func (ex *h1Exchange) fail(ctx context.Context, mayRetry bool, r *http.Request, 
 		return &attemptError{failUpstream, errors.Join(err, ex.bodyErr)}
 	case isTimeout(err):
 		return &attemptError{failTimeout, err}
-	case mayRetry && retryableRequest(r):
+	case unanswered && reused && retryableRequest(r):
 		return &attemptError{failStale, err}
+	case unanswered && retryableRequest(r):
+		// A new connection the sandbox dropped unanswered: most often a
+		// pod stopping (a suspension racing the request) as it took it.
+		// A request that may be sent twice is retried like a connect,
+		// re-resolved, so it may be held for the resume.
+		return &attemptError{failReset, err}
 	default:
 		return &attemptError{failUpstream, err}
 	}

@@ -52,7 +52,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		upstreamErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sandbox_router_upstream_errors_total",
-			Help: "Failed upstream attempts, by reason (dial, stale_connection, upstream, timeout, client, body_too_large, busy).",
+			Help: "Failed upstream attempts, by reason (dial, stale_connection, reset, upstream, timeout, client, body_too_large, busy).",
 		}, []string{"reason"}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sandbox_router_upstream_retries_total",
@@ -129,6 +129,7 @@ var failReasons = [...]string{
 	failClient:       "client",
 	failBodyTooLarge: "body_too_large",
 	failBusy:         "busy",
+	failReset:        "reset",
 }
 
 func (m *Metrics) upstreamError(kind failKind) {

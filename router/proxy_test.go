@@ -605,31 +605,39 @@ func closingBackend(t *testing.T, keepFirst int) (port int, attempts *atomic.Int
 }
 
 // TestUpstreamCloseAfterRequest: the sandbox reads a request and drops
-// the connection without an answer. Only a request that may be sent twice
-// (idempotent, no body) on a reused connection, where the drop is the
-// keep-alive race, is retried, once, on a new connection; anything else
-// (a POST above all) is answered 502 upstream_protocol_error and the
-// sandbox saw it exactly once.
+// the connection without an answer. A request that may be sent twice
+// (idempotent, no body) is retried: on a reused connection, where the drop
+// is the keep-alive race, once and at once on a new connection; on a new
+// connection (a pod stopping as it took the request) like a failed
+// connect, DialRetries times with backoff. Anything else (a POST above
+// all) is answered 502 upstream_protocol_error and the sandbox saw it
+// exactly once.
 func TestUpstreamCloseAfterRequest(t *testing.T) {
 	cases := []struct {
-		name      string
-		method    string
-		key       string // Idempotency-Key
-		body      string
-		reused    bool
-		wantRetry bool
+		name   string
+		method string
+		key    string // Idempotency-Key
+		body   string
+		reused bool
+		// dropped: the attempts the sandbox dropped; served: whether a
+		// retry on a new connection then got the answer.
+		dropped int64
+		served  bool
 	}{
-		{name: "POST fresh", method: http.MethodPost, body: `{"run":"once"}`},
-		{name: "POST reused", method: http.MethodPost, body: `{"run":"once"}`, reused: true},
-		{name: "POST reused with idempotency key", method: http.MethodPost, key: "k1", body: `{"run":"once"}`, reused: true},
-		{name: "GET fresh", method: http.MethodGet},
-		{name: "GET reused", method: http.MethodGet, reused: true, wantRetry: true},
-		{name: "DELETE reused", method: http.MethodDelete, reused: true},
-		{name: "DELETE reused with idempotency key", method: http.MethodDelete, key: "k2", reused: true, wantRetry: true},
+		{name: "POST fresh", method: http.MethodPost, body: `{"run":"once"}`, dropped: 1},
+		{name: "POST reused", method: http.MethodPost, body: `{"run":"once"}`, reused: true, dropped: 1},
+		{name: "POST reused with idempotency key", method: http.MethodPost, key: "k1", body: `{"run":"once"}`, reused: true, dropped: 1},
+		{name: "GET fresh", method: http.MethodGet, dropped: 2}, // DialRetries 1: dropped twice, then 502
+		{name: "GET reused", method: http.MethodGet, reused: true, dropped: 1, served: true},
+		{name: "DELETE reused", method: http.MethodDelete, reused: true, dropped: 1},
+		{name: "DELETE reused with idempotency key", method: http.MethodDelete, key: "k2", reused: true, dropped: 1, served: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			env := newProxyEnv(t, nil)
+			env := newProxyEnv(t, func(o *Options) {
+				o.DialRetries = 1
+				o.RetryBackoff = time.Millisecond
+			})
 			keep := 0
 			if tc.reused {
 				keep = 1 // answer the first request on each connection
@@ -654,14 +662,14 @@ func TestUpstreamCloseAfterRequest(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantConns, wantRetries := int64(1), 0.0
-			if tc.wantRetry {
+			wantConns := tc.dropped // the warm-up's connection is the first dropped one when reused
+			if tc.served {
 				io.Copy(io.Discard, resp.Body)
 				resp.Body.Close()
 				if resp.StatusCode != 200 {
 					t.Fatalf("got %d, want 200 from the retry on a new connection", resp.StatusCode)
 				}
-				wantConns, wantRetries = 2, 1
+				wantConns++
 				if got := env.metric("sandbox_router_upstream_errors_total", map[string]string{"reason": "stale_connection"}); got != 1 {
 					t.Errorf("stale_connection errors = %v, want 1", got)
 				}
@@ -672,11 +680,15 @@ func TestUpstreamCloseAfterRequest(t *testing.T) {
 				}
 				mustNotContainAddr(t, raw, port)
 			}
-			if n := attempts.Load(); n != 1 {
-				t.Errorf("sandbox dropped %d attempts, want exactly 1", n)
+			if n := attempts.Load(); n != tc.dropped {
+				t.Errorf("sandbox dropped %d attempts, want %d", n, tc.dropped)
 			}
 			if n := conns.Load(); n != wantConns {
 				t.Errorf("sandbox saw %d connections, want %d", n, wantConns)
+			}
+			wantRetries := float64(wantConns - 1)
+			if tc.reused && !tc.served {
+				wantRetries = 0
 			}
 			if got := env.metric("sandbox_router_upstream_retries_total", nil); got != wantRetries {
 				t.Errorf("retries = %v, want %v", got, wantRetries)

@@ -246,7 +246,8 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, rec *record) {
 
 // retryState is what one request's retries used up.
 type retryState struct {
-	// dials counts the failed connects retried so far.
+	// dials counts the failed connects (and unanswered new connections)
+	// retried so far.
 	dials int
 	// stale: the one retry after a stale pooled connection is spent. A
 	// pooled connection that died unanswered most likely died with its
@@ -256,10 +257,11 @@ type retryState struct {
 	stale, fresh bool
 }
 
-// shouldRetry applies the retry rule: a failed connect (never sent) up to
-// DialRetries times with jittered exponential backoff inside the request's
-// deadline; a stale keep-alive connection once per request, at once,
-// whichever attempt met it. The two budgets are apart: a stale connection
+// shouldRetry applies the retry rule: a failed connect (never sent), or a
+// new connection dropped before any response byte for a request that may
+// be sent twice, up to DialRetries times with jittered exponential backoff
+// inside the request's deadline; a stale keep-alive connection once per
+// request, at once, whichever attempt met it. The two budgets are apart: a stale connection
 // does not use up a connect retry, nor the reverse.
 func (rt *Router) shouldRetry(ctx context.Context, ae *attemptError, st *retryState) bool {
 	switch ae.kind {
@@ -269,7 +271,7 @@ func (rt *Router) shouldRetry(ctx context.Context, ae *attemptError, st *retrySt
 		}
 		st.stale, st.fresh = true, true
 		return true
-	case failDial:
+	case failDial, failReset:
 		if st.dials >= rt.opts.DialRetries {
 			return false
 		}
