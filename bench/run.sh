@@ -249,6 +249,16 @@ for ((r = 1; r <= ROUNDS; r++)); do
 	done
 done
 
+# The router's upstream pool after every run: with -c 50 -m 10, h2load has
+# up to 500 requests in flight to one HTTP/1.1 endpoint, over the
+# per-endpoint connection cap (256): they wait for a connection, and none
+# may overflow.
+POOL_METRICS=$(curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '
+	/^sandbox_router_upstream_connection_waits_total / { w = $2 }
+	/^sandbox_router_upstream_connections / { c = $2 }
+	/^sandbox_router_upstream_connection_overflows_total/ { o += $2 }
+	END { printf "%d requests waited for a connection, %d overflowed (503 upstream_busy), %d connections open at the end", w, o, c }')
+
 # ---------------------------------------------------------------- profile
 if [ -n "$PROFILE" ]; then
 	log "profiling the router under /64 at $CONNS connections (8 s)"
@@ -332,6 +342,8 @@ NGINX_TEMPFILE=$(grep -c 'buffered to a temporary file' "$WORK/nginx/logs/error.
 		printf '| %s | %.0f | %d | %s |\n' "$t" "$(median ${H2RPS[$t]})" "${H2FAIL[$t]:-0}" \
 			"$(echo "${H2RPS[$t]}" | awk '{ for (i = 1; i <= NF; i++) printf "%s%.0f", (i > 1 ? ", " : ""), $i }')"
 	done
+	echo
+	echo "Router upstream pool after all runs (per-endpoint cap: the default, 256): ${POOL_METRICS:-no samples}"
 	echo
 	echo "| ratio | value (of medians) | per round |"
 	echo "| --- | ---: | --- |"
