@@ -41,6 +41,9 @@ const (
 	// grpcPort is the second port of every sim pod, declared (by its
 	// container port name) as gRPC, so the router speaks h2c to it.
 	grpcPort uint16 = 9000
+	// healthPort is the third, also declared gRPC, served by a real
+	// grpc-go server with the standard health service.
+	healthPort uint16 = 9001
 
 	// The annotations' names are the resolver's.
 	idleAnnotation     = kube.IdleTimeoutAnnotation
@@ -120,8 +123,9 @@ func newEnv(tb testing.TB, sims ...simSpec) *env {
 			Namespaces:  spec.namespaces,
 			StartDelay:  startDelay,
 			ManualReady: spec.manualReady,
-			Ports:       []uint16{sim.DefaultPort, grpcPort},
-			PortNames:   map[uint16]string{grpcPort: "grpc"},
+			Ports:       []uint16{sim.DefaultPort, grpcPort, healthPort},
+			PortNames:   map[uint16]string{grpcPort: "grpc", healthPort: "grpc-health"},
+			GRPCPorts:   []uint16{healthPort},
 			IPBase:      ipBase,
 			Logf:        tb.Logf,
 		})

@@ -13,8 +13,11 @@ import (
 
 	"github.com/coder/websocket"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/sandbox-router/sandbox-router/e2e/routerproc"
 )
@@ -29,7 +32,7 @@ import (
 func TestHoldOneResume(t *testing.T) {
 	e := newEnv(t)
 	const ns = "default"
-	for _, name := range []string{"many", "ws", "grpc", "mixed"} {
+	for _, name := range []string{"many", "ws", "grpc", "mixed", "health"} {
 		e.createSandbox(t, ns, name, true, nil)
 	}
 	// Created before the router starts: once its caches synced it knows
@@ -68,6 +71,41 @@ func TestHoldOneResume(t *testing.T) {
 			}
 		}
 		checkOneResume(t, e, p, ns, "grpc", before)
+	})
+
+	t.Run("held gRPC calls get the sandbox's own statuses, trailers-only ones too", func(t *testing.T) {
+		// A real grpc-go server in the sim pod with the health service:
+		// "" is SERVING, any other service NotFound with no message,
+		// which grpc-go sends trailers-only (the status in the only
+		// HEADERS frame) and which must not turn into Internal.
+		conn, err := grpc.NewClient("passthrough:///"+p.HTTPAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		hc := healthpb.NewHealthClient(conn)
+		before := metricSum(t, p, mResumes)
+		errs := concurrently(10, func(i int) error {
+			ctx := metadata.AppendToOutgoingContext(t.Context(), "x-sandbox-id", "health", "x-sandbox-namespace", ns,
+				"x-sandbox-port", strconv.Itoa(int(healthPort)))
+			if i%2 == 0 {
+				if _, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: "unknown"}); status.Code(err) != codes.NotFound {
+					return fmt.Errorf("Check(unknown) = %v, want NotFound", err)
+				}
+				return nil
+			}
+			resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+			if err != nil || resp.GetStatus() != healthpb.HealthCheckResponse_SERVING {
+				return fmt.Errorf("Check() = %v, %v, want SERVING", resp, err)
+			}
+			return nil
+		})
+		for i, err := range errs {
+			if err != nil {
+				t.Fatalf("call %d: %v", i, err)
+			}
+		}
+		checkOneResume(t, e, p, ns, "health", before)
 	})
 
 	t.Run("HTTP, WebSockets and gRPC streams on two ports together", func(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,9 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
 
 // sseInterval is the time between two events of /sse.
@@ -50,6 +54,7 @@ type backend struct {
 	ctx     context.Context // canceled by stop; every request's base
 	cancel  context.CancelFunc
 	servers []*http.Server
+	grpc    []*grpc.Server
 	serveWG sync.WaitGroup // Serve goroutines
 
 	mu       sync.Mutex
@@ -61,7 +66,7 @@ type backend struct {
 // startBackend listens on ip at every port and serves. It fails (with an
 // error wrapping syscall.EADDRINUSE when another process holds a port)
 // without leaving a listener open.
-func startBackend(ip netip.Addr, ports []uint16, namespace, pod, sandbox string, logf func(string, ...any)) (*backend, error) {
+func startBackend(ip netip.Addr, ports, grpcPorts []uint16, namespace, pod, sandbox string, logf func(string, ...any)) (*backend, error) {
 	b := &backend{namespace: namespace, pod: pod, ip: ip, logf: logf}
 	b.sandbox.Store(&sandbox)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
@@ -84,6 +89,17 @@ func startBackend(ip netip.Addr, ports []uint16, namespace, pod, sandbox string,
 	protocols.SetUnencryptedHTTP2(true)
 	for i, l := range ls {
 		port := ports[i]
+		if slices.Contains(grpcPorts, port) {
+			g := grpc.NewServer()
+			healthpb.RegisterHealthServer(g, health.NewServer())
+			b.grpc = append(b.grpc, g)
+			b.serveWG.Go(func() {
+				if err := g.Serve(l); err != nil {
+					logf("sim: backend %s %s: %v", pod, l.Addr(), err)
+				}
+			})
+			continue
+		}
 		srv := &http.Server{
 			Handler:           b.handler(port),
 			ReadHeaderTimeout: 30 * time.Second,
@@ -116,6 +132,9 @@ func (b *backend) stop() {
 		b.cancel()
 		for _, srv := range b.servers {
 			srv.Close()
+		}
+		for _, g := range b.grpc {
+			g.Stop()
 		}
 		b.serveWG.Wait()
 		b.active.Wait()

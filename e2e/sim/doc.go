@@ -11,7 +11,9 @@
 // subresources. Every backend port speaks HTTP/1.1 and h2c (prior
 // knowledge); POST /echo streams the body back, and for a gRPC content
 // type it is a bidirectional echo stream ending with grpc-status 0, so a
-// gRPC client with a raw codec can call it. Suspending stops the backend
+// gRPC client with a raw codec can call it. Options.GRPCPorts are served
+// by a real grpc-go server instead, with the standard health service.
+// Suspending stops the backend
 // (connections are refused) and deletes the pod; resuming creates a new
 // pod with a new address. It also keeps warm-pool pods and lets a Sandbox
 // adopt one.

@@ -44,7 +44,7 @@ func (s *Sim) startPodBackend(namespace, pod, sandbox string) (*backend, error) 
 		if err != nil {
 			return nil, err
 		}
-		b, err := startBackend(ip, s.ports, namespace, pod, sandbox, s.logf)
+		b, err := startBackend(ip, s.ports, s.opts.GRPCPorts, namespace, pod, sandbox, s.logf)
 		if err == nil {
 			return b, nil
 		}

@@ -51,6 +51,11 @@ type Options struct {
 	// PortNames names container ports (at most 15 characters, lowercase);
 	// unnamed ports are "http" for 8888 and "http-<port>" for others.
 	PortNames map[uint16]string
+	// GRPCPorts, a subset of Ports, are served by a grpc-go server of its
+	// own (its HTTP/2 transport, not net/http's) with the standard health
+	// service: "" is SERVING, any other service NotFound, which grpc-go
+	// sends as a trailers-only response.
+	GRPCPorts []uint16
 	// Logf receives what the sim does; nil discards it.
 	Logf func(format string, args ...any)
 	// IPBase is the first pod address; default 127.0.1.1. Addresses
