@@ -5,8 +5,9 @@
 // audit log tells which API writes the routers made and when.
 //
 //   - hold_test.go: requests held for a suspended sandbox while one resume
-//     wakes it (HTTP, WebSocket, gRPC streams; one resume patch however many
-//     requests), and the ways a hold ends without the sandbox (hold
+//     wakes it (HTTP, WebSocket, gRPC streams, gRPC calls answered with a
+//     trailers-only status by a real grpc-go server; one resume patch
+//     however many requests), and the ways a hold ends without the sandbox (hold
 //     timeout, full queue, client gone, sandbox deleted);
 //   - idle_test.go: idle suspension with two replicas behind one Lease:
 //     activity seen only by the replica that does not lead keeps a sandbox
