@@ -111,6 +111,9 @@ func (rt *Router) answer(w http.ResponseWriter, r *http.Request, rec *record, er
 		if ra, ok := se.(interface{ RetryAfterSeconds() int }); ok {
 			retryAfter = ra.RetryAfterSeconds()
 		}
+		if ch, ok := se.(interface{ WWWAuthenticate() string }); ok && ch.WWWAuthenticate() != "" {
+			w.Header().Set("WWW-Authenticate", ch.WWWAuthenticate())
+		}
 		writeError(w, r, rec.status, rec.code, se.Error(), retryAfter)
 		return
 	}

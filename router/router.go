@@ -26,6 +26,16 @@ type Resolver interface {
 	Synced() bool
 }
 
+// Access decides whether a request may reach the sandbox it names: nil
+// admits it; a refusal is a StatusError (401, 403, 503), whose
+// WWWAuthenticate() string, if it has one, is sent as the challenge; a
+// client that left gets its context's error. It runs before the sandbox
+// is looked up, so a refused caller learns nothing of the sandbox, not
+// even whether it exists.
+type Access interface {
+	Check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16) error
+}
+
 // Activator brings a sandbox that is not running to a state where it can
 // take the request: it holds the request, resumes the sandbox, and returns
 // the running Result, or an error (a StatusError for a precise answer).
@@ -67,6 +77,7 @@ const (
 // Options configure a Router. Zero values take the documented defaults.
 type Options struct {
 	Resolver  Resolver
+	Access    Access          // nil: everyone reaches every sandbox
 	Activator Activator       // nil: non-running sandboxes are answered 503 with their state
 	Activity  ActivityTracker // nil: activity is not tracked
 
@@ -209,8 +220,15 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, rec *record) {
 		return
 	}
 	defer cancel()
-
 	ctx := r.Context()
+
+	if rt.opts.Access != nil {
+		if err := rt.opts.Access.Check(ctx, r, key.Key, key.Port); err != nil {
+			rt.answer(w, r, rec, err)
+			return
+		}
+	}
+
 	var retry retryState
 	for {
 		target, err := rt.target(ctx, key, rec)

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/sandbox-router/sandbox-router/access"
 )
 
 // config is every setting of the binary. Each has one name used as the
@@ -77,6 +79,17 @@ type config struct {
 	LeaderLeaseDuration     time.Duration
 	LeaderRenewDeadline     time.Duration
 	LeaderRetryPeriod       time.Duration
+
+	AuthzMode            string
+	AuthzAudiences       []string
+	AuthzTokenTTL        time.Duration
+	AuthzTokenNegTTL     time.Duration
+	AuthzTokenCacheSize  int
+	AuthzDecisionTTL     time.Duration
+	AuthzDecisionNegTTL  time.Duration
+	AuthzDecisionCacheSz int
+	AuthzStaleFor        time.Duration
+	AuthzQPS             float64
 
 	AccessLog string
 	LogLevel  string
@@ -163,6 +176,16 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.LeaderLeaseDuration, "leader-lease-duration", 15*time.Second, "how long a lead lasts without renewal (the hand-over time after a crash)")
 	fs.DurationVar(&c.LeaderRenewDeadline, "leader-renew-deadline", 10*time.Second, "how long the leader retries renewing before it gives up the lead")
 	fs.DurationVar(&c.LeaderRetryPeriod, "leader-retry-period", 2*time.Second, "interval between election attempts")
+	fs.StringVar(&c.AuthzMode, "authz-mode", "allow-all", "who may reach which sandbox: allow-all (anyone who reaches the router), tokenreview (any bearer token the API server authenticates), kubernetes (TokenReview, then RBAC per sandbox: create on sandboxes/proxy)")
+	fs.Var(&listFlag{dst: &c.AuthzAudiences}, "authz-tokenreview-audiences", "audiences a bearer token must be meant for (TokenReview); empty = the API server's own")
+	fs.DurationVar(&c.AuthzTokenTTL, "authz-tokenreview-ttl", 2*time.Minute, "how long an authenticated token is trusted before it is reviewed again")
+	fs.DurationVar(&c.AuthzTokenNegTTL, "authz-tokenreview-negative-ttl", 10*time.Second, "how long a refused token stays refused before it is reviewed again")
+	fs.IntVar(&c.AuthzTokenCacheSize, "authz-tokenreview-cache-size", 10000, "tokens remembered (LRU)")
+	fs.DurationVar(&c.AuthzDecisionTTL, "authz-decision-ttl", 30*time.Second, "how long a per-sandbox RBAC decision is kept: the longest a removed RoleBinding keeps working")
+	fs.DurationVar(&c.AuthzDecisionNegTTL, "authz-decision-negative-ttl", 5*time.Second, "how long a per-sandbox refusal is kept")
+	fs.IntVar(&c.AuthzDecisionCacheSz, "authz-decision-cache-size", 100000, "per-sandbox decisions remembered (LRU)")
+	fs.DurationVar(&c.AuthzStaleFor, "authz-stale-for", 10*time.Minute, "how long past their time to live answers keep serving while the API server cannot be reached (uncached requests get 503)")
+	fs.Float64Var(&c.AuthzQPS, "authz-qps", 100, "TokenReview and SubjectAccessReview calls per second (burst twice that)")
 	fs.StringVar(&c.AccessLog, "access-log", "stdout", "access log destination: stdout, stderr, off, or a file path")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	return fs
@@ -368,6 +391,7 @@ func (c *config) validate() error {
 		}
 	}
 	c.validateActivator(bad)
+	c.validateAuthz(bad)
 	return errors.Join(errs...)
 }
 
@@ -394,6 +418,41 @@ func (c *config) validateActivator(bad func(string, ...any)) {
 	// with room for more than one try.
 	if c.LeaderRenewDeadline >= c.LeaderLeaseDuration || c.LeaderRetryPeriod*12/10 >= c.LeaderRenewDeadline {
 		bad("leader election needs leader-retry-period*1.2 < leader-renew-deadline < leader-lease-duration")
+	}
+}
+
+func (c *config) validateAuthz(bad func(string, ...any)) {
+	mode, err := access.ParseMode(c.AuthzMode)
+	if err != nil {
+		bad("authz-mode: %v", err)
+		return
+	}
+	for _, d := range []struct {
+		name string
+		d    time.Duration
+	}{
+		{"authz-tokenreview-ttl", c.AuthzTokenTTL}, {"authz-tokenreview-negative-ttl", c.AuthzTokenNegTTL},
+		{"authz-decision-ttl", c.AuthzDecisionTTL}, {"authz-decision-negative-ttl", c.AuthzDecisionNegTTL},
+		{"authz-stale-for", c.AuthzStaleFor},
+	} {
+		if d.d <= 0 {
+			bad("%s must be positive", d.name)
+		}
+	}
+	if c.AuthzTokenCacheSize < 1 || c.AuthzDecisionCacheSz < 1 || c.AuthzQPS <= 0 {
+		bad("authz-tokenreview-cache-size, authz-decision-cache-size and authz-qps must be positive")
+	}
+	if mode == access.ModeAllowAll {
+		return
+	}
+	if c.Routes != "" {
+		bad("authz-mode=%s reviews tokens with the cluster's API server; it needs the cluster resolver, not routes", mode)
+	}
+	if c.PodIPMode == "direct" {
+		bad("authz-mode=%s cannot be combined with pod-ip-header=direct: a client must never make the router dial an address it chose", mode)
+	}
+	if c.ForwardAuth {
+		bad("authz-mode=%s cannot be combined with forward-authorization: the router's credential never reaches the sandbox", mode)
 	}
 }
 

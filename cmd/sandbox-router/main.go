@@ -92,6 +92,10 @@ func run(cfg *config) error {
 	if err != nil {
 		return err
 	}
+	checker, err := startAccess(cfg, restCfg, reg, log)
+	if err != nil {
+		return err
+	}
 	var act router.Activator
 	var activity router.ActivityTracker
 	if kr != nil && cfg.Activator {
@@ -112,6 +116,7 @@ func run(cfg *config) error {
 	}
 	rt, err := router.New(router.Options{
 		Resolver:             res,
+		Access:               checker,
 		Activator:            act,
 		Activity:             activity,
 		BaseDomains:          cfg.BaseDomains,

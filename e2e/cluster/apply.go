@@ -89,6 +89,19 @@ subjects:
     name: router
 ---
 apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: sandbox-router-access-e2e-user
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: sandbox-router-access
+subjects:
+  - apiGroup: rbac.authorization.k8s.io
+    kind: User
+    name: router
+---
+apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata:
   name: sandbox-router-leader-election-e2e-user
@@ -106,8 +119,9 @@ subjects:
 // GrantRouter creates the router's namespace (deploy/base/namespace.yaml),
 // applies deploy/rbac as a real install does (the ClusterRole
 // sandbox-router and its binding to the ServiceAccount; the
-// leader-election Role and RoleBinding in RouterNamespace), and binds both
-// roles to the user "router" too, so that RouterConfig, RouterToken and a
+// leader-election Role and RoleBinding in RouterNamespace; the review
+// ClusterRole sandbox-router-access), and binds the roles to the user
+// "router" too, so that RouterConfig, RouterToken and a
 // WriteKubeconfig file act as the router. It returns once the API server's
 // authorizer allows the user every rule of those roles (a new binding
 // takes effect a moment after it is written), so a router started next
@@ -125,6 +139,7 @@ func (c *Cluster) GrantRouter(ctx context.Context) error {
 		filepath.Join(root, "deploy", "base", "namespace.yaml"),
 		filepath.Join(root, "deploy", "rbac"),
 		filepath.Join(root, "deploy", "rbac", "leader-election"),
+		filepath.Join(root, "deploy", "rbac", "access"),
 		bindings,
 	}
 	if err := ApplyManifests(ctx, c.AdminConfig(), paths...); err != nil {

@@ -122,6 +122,8 @@ const (
 	idService     = "/Service sandbox-router/sandbox-router"
 	idPDB         = "policy/PodDisruptionBudget sandbox-router/sandbox-router"
 	idNetPol      = "networking.k8s.io/NetworkPolicy sandbox-router/sandbox-router"
+	idAccessRole  = "rbac.authorization.k8s.io/ClusterRole /sandbox-router-access"
+	idAccessCRB   = "rbac.authorization.k8s.io/ClusterRoleBinding /sandbox-router-access"
 	idLeaseRole   = "rbac.authorization.k8s.io/Role sandbox-router/sandbox-router-leader-election"
 	idLeaseRB     = "rbac.authorization.k8s.io/RoleBinding sandbox-router/sandbox-router-leader-election"
 )
@@ -138,6 +140,13 @@ var routerRules = []any{
 // does.
 var leaseRules = []any{
 	map[string]any{"apiGroups": []any{"coordination.k8s.io"}, "resources": []any{"leases"}, "verbs": []any{"get", "create", "update"}},
+}
+
+// accessRules are the review ClusterRole's: TokenReviews and
+// SubjectAccessReviews, create only.
+var accessRules = []any{
+	map[string]any{"apiGroups": []any{"authentication.k8s.io"}, "resources": []any{"tokenreviews"}, "verbs": []any{"create"}},
+	map[string]any{"apiGroups": []any{"authorization.k8s.io"}, "resources": []any{"subjectaccessreviews"}, "verbs": []any{"create"}},
 }
 
 // routerSubject is the ServiceAccount every binding must name.
@@ -166,7 +175,9 @@ func args(c map[string]any) []string {
 
 func TestRBACRules(t *testing.T) {
 	cluster := mustRender(t, "rbac")
-	if got, want := ids(cluster), []string{idClusterRole, idCRB, idLeaseRole, idLeaseRB}; !reflect.DeepEqual(got, want) {
+	wantIDs := []string{idClusterRole, idCRB, idAccessRole, idAccessCRB, idLeaseRole, idLeaseRB}
+	sort.Strings(wantIDs)
+	if got, want := ids(cluster), wantIDs; !reflect.DeepEqual(got, want) {
 		t.Fatalf("deploy/rbac renders %v, want %v", got, want)
 	}
 	if got := get(cluster[idClusterRole].m, "rules"); !reflect.DeepEqual(got, routerRules) {
@@ -196,6 +207,15 @@ func TestRBACRules(t *testing.T) {
 		t.Errorf("deploy/rbac/leader-election renders %v", got)
 	}
 
+	// The reviews of --authz-mode: create TokenReviews and
+	// SubjectAccessReviews, nothing else.
+	if got := get(cluster[idAccessRole].m, "rules"); !reflect.DeepEqual(got, accessRules) {
+		t.Errorf("review ClusterRole rules = %v, want %v", got, accessRules)
+	}
+	if got := get(cluster[idAccessCRB].m, "subjects"); !reflect.DeepEqual(got, routerSubject) {
+		t.Errorf("review ClusterRoleBinding subjects = %v, want %v", got, routerSubject)
+	}
+
 	// The namespaced template: the ClusterRole's rules, the same subject,
 	// no namespace until stamped, and no Lease (granted once, above).
 	ns := mustRender(t, "rbac/namespaced")
@@ -217,7 +237,7 @@ func TestRBACRules(t *testing.T) {
 
 func TestBaseRunsTheClusterResolver(t *testing.T) {
 	base := mustRender(t, "base")
-	want := []string{idNamespace, idService, idSA, idPDB, idDeployment, idNetPol, idClusterRole, idCRB, idLeaseRole, idLeaseRB}
+	want := []string{idNamespace, idService, idSA, idPDB, idDeployment, idNetPol, idClusterRole, idCRB, idAccessRole, idAccessCRB, idLeaseRole, idLeaseRB}
 	sort.Strings(want)
 	if got := ids(base); !reflect.DeepEqual(got, want) {
 		t.Fatalf("deploy/base renders\n  %v\nwant\n  %v", got, want)

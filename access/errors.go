@@ -1,0 +1,41 @@
+package access
+
+import "net/http"
+
+// Error is a refused request's answer. It carries what the router needs
+// to answer with the error contract (status, code, detail) and, for a
+// 401, the WWW-Authenticate challenge.
+type Error struct {
+	Status     int
+	Code       string
+	Detail     string
+	Challenge  string // WWW-Authenticate; empty: none
+	RetryAfter int    // seconds; 0: none
+}
+
+func (e *Error) Error() string           { return e.Detail }
+func (e *Error) HTTPStatus() int         { return e.Status }
+func (e *Error) ErrorCode() string       { return e.Code }
+func (e *Error) RetryAfterSeconds() int  { return e.RetryAfter }
+func (e *Error) WWWAuthenticate() string { return e.Challenge }
+
+// The error codes of refused requests: part of the API, as the router's.
+const (
+	CodeMissingCredentials = "missing_credentials"
+	CodeInvalidCredentials = "invalid_credentials"
+	CodeForbidden          = "sandbox_forbidden"
+	CodeUnavailable        = "access_unavailable"
+)
+
+const realm = `Bearer realm="sandbox-router"`
+
+var (
+	errMissingCredentials = &Error{Status: http.StatusUnauthorized, Code: CodeMissingCredentials,
+		Detail: "a bearer token is required", Challenge: realm}
+	errInvalidCredentials = &Error{Status: http.StatusUnauthorized, Code: CodeInvalidCredentials,
+		Detail: "the bearer token is not valid", Challenge: realm + `, error="invalid_token"`}
+	errForbidden = &Error{Status: http.StatusForbidden, Code: CodeForbidden,
+		Detail: "this identity may not reach this sandbox"}
+	errUnavailable = &Error{Status: http.StatusServiceUnavailable, Code: CodeUnavailable,
+		Detail: "access could not be checked now", RetryAfter: 1}
+)
