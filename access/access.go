@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -51,6 +52,10 @@ type Identity struct {
 	UID    string
 	Groups []string
 	Extra  map[string][]string
+
+	// digest sums all of the above: computed once, when the identity is
+	// learnt, and part of every decision's key.
+	digest digest
 }
 
 // TokenAuthenticator tells who a bearer token belongs to. ok is false for
@@ -197,17 +202,26 @@ func (c *Checker) check(ctx context.Context, r *http.Request, sandbox resolver.K
 
 // authenticate asks who token is, once per token and time to live.
 func (c *Checker) authenticate(ctx context.Context, token string) (Identity, error) {
-	sum := sha256.Sum256([]byte(token))
-	id, ok, err := c.tokenMemo.get(ctx, string(sum[:]), func(ctx context.Context) (Identity, bool, error) {
-		return c.tokens.AuthenticateToken(ctx, token)
-	})
-	switch {
-	case err != nil && ctx.Err() != nil:
-		return Identity{}, ctx.Err() // the client left
-	case err != nil:
-		c.log.Warn("access: token not reviewed", "err", err)
-		return Identity{}, errUnavailable
-	case !ok:
+	key := digest(sha256.Sum256([]byte(token)))
+	id, ok, hit := c.tokenMemo.cached(key)
+	if !hit {
+		var err error
+		id, ok, err = c.tokenMemo.fetch(ctx, key, func(ctx context.Context) (Identity, bool, error) {
+			id, ok, err := c.tokens.AuthenticateToken(ctx, token)
+			if ok {
+				id.digest = identityDigest(id)
+			}
+			return id, ok, err
+		})
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return Identity{}, ctx.Err() // the client left
+		case err != nil:
+			c.log.Warn("access: token not reviewed", "err", err)
+			return Identity{}, errUnavailable
+		}
+	}
+	if !ok {
 		return Identity{}, errInvalidCredentials
 	}
 	return id, nil
@@ -216,31 +230,35 @@ func (c *Checker) authenticate(ctx context.Context, token string) (Identity, err
 // authorize asks whether id may reach sandbox, once per identity, sandbox
 // and time to live.
 func (c *Checker) authorize(ctx context.Context, id Identity, sandbox resolver.Key) error {
-	_, ok, err := c.decisions.get(ctx, decisionKey(id, sandbox), func(ctx context.Context) (struct{}, bool, error) {
-		allowed, err := c.sandboxes.MayReach(ctx, id, sandbox)
-		return struct{}{}, allowed, err
-	})
-	switch {
-	case err != nil && ctx.Err() != nil:
-		return ctx.Err()
-	case err != nil:
-		c.log.Warn("access: access not reviewed", "user", id.User, "namespace", sandbox.Namespace, "sandbox", sandbox.Name, "err", err)
-		return errUnavailable
-	case !ok:
+	key := decisionKey(id, sandbox)
+	_, ok, hit := c.decisions.cached(key)
+	if !hit {
+		var err error
+		_, ok, err = c.decisions.fetch(ctx, key, func(ctx context.Context) (struct{}, bool, error) {
+			allowed, err := c.sandboxes.MayReach(ctx, id, sandbox)
+			return struct{}{}, allowed, err
+		})
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return ctx.Err()
+		case err != nil:
+			c.log.Warn("access: access not reviewed", "user", id.User, "namespace", sandbox.Namespace, "sandbox", sandbox.Name, "err", err)
+			return errUnavailable
+		}
+	}
+	if !ok {
 		return errForbidden
 	}
 	return nil
 }
 
-// decisionKey is a fixed-size digest of everything a SubjectAccessReview
-// depends on: the identity (user, UID, groups, extra) and the sandbox.
-func decisionKey(id Identity, sandbox resolver.Key) string {
+// identityDigest sums everything a SubjectAccessReview depends on of an
+// identity: user, UID, groups (in any order) and extra.
+func identityDigest(id Identity) digest {
 	h := sha256.New()
 	field := func(s string) {
 		var n [8]byte
-		for i, l := 0, len(s); i < 8; i, l = i+1, l>>8 {
-			n[i] = byte(l)
-		}
+		binary.LittleEndian.PutUint64(n[:], uint64(len(s)))
 		h.Write(n[:])
 		h.Write([]byte(s))
 	}
@@ -258,7 +276,27 @@ func decisionKey(id Identity, sandbox resolver.Key) string {
 		field(k)
 		field(strings.Join(id.Extra[k], "\x00"))
 	}
-	field(sandbox.Namespace)
-	field(sandbox.Name)
-	return string(h.Sum(nil))
+	var d digest
+	h.Sum(d[:0])
+	return d
+}
+
+// decisionKey is the digest of an identity's digest and a sandbox, built
+// on the stack: a cached decision costs no allocation.
+func decisionKey(id Identity, sandbox resolver.Key) digest {
+	var buf [sha256.Size + 2*(2+253)]byte
+	if len(sandbox.Namespace) > 253 || len(sandbox.Name) > 253 {
+		// Longer than any Kubernetes name: not on the stack, but never
+		// cut short (two names must never share a key).
+		b := append(id.digest[:], sandbox.Namespace...)
+		b = append(b, 0)
+		return sha256.Sum256(append(b, sandbox.Name...))
+	}
+	n := copy(buf[:], id.digest[:])
+	for _, s := range []string{sandbox.Namespace, sandbox.Name} {
+		binary.LittleEndian.PutUint16(buf[n:], uint16(len(s)))
+		n += 2
+		n += copy(buf[n:], s)
+	}
+	return sha256.Sum256(buf[:n])
 }

@@ -95,7 +95,7 @@ func (c *clock) advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func newTestChecker(t *testing.T, mode Mode, f *fakeAuthority) (*Checker, *clock, *prometheus.Registry) {
+func newTestChecker(t testing.TB, mode Mode, f *fakeAuthority) (*Checker, *clock, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	c, err := New(Options{Mode: mode, Tokens: f, Sandboxes: f, Metrics: NewMetrics(reg),
@@ -328,9 +328,6 @@ func TestClientLeavesWhileReviewed(t *testing.T) {
 func TestDecisionKey(t *testing.T) {
 	base := Identity{User: "u", UID: "1", Groups: []string{"a", "b"}, Extra: map[string][]string{"k": {"v"}}}
 	same := Identity{User: "u", UID: "1", Groups: []string{"b", "a"}, Extra: map[string][]string{"k": {"v"}}}
-	if decisionKey(base, sbA) != decisionKey(same, sbA) {
-		t.Fatal("group order changed the key")
-	}
 	others := []struct {
 		id Identity
 		sb resolver.Key
@@ -342,8 +339,20 @@ func TestDecisionKey(t *testing.T) {
 		{base, sbB},
 		{base, resolver.Key{Namespace: "team-as", Name: "b1"}},
 	}
+	key := func(id Identity, sb resolver.Key) digest {
+		id.digest = identityDigest(id)
+		return decisionKey(id, sb)
+	}
+	if key(base, sbA) != key(same, sbA) {
+		t.Fatal("group order changed the key")
+	}
+	long := resolver.Key{Namespace: "ns", Name: string(make([]byte, 300))}
+	longer := resolver.Key{Namespace: "ns", Name: string(make([]byte, 301))}
+	if key(base, long) == key(base, longer) {
+		t.Fatal("names past the stack buffer share a key")
+	}
 	for i, o := range others {
-		if decisionKey(o.id, o.sb) == decisionKey(base, sbA) {
+		if key(o.id, o.sb) == key(base, sbA) {
 			t.Errorf("case %d: a different identity or sandbox got the same key", i)
 		}
 	}

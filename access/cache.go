@@ -2,6 +2,7 @@ package access
 
 import (
 	"context"
+	"crypto/sha256"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
@@ -16,15 +17,19 @@ import (
 // every known caller away.
 type memo[V any] struct {
 	name        string
-	entries     *lru.Cache[string, memoEntry[V]]
+	entries     *lru.Cache[digest, memoEntry[V]]
 	calls       singleflight.Group
 	ttl         time.Duration
 	negativeTTL time.Duration
 	staleFor    time.Duration
 	callTimeout time.Duration
-	metrics     *Metrics
+	counts      memoCounters
 	now         func() time.Time
 }
+
+// digest keys the memos: a SHA-256, so that neither a token nor an
+// identity is kept in memory as such, and every key has one small size.
+type digest [sha256.Size]byte
 
 type memoEntry[V any] struct {
 	val     V
@@ -41,12 +46,12 @@ type memoOptions struct {
 }
 
 func newMemo[V any](o memoOptions) *memo[V] {
-	entries, err := lru.New[string, memoEntry[V]](o.size)
+	entries, err := lru.New[digest, memoEntry[V]](o.size)
 	if err != nil {
 		panic(err) // only for a size below 1, which New never passes
 	}
 	return &memo[V]{name: o.name, entries: entries, ttl: o.ttl, negativeTTL: o.negativeTTL,
-		staleFor: o.staleFor, callTimeout: o.callTimeout, metrics: o.metrics, now: time.Now}
+		staleFor: o.staleFor, callTimeout: o.callTimeout, counts: o.metrics.memoCounters(o.name), now: time.Now}
 }
 
 // call is the result of one ask, shared by the requests that waited on it.
@@ -55,17 +60,23 @@ type call[V any] struct {
 	ok  bool
 }
 
-// get answers key from memory, or asks once. err is set only when there
-// is no answer, fresh or stale, to give.
-func (m *memo[V]) get(ctx context.Context, key string, ask func(context.Context) (V, bool, error)) (V, bool, error) {
-	now := m.now()
-	e, cached := m.entries.Get(key)
-	if cached && now.Before(e.expires) {
-		m.metrics.cache(m.name, "hit")
-		return e.val, e.ok, nil
+// cached answers key from memory, if it has a fresh answer.
+func (m *memo[V]) cached(key digest) (val V, ok, hit bool) {
+	e, found := m.entries.Get(key)
+	if found && m.now().Before(e.expires) {
+		m.counts.hit.Inc()
+		return e.val, e.ok, true
 	}
-	m.metrics.cache(m.name, "miss")
-	ch := m.calls.DoChan(key, func() (any, error) {
+	return val, false, false
+}
+
+// fetch asks, once however many callers race for key, and remembers the
+// answer. err is set only when there is no answer, fresh or stale, to
+// give. It is cached's slow path, apart so that a hit allocates nothing.
+func (m *memo[V]) fetch(ctx context.Context, key digest, ask func(context.Context) (V, bool, error)) (V, bool, error) {
+	m.counts.miss.Inc()
+	e, cached := m.entries.Get(key)
+	ch := m.calls.DoChan(string(key[:]), func() (any, error) {
 		// A caller that missed just before another's call stored its
 		// answer finds it here instead of asking again.
 		if e, ok := m.entries.Get(key); ok && m.now().Before(e.expires) {
@@ -76,10 +87,11 @@ func (m *memo[V]) get(ctx context.Context, key string, ask func(context.Context)
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.callTimeout)
 		defer cancel()
 		v, ok, err := ask(cctx)
-		m.metrics.called(m.name, err)
 		if err != nil {
+			m.counts.callErrors.Inc()
 			return nil, err
 		}
+		m.counts.calls.Inc()
 		ttl := m.ttl
 		if !ok {
 			ttl = m.negativeTTL
@@ -97,7 +109,7 @@ func (m *memo[V]) get(ctx context.Context, key string, ask func(context.Context)
 			return c.val, c.ok, nil
 		}
 		if cached && m.now().Before(e.expires.Add(m.staleFor)) {
-			m.metrics.cache(m.name, "stale")
+			m.counts.stale.Inc()
 			return e.val, e.ok, nil
 		}
 		return zero, false, res.Err

@@ -1,8 +1,6 @@
 package access
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -13,6 +11,14 @@ type Metrics struct {
 	decisions *prometheus.CounterVec
 	caches    *prometheus.CounterVec
 	calls     *prometheus.CounterVec
+	// results are the decisions counters by result, resolved once: the
+	// hot path must not hash label values.
+	results map[string]prometheus.Counter
+}
+
+// memoCounters are one memo's series, resolved once.
+type memoCounters struct {
+	hit, miss, stale, calls, callErrors prometheus.Counter
 }
 
 // NewMetrics registers the access metrics on reg.
@@ -36,28 +42,33 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"cache", "result"}),
 	}
 	reg.MustRegister(m.mode, m.decisions, m.caches, m.calls)
+	m.results = map[string]prometheus.Counter{}
+	for _, r := range []string{"allowed", "client_gone", CodeMissingCredentials, CodeInvalidCredentials, CodeForbidden, CodeUnavailable} {
+		m.results[r] = m.decisions.WithLabelValues(r)
+	}
 	return m
+}
+
+func (m *Metrics) memoCounters(name string) memoCounters {
+	return memoCounters{
+		hit: m.caches.WithLabelValues(name, "hit"), miss: m.caches.WithLabelValues(name, "miss"),
+		stale: m.caches.WithLabelValues(name, "stale"),
+		calls: m.calls.WithLabelValues(name, "ok"), callErrors: m.calls.WithLabelValues(name, "error"),
+	}
 }
 
 func (m *Metrics) setMode(mode Mode) { m.mode.WithLabelValues(string(mode)).Set(1) }
 
 func (m *Metrics) decided(err error) {
 	result := "allowed"
-	var e *Error
-	if errors.As(err, &e) {
+	if e, ok := err.(*Error); ok { // the Checker's own, never wrapped
 		result = e.Code
 	} else if err != nil {
 		result = "client_gone"
 	}
-	m.decisions.WithLabelValues(result).Inc()
-}
-
-func (m *Metrics) cache(name, result string) { m.caches.WithLabelValues(name, result).Inc() }
-
-func (m *Metrics) called(name string, err error) {
-	result := "ok"
-	if err != nil {
-		result = "error"
+	if c, ok := m.results[result]; ok {
+		c.Inc()
+		return
 	}
-	m.calls.WithLabelValues(name, result).Inc()
+	m.decisions.WithLabelValues(result).Inc()
 }
