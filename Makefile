@@ -21,8 +21,10 @@ test:
 # (interleaved rounds, ratios), the 1 GiB memory test, go test -bench of the
 # data plane and the resolver (lookups; cache memory at 100,000 sandboxes
 # against whole objects), and propagation on the real API server (1,000
-# pods, 10,000 other sandboxes, against a plain Pod informer), and 100
-# suspend/resume cycles through the activator on the real API server.
+# pods, 10,000 other sandboxes, against a plain Pod informer), 100
+# suspend/resume cycles through the activator on the real API server, the
+# cost of a cached access check, and each access mode against allow-all
+# on the real API server.
 bench:
 	bash bench/run.sh && bash bench/memory.sh
 	$(GO) test -run '^$$' -bench . -benchmem ./router/
@@ -31,6 +33,8 @@ bench:
 	$(GO) test -run '^$$' -bench Propagation -benchtime 1x -timeout 60m ./e2e/propagation/
 	$(GO) test -run '^$$' -bench . -benchmem ./activator/
 	$(GO) test -run '^$$' -bench ResumeCycle -benchtime 1x -timeout 30m ./e2e/activator/
+	$(GO) test -run '^$$' -bench . -benchmem ./access/
+	$(GO) test -run '^$$' -bench AccessModes -benchtime 1x -timeout 30m ./e2e/access/
 
 # A short run of every fuzz target.
 fuzz:

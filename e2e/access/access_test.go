@@ -50,42 +50,85 @@ var sandboxGVR = schema.GroupVersionResource{Group: sim.Group, Version: "v1beta1
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if shared.e != nil {
+		shared.e.close()
+	}
 	routerproc.RemoveShared()
 	os.Exit(code)
 }
 
-// env is one cluster for the whole package: the CRDs, the router's
-// grants, three running sandboxes in each of two namespaces, and admin
-// clients.
+// env is one cluster for the whole package (one API server per e2e
+// package keeps make test short): the CRDs, the router's grants, three
+// running sandboxes in each of two namespaces, and admin clients. Tests
+// share it and keep apart by the names of their identities and roles.
 type env struct {
 	c   *cluster.Cluster
+	sim *sim.Sim
 	cs  kubernetes.Interface
 	dyn dynamic.Interface
 }
 
-func newEnv(t *testing.T) *env {
-	t.Helper()
-	c := cluster.Start(t)
-	ctx := t.Context()
-	if err := c.ApplyCRDs(ctx); err != nil {
-		t.Fatal(err)
+// shared is the package's env, started by the first test that asks.
+var shared struct {
+	once sync.Once
+	e    *env
+	err  error
+}
+
+// newEnv returns the package's env, starting it on first use.
+func newEnv(tb testing.TB) *env {
+	tb.Helper()
+	shared.once.Do(func() { shared.e, shared.err = startEnv() })
+	if shared.err != nil {
+		tb.Fatal(shared.err)
 	}
-	if err := c.GrantRouter(ctx); err != nil {
-		t.Fatal(err)
+	return shared.e
+}
+
+func startEnv() (*env, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute) // a cold build of kube-apiserver takes minutes
+	defer cancel()
+	c, err := cluster.New(ctx, cluster.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
 	}
 	e := &env{c: c, cs: kubernetes.NewForConfigOrDie(c.AdminConfig()), dyn: dynamic.NewForConfigOrDie(c.AdminConfig())}
+	if err := e.populate(ctx); err != nil {
+		e.close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *env) close() {
+	if e.sim != nil {
+		e.sim.Close()
+	}
+	e.c.Close()
+}
+
+// populate applies the CRDs and the router's grants, and starts three
+// sandboxes in each of team-a and team-b.
+func (e *env) populate(ctx context.Context) error {
+	if err := e.c.ApplyCRDs(ctx); err != nil {
+		return err
+	}
+	if err := e.c.GrantRouter(ctx); err != nil {
+		return err
+	}
 	for _, ns := range []string{teamA, teamB, agents, crowd} {
 		if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
+			return err
 		}
 	}
-	s, err := sim.New(sim.Options{Config: c.AdminConfig(), Namespaces: []string{teamA, teamB}, IPBase: ipBase, Logf: t.Logf})
+	s, err := sim.New(sim.Options{Config: e.c.AdminConfig(), Namespaces: []string{teamA, teamB}, IPBase: ipBase})
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	t.Cleanup(s.Close)
-	if err := s.Run(ctx); err != nil {
-		t.Fatal(err)
+	e.sim = s
+	// The sim lives until close, not with the start-up's context.
+	if err := s.Run(context.Background()); err != nil {
+		return err
 	}
 	for _, ns := range []string{teamA, teamB} {
 		for _, name := range sandboxNames {
@@ -95,7 +138,7 @@ func newEnv(t *testing.T) *env {
 				"spec":     map[string]any{"operatingMode": "Running"},
 			}}
 			if _, err := e.dyn.Resource(sandboxGVR).Namespace(ns).Create(ctx, obj, metav1.CreateOptions{}); err != nil {
-				t.Fatal(err)
+				return err
 			}
 		}
 	}
@@ -104,16 +147,16 @@ func newEnv(t *testing.T) *env {
 	for _, ns := range []string{teamA, teamB} {
 		for _, name := range sandboxNames {
 			if _, err := s.WaitPod(wctx, ns, name, func(p sim.PodInfo) bool { return p.Ready }); err != nil {
-				t.Fatal(err)
+				return err
 			}
 		}
 	}
-	return e
+	return nil
 }
 
 // serviceAccount creates a ServiceAccount and returns a token for it from
 // the TokenRequest API, for the given audiences (none: the API server's).
-func (e *env) serviceAccount(t *testing.T, ns, name string, audiences ...string) string {
+func (e *env) serviceAccount(t testing.TB, ns, name string, audiences ...string) string {
 	t.Helper()
 	_, err := e.cs.CoreV1().ServiceAccounts(ns).Create(t.Context(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
 	if err != nil {
@@ -122,7 +165,7 @@ func (e *env) serviceAccount(t *testing.T, ns, name string, audiences ...string)
 	return e.token(t, ns, name, audiences...)
 }
 
-func (e *env) token(t *testing.T, ns, name string, audiences ...string) string {
+func (e *env) token(t testing.TB, ns, name string, audiences ...string) string {
 	t.Helper()
 	hour := int64(3600)
 	tr, err := e.cs.CoreV1().ServiceAccounts(ns).CreateToken(t.Context(), name,
@@ -141,7 +184,7 @@ func proxyRule(names ...string) rbacv1.PolicyRule {
 
 // grant lets the ServiceAccounts reach the named sandboxes of ns (all of
 // them without names) with a Role and a RoleBinding called name.
-func (e *env) grant(t *testing.T, ns, name string, subjects []rbacv1.Subject, names ...string) {
+func (e *env) grant(t testing.TB, ns, name string, subjects []rbacv1.Subject, names ...string) {
 	t.Helper()
 	ctx := t.Context()
 	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Rules: []rbacv1.PolicyRule{proxyRule(names...)}}
@@ -160,7 +203,7 @@ func sa(ns, name string) rbacv1.Subject {
 }
 
 // startRouter runs the router binary as the non-admin user "router".
-func (e *env) startRouter(t *testing.T, args ...string) *routerproc.Proc {
+func (e *env) startRouter(t testing.TB, args ...string) *routerproc.Proc {
 	t.Helper()
 	bin, err := routerproc.Shared()
 	if err != nil {
