@@ -87,6 +87,10 @@ func (r *Resolver) Watch(ctx context.Context) error {
 	if err := w.Add(filepath.Dir(r.path)); err != nil {
 		return fmt.Errorf("watch routes directory: %w", err)
 	}
+	// A change between New's read and the watch would be missed.
+	if err := r.reload(); err != nil {
+		r.log.Error("routes reload failed; keeping previous routes", "path", r.path, "err", err)
+	}
 	for {
 		select {
 		case <-ctx.Done():
