@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/sandbox-router/sandbox-router/access/scoped"
 	"github.com/sandbox-router/sandbox-router/resolver"
 )
 
@@ -35,15 +37,38 @@ const (
 	// convention of pods/proxy. Teams grant access with ordinary RBAC,
 	// resourceNames included.
 	ModeKubernetes Mode = "kubernetes"
+	// ModeScopedToken admits a scoped token (access/scoped) that permits
+	// the request: signed for this sandbox (v1: namespace and name, as
+	// upstream's "scoped-token"; v2: also its UID, and the token's limits
+	// of ports, methods, path and client addresses), verified without the
+	// API server.
+	ModeScopedToken Mode = "scoped-token"
 )
 
-// ParseMode reads a mode's name.
-func ParseMode(s string) (Mode, error) {
-	switch m := Mode(s); m {
-	case ModeAllowAll, ModeTokenReview, ModeKubernetes:
-		return m, nil
+// ParseModes reads a comma-separated list of modes: allow-all alone, or
+// any of tokenreview, kubernetes and scoped-token together (a scoped
+// token is verified as such, any other bearer token by the API server).
+func ParseModes(s string) ([]Mode, error) {
+	var modes []Mode
+	for part := range strings.SplitSeq(s, ",") {
+		m := Mode(strings.TrimSpace(part))
+		switch m {
+		case ModeAllowAll, ModeTokenReview, ModeKubernetes, ModeScopedToken:
+		default:
+			return nil, fmt.Errorf("%q is not allow-all, tokenreview, kubernetes or scoped-token", m)
+		}
+		if slices.Contains(modes, m) {
+			return nil, fmt.Errorf("%s given twice", m)
+		}
+		modes = append(modes, m)
 	}
-	return "", fmt.Errorf("%q is not allow-all, tokenreview or kubernetes", s)
+	switch {
+	case len(modes) > 1 && slices.Contains(modes, ModeAllowAll):
+		return nil, errors.New("allow-all cannot be combined with another mode")
+	case slices.Contains(modes, ModeTokenReview) && slices.Contains(modes, ModeKubernetes):
+		return nil, errors.New("tokenreview and kubernetes both review tokens: choose one")
+	}
+	return modes, nil
 }
 
 // Identity is who is calling, as the API server authenticated them.
@@ -71,13 +96,28 @@ type SandboxAuthorizer interface {
 	MayReach(ctx context.Context, id Identity, sandbox resolver.Key) (allowed bool, err error)
 }
 
+// ScopedVerifier verifies scoped tokens (access/scoped.Verifier).
+type ScopedVerifier interface {
+	Verify(token string) (scoped.Claims, error)
+}
+
+// Sandboxes looks sandboxes up, for the UID a v2 scoped token is bound to
+// (the router's resolver).
+type Sandboxes interface {
+	Lookup(key resolver.Key) resolver.Result
+}
+
 // Options configure a Checker. Zero durations and sizes take the defaults.
 type Options struct {
-	Mode Mode
-	// Tokens is required by every mode but allow-all; Sandboxes by
-	// ModeKubernetes.
+	// Modes are allow-all alone (the default) or a combination (see
+	// ParseModes).
+	Modes []Mode
+	// Tokens is required by tokenreview and kubernetes, Access by
+	// kubernetes, Scoped and Sandboxes by scoped-token.
 	Tokens    TokenAuthenticator
-	Sandboxes SandboxAuthorizer
+	Access    SandboxAuthorizer
+	Scoped    ScopedVerifier
+	Sandboxes Sandboxes
 
 	// TokenTTL is how long an authenticated token is trusted without
 	// asking again (default 2m); TokenNegativeTTL how long a refused one
@@ -118,9 +158,14 @@ const (
 
 // Checker admits or refuses requests. It is safe for concurrent use.
 type Checker struct {
-	mode      Mode
+	modes []Mode
+	// What a bearer token is checked with: reviewed by the API server
+	// (tokens), then per sandbox by RBAC (access); or, for a scoped
+	// token's form, verified here (scoped).
 	tokens    TokenAuthenticator
-	sandboxes SandboxAuthorizer
+	access    SandboxAuthorizer
+	scoped    ScopedVerifier
+	sandboxes Sandboxes
 	tokenMemo *memo[Identity]
 	decisions *memo[struct{}]
 	metrics   *Metrics
@@ -135,20 +180,30 @@ func New(opts Options) (*Checker, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	switch opts.Mode {
-	case ModeAllowAll:
-	case ModeTokenReview:
-		if opts.Tokens == nil {
-			return nil, errors.New("access: mode tokenreview needs a TokenAuthenticator")
-		}
-	case ModeKubernetes:
-		if opts.Tokens == nil || opts.Sandboxes == nil {
-			return nil, errors.New("access: mode kubernetes needs a TokenAuthenticator and a SandboxAuthorizer")
-		}
-	default:
-		return nil, fmt.Errorf("access: unknown mode %q", opts.Mode)
+	if len(opts.Modes) == 0 {
+		opts.Modes = []Mode{ModeAllowAll}
 	}
-	c := &Checker{mode: opts.Mode, tokens: opts.Tokens, sandboxes: opts.Sandboxes, metrics: opts.Metrics, log: opts.Log}
+	c := &Checker{modes: slices.Clone(opts.Modes), metrics: opts.Metrics, log: opts.Log}
+	for _, m := range opts.Modes {
+		switch m {
+		case ModeAllowAll:
+		case ModeTokenReview, ModeKubernetes:
+			if opts.Tokens == nil || m == ModeKubernetes && opts.Access == nil {
+				return nil, fmt.Errorf("access: mode %s needs a TokenAuthenticator (and kubernetes a SandboxAuthorizer)", m)
+			}
+			c.tokens = opts.Tokens
+			if m == ModeKubernetes {
+				c.access = opts.Access
+			}
+		case ModeScopedToken:
+			if opts.Scoped == nil || opts.Sandboxes == nil {
+				return nil, errors.New("access: mode scoped-token needs a ScopedVerifier and Sandboxes")
+			}
+			c.scoped, c.sandboxes = opts.Scoped, opts.Sandboxes
+		default:
+			return nil, fmt.Errorf("access: unknown mode %q", m)
+		}
+	}
 	timeout := cmp.Or(opts.CallTimeout, DefaultCallTimeout)
 	stale := cmp.Or(opts.StaleFor, DefaultStaleFor)
 	c.tokenMemo = newMemo[Identity](memoOptions{
@@ -161,28 +216,32 @@ func New(opts Options) (*Checker, error) {
 		ttl: cmp.Or(opts.DecisionTTL, DefaultDecisionTTL), negativeTTL: cmp.Or(opts.DecisionNegativeTTL, DefaultDecisionNegativeTTL),
 		staleFor: stale, callTimeout: timeout, metrics: opts.Metrics,
 	})
-	opts.Metrics.setMode(opts.Mode)
-	if opts.Mode == ModeAllowAll {
+	for _, m := range opts.Modes {
+		opts.Metrics.setMode(m)
+	}
+	if c.allowAll() {
 		c.log.Warn("access: allow-all: anyone who can reach the router reaches every sandbox; choose --authz-mode=kubernetes (or tokenreview) on a shared cluster")
 	}
 	return c, nil
 }
 
-// Mode is the Checker's mode.
-func (c *Checker) Mode() Mode { return c.mode }
+// Modes are the Checker's modes.
+func (c *Checker) Modes() []Mode { return slices.Clone(c.modes) }
 
-// Check admits r for the sandbox it asks for, or returns an *Error. The
-// port is not part of any decision yet.
+func (c *Checker) allowAll() bool { return len(c.modes) == 1 && c.modes[0] == ModeAllowAll }
+
+// Check admits r for the sandbox it asks for (on port), or returns an
+// *Error.
 func (c *Checker) Check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16) error {
-	if c.mode == ModeAllowAll {
+	if c.allowAll() {
 		return nil
 	}
-	err := c.check(ctx, r, sandbox)
+	err := c.check(ctx, r, sandbox, port)
 	c.metrics.decided(err)
 	return err
 }
 
-func (c *Checker) check(ctx context.Context, r *http.Request, sandbox resolver.Key) error {
+func (c *Checker) check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16) error {
 	token, ok := bearerToken(r.Header)
 	if !ok {
 		return errMissingCredentials
@@ -190,14 +249,42 @@ func (c *Checker) check(ctx context.Context, r *http.Request, sandbox resolver.K
 	if token == "" {
 		return errInvalidCredentials
 	}
+	if c.scoped != nil && scoped.IsScoped(token) {
+		return c.checkScoped(r, token, sandbox, port)
+	}
+	if c.tokens == nil {
+		return errInvalidCredentials // only scoped tokens are taken
+	}
 	id, err := c.authenticate(ctx, token)
 	if err != nil {
 		return err
 	}
-	if c.mode == ModeTokenReview {
-		return nil
+	if c.access == nil {
+		return nil // tokenreview: any authenticated identity
 	}
 	return c.authorize(ctx, id, sandbox)
+}
+
+// checkScoped verifies a scoped token and holds its claims against the
+// request. A v2 token is bound to the sandbox's UID, read from the
+// resolver: a sandbox deleted and created again under the same name is
+// another sandbox.
+func (c *Checker) checkScoped(r *http.Request, token string, sandbox resolver.Key, port uint16) error {
+	claims, err := c.scoped.Verify(token)
+	if err != nil {
+		return errInvalidCredentials
+	}
+	req := scoped.Request{Namespace: sandbox.Namespace, Name: sandbox.Name, Port: port, Method: r.Method, Path: r.URL.Path}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+		req.Client = ap.Addr()
+	}
+	if claims.Version >= 2 && claims.Namespace == sandbox.Namespace && claims.Name == sandbox.Name {
+		req.UID = c.sandboxes.Lookup(resolver.Key{Namespace: sandbox.Namespace, Name: sandbox.Name}).UID
+	}
+	if !claims.Permits(req) {
+		return errForbidden
+	}
+	return nil
 }
 
 // authenticate asks who token is, once per token and time to live.
@@ -235,7 +322,7 @@ func (c *Checker) authorize(ctx context.Context, id Identity, sandbox resolver.K
 	if !hit {
 		var err error
 		_, ok, err = c.decisions.fetch(ctx, key, func(ctx context.Context) (struct{}, bool, error) {
-			allowed, err := c.sandboxes.MayReach(ctx, id, sandbox)
+			allowed, err := c.access.MayReach(ctx, id, sandbox)
 			return struct{}{}, allowed, err
 		})
 		switch {

@@ -98,7 +98,7 @@ func (c *clock) advance(d time.Duration) {
 func newTestChecker(t testing.TB, mode Mode, f *fakeAuthority) (*Checker, *clock, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	c, err := New(Options{Mode: mode, Tokens: f, Sandboxes: f, Metrics: NewMetrics(reg),
+	c, err := New(Options{Modes: []Mode{mode}, Tokens: f, Access: f, Metrics: NewMetrics(reg),
 		TokenTTL: time.Minute, TokenNegativeTTL: 10 * time.Second, DecisionTTL: 30 * time.Second, DecisionNegativeTTL: 5 * time.Second,
 		StaleFor: 10 * time.Minute, TokenCacheSize: 100, DecisionCacheSize: 100})
 	if err != nil {

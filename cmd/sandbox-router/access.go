@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"log/slog"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/client-go/kubernetes"
@@ -9,16 +11,18 @@ import (
 
 	"github.com/sandbox-router/sandbox-router/access"
 	akube "github.com/sandbox-router/sandbox-router/access/kube"
+	"github.com/sandbox-router/sandbox-router/access/scoped"
 	"github.com/sandbox-router/sandbox-router/router"
 )
 
 // startAccess builds the access checker of --authz-mode; nil for
 // allow-all, which the router then skips. Reviews get their own client
 // and budget: a relist burst of the informers must not delay them.
-func startAccess(cfg *config, restCfg *rest.Config, reg prometheus.Registerer, log *slog.Logger) (router.Access, error) {
-	mode, _ := access.ParseMode(cfg.AuthzMode) // validated
+func startAccess(ctx context.Context, cfg *config, res router.Resolver, restCfg *rest.Config, reg prometheus.Registerer, log *slog.Logger) (router.Access, error) {
+	modes, _ := access.ParseModes(cfg.AuthzMode) // validated
+	log = log.With("component", "access")
 	opts := access.Options{
-		Mode:                mode,
+		Modes:               modes,
 		TokenTTL:            cfg.AuthzTokenTTL,
 		TokenNegativeTTL:    cfg.AuthzTokenNegTTL,
 		TokenCacheSize:      cfg.AuthzTokenCacheSize,
@@ -27,9 +31,9 @@ func startAccess(cfg *config, restCfg *rest.Config, reg prometheus.Registerer, l
 		DecisionCacheSize:   cfg.AuthzDecisionCacheSz,
 		StaleFor:            cfg.AuthzStaleFor,
 		Metrics:             access.NewMetrics(reg),
-		Log:                 log.With("component", "access"),
+		Log:                 log,
 	}
-	if mode != access.ModeAllowAll {
+	if slices.Contains(modes, access.ModeTokenReview) || slices.Contains(modes, access.ModeKubernetes) {
 		acfg := rest.CopyConfig(restCfg)
 		acfg.QPS, acfg.Burst = float32(cfg.AuthzQPS), int(2*cfg.AuthzQPS)
 		cs, err := kubernetes.NewForConfig(acfg)
@@ -37,13 +41,25 @@ func startAccess(cfg *config, restCfg *rest.Config, reg prometheus.Registerer, l
 			return nil, err
 		}
 		opts.Tokens = akube.NewTokenReviewer(cs.AuthenticationV1().TokenReviews(), cfg.AuthzAudiences)
-		opts.Sandboxes = akube.NewAccessReviewer(cs.AuthorizationV1().SubjectAccessReviews())
+		opts.Access = akube.NewAccessReviewer(cs.AuthorizationV1().SubjectAccessReviews())
+	}
+	if slices.Contains(modes, access.ModeScopedToken) {
+		v, err := scoped.NewVerifier(scoped.VerifierOptions{SecretFile: cfg.AuthzScopedSecretFile, PublicKeyDir: cfg.AuthzScopedKeyDir, Log: log})
+		if err != nil {
+			return nil, err
+		}
+		go func() {
+			if err := v.Watch(ctx); err != nil {
+				log.Error("scoped token key reload disabled", "err", err)
+			}
+		}()
+		opts.Scoped, opts.Sandboxes = v, res
 	}
 	checker, err := access.New(opts)
 	if err != nil {
 		return nil, err
 	}
-	if mode == access.ModeAllowAll {
+	if slices.Equal(modes, []access.Mode{access.ModeAllowAll}) {
 		return nil, nil // nothing to check; the mode metric and the warning are out
 	}
 	return checker, nil

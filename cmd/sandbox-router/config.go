@@ -80,16 +80,18 @@ type config struct {
 	LeaderRenewDeadline     time.Duration
 	LeaderRetryPeriod       time.Duration
 
-	AuthzMode            string
-	AuthzAudiences       []string
-	AuthzTokenTTL        time.Duration
-	AuthzTokenNegTTL     time.Duration
-	AuthzTokenCacheSize  int
-	AuthzDecisionTTL     time.Duration
-	AuthzDecisionNegTTL  time.Duration
-	AuthzDecisionCacheSz int
-	AuthzStaleFor        time.Duration
-	AuthzQPS             float64
+	AuthzMode             string
+	AuthzScopedSecretFile string
+	AuthzScopedKeyDir     string
+	AuthzAudiences        []string
+	AuthzTokenTTL         time.Duration
+	AuthzTokenNegTTL      time.Duration
+	AuthzTokenCacheSize   int
+	AuthzDecisionTTL      time.Duration
+	AuthzDecisionNegTTL   time.Duration
+	AuthzDecisionCacheSz  int
+	AuthzStaleFor         time.Duration
+	AuthzQPS              float64
 
 	AccessLog string
 	LogLevel  string
@@ -176,7 +178,9 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.LeaderLeaseDuration, "leader-lease-duration", 15*time.Second, "how long a lead lasts without renewal (the hand-over time after a crash)")
 	fs.DurationVar(&c.LeaderRenewDeadline, "leader-renew-deadline", 10*time.Second, "how long the leader retries renewing before it gives up the lead")
 	fs.DurationVar(&c.LeaderRetryPeriod, "leader-retry-period", 2*time.Second, "interval between election attempts")
-	fs.StringVar(&c.AuthzMode, "authz-mode", "allow-all", "who may reach which sandbox: allow-all (anyone who reaches the router), tokenreview (any bearer token the API server authenticates), kubernetes (TokenReview, then RBAC per sandbox: create on sandboxes/proxy)")
+	fs.StringVar(&c.AuthzMode, "authz-mode", "allow-all", "who may reach which sandbox: allow-all (anyone who reaches the router), tokenreview (any bearer token the API server authenticates), kubernetes (TokenReview, then RBAC per sandbox: create on sandboxes/proxy), scoped-token (tokens signed for one sandbox); scoped-token combines with either of the others: kubernetes,scoped-token")
+	fs.StringVar(&c.AuthzScopedSecretFile, "authz-scoped-token-secret-file", "", "v1 scoped tokens (the upstream router's): the shared HMAC secret, reloaded on change")
+	fs.StringVar(&c.AuthzScopedKeyDir, "authz-scoped-token-public-keys", "", "v2 scoped tokens: a directory of Ed25519 public keys, <key id>.pem, reloaded on change (several at once to rotate)")
 	fs.Var(&listFlag{dst: &c.AuthzAudiences}, "authz-tokenreview-audiences", "audiences a bearer token must be meant for (TokenReview); empty = the API server's own")
 	fs.DurationVar(&c.AuthzTokenTTL, "authz-tokenreview-ttl", 2*time.Minute, "how long an authenticated token is trusted before it is reviewed again")
 	fs.DurationVar(&c.AuthzTokenNegTTL, "authz-tokenreview-negative-ttl", 10*time.Second, "how long a refused token stays refused before it is reviewed again")
@@ -422,10 +426,14 @@ func (c *config) validateActivator(bad func(string, ...any)) {
 }
 
 func (c *config) validateAuthz(bad func(string, ...any)) {
-	mode, err := access.ParseMode(c.AuthzMode)
+	modes, err := access.ParseModes(c.AuthzMode)
 	if err != nil {
 		bad("authz-mode: %v", err)
 		return
+	}
+	scopedOn := slices.Contains(modes, access.ModeScopedToken)
+	if scopedOn != (c.AuthzScopedSecretFile != "" || c.AuthzScopedKeyDir != "") {
+		bad("authz-mode scoped-token and authz-scoped-token-secret-file or authz-scoped-token-public-keys go together")
 	}
 	for _, d := range []struct {
 		name string
@@ -442,17 +450,17 @@ func (c *config) validateAuthz(bad func(string, ...any)) {
 	if c.AuthzTokenCacheSize < 1 || c.AuthzDecisionCacheSz < 1 || c.AuthzQPS <= 0 {
 		bad("authz-tokenreview-cache-size, authz-decision-cache-size and authz-qps must be positive")
 	}
-	if mode == access.ModeAllowAll {
+	if slices.Equal(modes, []access.Mode{access.ModeAllowAll}) {
 		return
 	}
-	if c.Routes != "" {
-		bad("authz-mode=%s reviews tokens with the cluster's API server; it needs the cluster resolver, not routes", mode)
+	if c.Routes != "" && (slices.Contains(modes, access.ModeTokenReview) || slices.Contains(modes, access.ModeKubernetes)) {
+		bad("authz-mode=%s reviews tokens with the cluster's API server; it needs the cluster resolver, not routes", c.AuthzMode)
 	}
 	if c.PodIPMode == "direct" {
-		bad("authz-mode=%s cannot be combined with pod-ip-header=direct: a client must never make the router dial an address it chose", mode)
+		bad("authz-mode=%s cannot be combined with pod-ip-header=direct: a client must never make the router dial an address it chose", c.AuthzMode)
 	}
 	if c.ForwardAuth {
-		bad("authz-mode=%s cannot be combined with forward-authorization: the router's credential never reaches the sandbox", mode)
+		bad("authz-mode=%s cannot be combined with forward-authorization: the router's credential never reaches the sandbox", c.AuthzMode)
 	}
 }
 

@@ -1,6 +1,7 @@
 // Command sandbox-router is the L7 front door to agent sandboxes. It reads
 // its configuration, wires the resolver, the data plane and the listeners,
-// and runs until SIGTERM or SIGINT, then drains.
+// and runs until SIGTERM or SIGINT, then drains. Its subcommands mint
+// scoped tokens (token) and make their keys (keygen).
 package main
 
 import (
@@ -30,6 +31,18 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 {
+		sub := map[string]func([]string, io.Writer, io.Writer) error{"token": runToken, "keygen": runKeygen}[os.Args[1]]
+		if sub != nil {
+			if err := sub(os.Args[2:], os.Stdout, os.Stderr); err != nil {
+				if !errors.Is(err, flag.ErrHelp) {
+					fmt.Fprintf(os.Stderr, "sandbox-router %s: %v\n", os.Args[1], err)
+					os.Exit(2)
+				}
+			}
+			return
+		}
+	}
 	cfg, err := loadConfig(os.Args[1:], os.Getenv, os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
@@ -92,7 +105,7 @@ func run(cfg *config) error {
 	if err != nil {
 		return err
 	}
-	checker, err := startAccess(cfg, restCfg, reg, log)
+	checker, err := startAccess(lifeCtx, cfg, res, restCfg, reg, log)
 	if err != nil {
 		return err
 	}

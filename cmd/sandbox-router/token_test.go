@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sandbox-router/sandbox-router/access/scoped"
+)
+
+func TestKeygenAndToken(t *testing.T) {
+	dir := t.TempDir()
+	var out bytes.Buffer
+	if err := runKeygen([]string{"--kid", "2026-12", "--dir", dir}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, "2026-12.key"))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("private key %v %v, want mode 0600", fi, err)
+	}
+	if err := runKeygen([]string{"--kid", "2026-12", "--dir", dir}, io.Discard, io.Discard); err == nil {
+		t.Fatal("keygen overwrote a key")
+	}
+	keys := t.TempDir()
+	pub, _ := os.ReadFile(filepath.Join(dir, "2026-12.pem"))
+	os.WriteFile(filepath.Join(keys, "2026-12.pem"), pub, 0o644)
+	v, err := scoped.NewVerifier(scoped.VerifierOptions{PublicKeyDir: keys})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	err = runToken([]string{"--key", filepath.Join(dir, "2026-12.key"), "--kid", "2026-12", "--namespace", "team-a", "--name", "nb",
+		"--uid", "u-1", "--ttl", "10m", "--port", "8888,9000", "--method", "GET", "--path", "/lab", "--client-cidr", "10.0.0.0/8"}, &out, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := v.Verify(strings.TrimSpace(out.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Namespace != "team-a" || c.Name != "nb" || c.UID != "u-1" || len(c.Ports) != 2 || c.PathPrefix != "/lab" || len(c.ClientCIDRs) != 1 ||
+		c.Expires.Sub(time.Now()) > 10*time.Minute {
+		t.Fatalf("claims %+v", c)
+	}
+
+	secret := filepath.Join(t.TempDir(), "secret")
+	os.WriteFile(secret, []byte(strings.Repeat("s", 40)+"\n"), 0o600)
+	out.Reset()
+	if err := runToken([]string{"--secret-file", secret, "--namespace", "ns", "--name", "sb"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	v1, _ := scoped.NewVerifier(scoped.VerifierOptions{SecretFile: secret})
+	if c, err := v1.Verify(strings.TrimSpace(out.String())); err != nil || c.Version != 1 || c.Name != "sb" {
+		t.Fatalf("v1: %+v %v", c, err)
+	}
+
+	for _, bad := range [][]string{
+		{"--namespace", "ns", "--name", "sb"},                                                                         // neither key nor secret
+		{"--key", filepath.Join(dir, "2026-12.key"), "--kid", "2026-12", "--name", "sb"},                              // v2 without uid
+		{"--secret-file", secret, "--name", "sb", "--port", "8888"},                                                   // v1 with a v2 limit
+		{"--key", filepath.Join(dir, "2026-12.key"), "--kid", "2026-12", "--name", "sb", "--uid", "u", "--port", "0"}, // no such port
+		{"--secret-file", secret}, // no name
+	} {
+		if err := runToken(bad, io.Discard, io.Discard); err == nil {
+			t.Errorf("token %v: no error", bad)
+		}
+	}
+	if err := runKeygen([]string{"--kid", "../escape", "--dir", dir}, io.Discard, io.Discard); err == nil {
+		t.Error("a key id with a path was taken")
+	}
+}
