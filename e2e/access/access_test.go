@@ -252,7 +252,13 @@ func (r reply) String() string {
 var client = &http.Client{Timeout: waitTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
 func get(ctx context.Context, p *routerproc.Proc, ns, name, token string) reply {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.HTTPAddr+"/", nil)
+	return do(ctx, p, http.MethodGet, ns, name, token)
+}
+
+// do sends a request with method for the sandbox ns/name through p, with
+// token as its bearer credential unless empty.
+func do(ctx context.Context, p *routerproc.Proc, method, ns, name, token string) reply {
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+p.HTTPAddr+"/", nil)
 	if err != nil {
 		return reply{Err: err}
 	}
