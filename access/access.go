@@ -139,6 +139,9 @@ type Options struct {
 	StaleFor time.Duration
 	// CallTimeout bounds one API call (default 10s).
 	CallTimeout time.Duration
+	// Limits bound callers, client addresses and sandboxes (any mode,
+	// allow-all included); zero: none.
+	Limits Limits
 
 	Metrics *Metrics
 	Log     *slog.Logger
@@ -168,6 +171,7 @@ type Checker struct {
 	sandboxes Sandboxes
 	tokenMemo *memo[Identity]
 	decisions *memo[struct{}]
+	limiter   *limiter // nil: no limits
 	metrics   *Metrics
 	log       *slog.Logger
 }
@@ -216,6 +220,13 @@ func New(opts Options) (*Checker, error) {
 		ttl: cmp.Or(opts.DecisionTTL, DefaultDecisionTTL), negativeTTL: cmp.Or(opts.DecisionNegativeTTL, DefaultDecisionNegativeTTL),
 		staleFor: stale, callTimeout: timeout, metrics: opts.Metrics,
 	})
+	limits := opts.Limits
+	if c.allowAll() {
+		// Nothing is refused for its credential: no failures to count,
+		// and allow-all without other limits stays free of any check.
+		limits.FailedAuthPerClient = 0
+	}
+	c.limiter = newLimiter(limits, opts.Metrics)
 	for _, m := range opts.Modes {
 		opts.Metrics.setMode(m)
 	}
@@ -230,39 +241,71 @@ func (c *Checker) Modes() []Mode { return slices.Clone(c.modes) }
 
 func (c *Checker) allowAll() bool { return len(c.modes) == 1 && c.modes[0] == ModeAllowAll }
 
+// Enforcing reports whether Check can refuse anything: false for
+// allow-all without limits, which the router then need not ask.
+func (c *Checker) Enforcing() bool { return !c.allowAll() || c.limiter != nil }
+
 // Check admits r for the sandbox it asks for (on port), or returns an
-// *Error.
-func (c *Checker) Check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16) error {
-	if c.allowAll() {
-		return nil
+// *Error (a client that left: its context's error). An admitted request
+// gets release, to call once it has ended: it frees its place under the
+// sandbox's concurrency limit.
+func (c *Checker) Check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16) (release func(), err error) {
+	var client netip.Addr
+	if c.limiter != nil {
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+			client = ap.Addr().Unmap()
+		}
+		if e := c.limiter.blocked(client); e != nil {
+			return nil, e
+		}
 	}
-	err := c.check(ctx, r, sandbox, port)
-	c.metrics.decided(err)
-	return err
+	identity := ""
+	if !c.allowAll() {
+		identity, err = c.check(ctx, r, sandbox, port)
+		c.metrics.decided(err)
+		if err != nil {
+			if err == errInvalidCredentials && c.limiter != nil {
+				// A credential refused (not one missing: that costs no
+				// review and guesses nothing).
+				c.limiter.failed(client)
+			}
+			return nil, err
+		}
+	}
+	if c.limiter == nil {
+		return noRelease, nil
+	}
+	release, e := c.limiter.admit(identity, client, sandbox)
+	if e != nil {
+		return nil, e
+	}
+	return release, nil
 }
 
-func (c *Checker) check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16) error {
+// check authenticates and authorizes r, and names the caller for the
+// limits: the user a token names, or the sandbox a scoped token is for.
+func (c *Checker) check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16) (string, error) {
 	token, ok := bearerToken(r.Header)
 	if !ok {
-		return errMissingCredentials
+		return "", errMissingCredentials
 	}
 	if token == "" {
-		return errInvalidCredentials
+		return "", errInvalidCredentials
 	}
 	if c.scoped != nil && scoped.IsScoped(token) {
-		return c.checkScoped(r, token, sandbox, port)
+		return "scoped:" + sandbox.Namespace + "/" + sandbox.Name, c.checkScoped(r, token, sandbox, port)
 	}
 	if c.tokens == nil {
-		return errInvalidCredentials // only scoped tokens are taken
+		return "", errInvalidCredentials // only scoped tokens are taken
 	}
 	id, err := c.authenticate(ctx, token)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if c.access == nil {
-		return nil // tokenreview: any authenticated identity
+		return id.User, nil // tokenreview: any authenticated identity
 	}
-	return c.authorize(ctx, id, sandbox)
+	return id.User, c.authorize(ctx, id, sandbox)
 }
 
 // checkScoped verifies a scoped token and holds its claims against the

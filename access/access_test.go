@@ -166,7 +166,7 @@ func TestModes(t *testing.T) {
 	}
 	for _, tc := range cases {
 		c, _, _ := newTestChecker(t, tc.mode, newAuthority())
-		got := code(c.Check(context.Background(), request(tc.auth...), tc.sb, 8888))
+		got := code(check(c, context.Background(), request(tc.auth...), tc.sb, 8888))
 		if got != tc.want {
 			t.Errorf("%s %q %v: %s, want %s", tc.mode, tc.auth, tc.sb, got, tc.want)
 		}
@@ -176,10 +176,10 @@ func TestModes(t *testing.T) {
 func TestErrorsCarryTheContract(t *testing.T) {
 	c, _, _ := newTestChecker(t, ModeKubernetes, newAuthority())
 	var e *Error
-	if !errors.As(c.Check(context.Background(), request(), sbA, 8888), &e) || e.Status != 401 || e.WWWAuthenticate() == "" {
+	if !errors.As(check(c, context.Background(), request(), sbA, 8888), &e) || e.Status != 401 || e.WWWAuthenticate() == "" {
 		t.Fatalf("no credential: %+v, want 401 with a challenge", e)
 	}
-	if !errors.As(c.Check(context.Background(), request("Bearer bob-token"), sbA, 8888), &e) || e.Status != 403 || e.WWWAuthenticate() != "" {
+	if !errors.As(check(c, context.Background(), request("Bearer bob-token"), sbA, 8888), &e) || e.Status != 403 || e.WWWAuthenticate() != "" {
 		t.Fatalf("forbidden: %+v, want 403 without a challenge", e)
 	}
 }
@@ -191,7 +191,7 @@ func TestCachesAndTTLs(t *testing.T) {
 	f := newAuthority()
 	c, clk, _ := newTestChecker(t, ModeKubernetes, f)
 	check := func(tok string, sb resolver.Key) string {
-		return code(c.Check(context.Background(), request("Bearer "+tok), sb, 8888))
+		return code(check(c, context.Background(), request("Bearer "+tok), sb, 8888))
 	}
 	for range 5 {
 		if got := check("alice-token", sbA); got != "allowed" {
@@ -241,7 +241,7 @@ func TestOneReviewWhenRacing(t *testing.T) {
 	results := make(chan string, 50)
 	for range 50 {
 		wg.Go(func() {
-			results <- code(c.Check(context.Background(), request("Bearer alice-token"), sbA, 8888))
+			results <- code(check(c, context.Background(), request("Bearer alice-token"), sbA, 8888))
 		})
 	}
 	// Wait until the first review is in flight, then let it through.
@@ -267,7 +267,7 @@ func TestAPIServerDown(t *testing.T) {
 	f := newAuthority()
 	c, clk, _ := newTestChecker(t, ModeKubernetes, f)
 	check := func(tok string, sb resolver.Key) string {
-		return code(c.Check(context.Background(), request("Bearer "+tok), sb, 8888))
+		return code(check(c, context.Background(), request("Bearer "+tok), sb, 8888))
 	}
 	if got := check("alice-token", sbA); got != "allowed" {
 		t.Fatal(got)
@@ -311,7 +311,7 @@ func TestClientLeavesWhileReviewed(t *testing.T) {
 	c, _, _ := newTestChecker(t, ModeKubernetes, f)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- c.Check(ctx, request("Bearer alice-token"), sbA, 8888) }()
+	go func() { errc <- check(c, ctx, request("Bearer alice-token"), sbA, 8888) }()
 	for f.tokenN.Load() == 0 {
 		time.Sleep(time.Millisecond)
 	}
@@ -320,7 +320,7 @@ func TestClientLeavesWhileReviewed(t *testing.T) {
 		t.Fatalf("departed client: %v", err)
 	}
 	close(gate)
-	if got := code(c.Check(context.Background(), request("Bearer alice-token"), sbA, 8888)); got != "allowed" {
+	if got := code(check(c, context.Background(), request("Bearer alice-token"), sbA, 8888)); got != "allowed" {
 		t.Fatal(got)
 	}
 }
@@ -380,4 +380,13 @@ func containsSpace(s string) bool {
 		}
 	}
 	return false
+}
+
+// check is Check without its release, for tests of decisions only.
+func check(c *Checker, ctx context.Context, r *http.Request, sb resolver.Key, port uint16) error {
+	release, err := c.Check(ctx, r, sb, port)
+	if release != nil {
+		release()
+	}
+	return err
 }

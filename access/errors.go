@@ -25,6 +25,9 @@ const (
 	CodeInvalidCredentials = "invalid_credentials"
 	CodeForbidden          = "sandbox_forbidden"
 	CodeUnavailable        = "access_unavailable"
+	CodeRateLimited        = "rate_limited"
+	CodeSandboxBusy        = "sandbox_busy"
+	CodeTooManyFailures    = "too_many_failed_credentials"
 )
 
 const realm = `Bearer realm="sandbox-router"`

@@ -11,6 +11,7 @@ type Metrics struct {
 	decisions *prometheus.CounterVec
 	caches    *prometheus.CounterVec
 	calls     *prometheus.CounterVec
+	limits    *prometheus.CounterVec
 	// results are the decisions counters by result, resolved once: the
 	// hot path must not hash label values.
 	results map[string]prometheus.Counter
@@ -40,8 +41,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sandbox_router_access_api_calls_total",
 			Help: "Reviews asked of the API server (token: TokenReview, decision: SubjectAccessReview), by result (ok, error).",
 		}, []string{"cache", "result"}),
+		limits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandbox_router_access_limited_total",
+			Help: "Requests answered 429 by a limit (identity, sandbox, concurrency, failed_auth).",
+		}, []string{"limit"}),
 	}
-	reg.MustRegister(m.mode, m.decisions, m.caches, m.calls)
+	reg.MustRegister(m.mode, m.decisions, m.caches, m.calls, m.limits)
 	m.results = map[string]prometheus.Counter{}
 	for _, r := range []string{"allowed", "client_gone", CodeMissingCredentials, CodeInvalidCredentials, CodeForbidden, CodeUnavailable} {
 		m.results[r] = m.decisions.WithLabelValues(r)
@@ -72,3 +77,5 @@ func (m *Metrics) decided(err error) {
 	}
 	m.decisions.WithLabelValues(result).Inc()
 }
+
+func (m *Metrics) limited(limit string) { m.limits.WithLabelValues(limit).Inc() }

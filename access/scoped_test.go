@@ -77,7 +77,7 @@ func TestScopedTokensBesideKubernetes(t *testing.T) {
 		r, _ := http.NewRequest(method, "http://router/x", nil)
 		r.RemoteAddr = "192.0.2.7:5000"
 		r.Header.Set("Authorization", "Bearer "+tok)
-		return code(c.Check(context.Background(), r, sb, 8888))
+		return code(check(c, context.Background(), r, sb, 8888))
 	}
 	cases := []struct {
 		tok, method string

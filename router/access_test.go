@@ -24,17 +24,18 @@ func (r *refusal) WWWAuthenticate() string { return r.challenge }
 
 // headerAccess admits requests whose X-Test-Token is "let-me-in" for
 // sandbox sb1 only; no token is a 401, another sandbox a 403.
-type headerAccess struct{ checks atomic.Int64 }
+type headerAccess struct{ checks, open atomic.Int64 }
 
-func (a *headerAccess) Check(ctx context.Context, r *http.Request, sb resolver.Key, port uint16) error {
+func (a *headerAccess) Check(ctx context.Context, r *http.Request, sb resolver.Key, port uint16) (func(), error) {
 	a.checks.Add(1)
 	switch {
 	case r.Header.Get("X-Test-Token") == "":
-		return &refusal{http.StatusUnauthorized, "missing_credentials", `Bearer realm="test"`}
+		return nil, &refusal{http.StatusUnauthorized, "missing_credentials", `Bearer realm="test"`}
 	case r.Header.Get("X-Test-Token") != "let-me-in" || sb.Name != "sb1":
-		return &refusal{http.StatusForbidden, "sandbox_forbidden", ""}
+		return nil, &refusal{http.StatusForbidden, "sandbox_forbidden", ""}
 	}
-	return nil
+	a.open.Add(1)
+	return func() { a.open.Add(-1) }, nil
 }
 
 // TestAccessBeforeLookup: the access check runs before the sandbox is
@@ -80,6 +81,7 @@ func TestAccessBeforeLookup(t *testing.T) {
 	if r := send("sb1", "let-me-in"); r.status != 200 {
 		t.Fatalf("admitted: %d %q", r.status, r.body)
 	}
+	waitUntil(t, "the admitted request's release", func() bool { return acc.open.Load() == 0 })
 	// /healthz without a key answers without a check, as before.
 	resp, err := client.Get(env.url(viaH1, "", "/healthz"))
 	if err != nil || resp.StatusCode != 200 {

@@ -27,6 +27,8 @@ type record struct {
 	upstream netip.AddrPort
 	upgraded bool
 	activity Activity // the sandbox's activity mark, ended with the request
+	// accessRelease frees what the access check held for the request.
+	accessRelease func()
 	// abort: the response was cut short after its head was sent; the
 	// client connection must be reset so it cannot mistake it for a
 	// complete one.
@@ -68,6 +70,9 @@ func (rt *Router) end(r *http.Request, rec *record) {
 	}
 	if rec.activity != nil {
 		rec.activity.End()
+	}
+	if rec.accessRelease != nil {
+		rec.accessRelease()
 	}
 	if rec.body != nil {
 		rec.bytesIn = rec.body.n.Load()

@@ -26,14 +26,16 @@ type Resolver interface {
 	Synced() bool
 }
 
-// Access decides whether a request may reach the sandbox it names: nil
-// admits it; a refusal is a StatusError (401, 403, 503), whose
-// WWWAuthenticate() string, if it has one, is sent as the challenge; a
-// client that left gets its context's error. It runs before the sandbox
-// is looked up, so a refused caller learns nothing of the sandbox, not
-// even whether it exists.
+// Access decides whether a request may reach the sandbox it names. It
+// admits it with a release, called once the request has ended (a stream
+// or WebSocket: once it closed), which frees what the request held
+// (a place under a concurrency limit). A refusal is a StatusError (401,
+// 403, 429, 503), whose WWWAuthenticate() string, if it has one, is sent
+// as the challenge; a client that left gets its context's error. It runs
+// before the sandbox is looked up, so a refused caller learns nothing of
+// the sandbox, not even whether it exists.
 type Access interface {
-	Check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16) error
+	Check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16) (release func(), err error)
 }
 
 // Activator brings a sandbox that is not running to a state where it can
@@ -223,10 +225,12 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, rec *record) {
 	ctx := r.Context()
 
 	if rt.opts.Access != nil {
-		if err := rt.opts.Access.Check(ctx, r, key.Key, key.Port); err != nil {
+		release, err := rt.opts.Access.Check(ctx, r, key.Key, key.Port)
+		if err != nil {
 			rt.answer(w, r, rec, err)
 			return
 		}
+		rec.accessRelease = release
 	}
 
 	var retry retryState

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -30,8 +31,15 @@ func startAccess(ctx context.Context, cfg *config, res router.Resolver, restCfg 
 		DecisionNegativeTTL: cfg.AuthzDecisionNegTTL,
 		DecisionCacheSize:   cfg.AuthzDecisionCacheSz,
 		StaleFor:            cfg.AuthzStaleFor,
-		Metrics:             access.NewMetrics(reg),
-		Log:                 log,
+		Limits: access.Limits{
+			PerIdentity: rate.Limit(cfg.LimitIdentityRPS), PerIdentityBurst: cfg.LimitIdentityBurst,
+			PerSandbox: rate.Limit(cfg.LimitSandboxRPS), PerSandboxBurst: cfg.LimitSandboxBurst,
+			ConcurrentPerSandbox: cfg.LimitSandboxConcurrent,
+			FailedAuthPerClient:  rate.Limit(cfg.LimitFailedAuthPerMin / 60), FailedAuthPerClientBurst: cfg.LimitFailedAuthBurst,
+			TableSize: cfg.LimitTableSize,
+		},
+		Metrics: access.NewMetrics(reg),
+		Log:     log,
 	}
 	if slices.Contains(modes, access.ModeTokenReview) || slices.Contains(modes, access.ModeKubernetes) {
 		acfg := rest.CopyConfig(restCfg)
@@ -59,8 +67,8 @@ func startAccess(ctx context.Context, cfg *config, res router.Resolver, restCfg 
 	if err != nil {
 		return nil, err
 	}
-	if slices.Equal(modes, []access.Mode{access.ModeAllowAll}) {
-		return nil, nil // nothing to check; the mode metric and the warning are out
+	if !checker.Enforcing() {
+		return nil, nil // allow-all without limits: nothing to check; the mode metric and the warning are out
 	}
 	return checker, nil
 }

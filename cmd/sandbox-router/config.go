@@ -93,6 +93,15 @@ type config struct {
 	AuthzStaleFor         time.Duration
 	AuthzQPS              float64
 
+	LimitIdentityRPS       float64
+	LimitIdentityBurst     int
+	LimitSandboxRPS        float64
+	LimitSandboxBurst      int
+	LimitSandboxConcurrent int
+	LimitFailedAuthPerMin  float64
+	LimitFailedAuthBurst   int
+	LimitTableSize         int
+
 	AccessLog string
 	LogLevel  string
 }
@@ -190,6 +199,14 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&c.AuthzDecisionCacheSz, "authz-decision-cache-size", 100000, "per-sandbox decisions remembered (LRU)")
 	fs.DurationVar(&c.AuthzStaleFor, "authz-stale-for", 10*time.Minute, "how long past their time to live answers keep serving while the API server cannot be reached (uncached requests get 503)")
 	fs.Float64Var(&c.AuthzQPS, "authz-qps", 100, "TokenReview and SubjectAccessReview calls per second (burst twice that)")
+	fs.Float64Var(&c.LimitIdentityRPS, "limit-identity-rps", 0, "requests per second one identity may send (the client address when anonymous); 0 = no limit; past it 429 rate_limited")
+	fs.IntVar(&c.LimitIdentityBurst, "limit-identity-burst", 100, "requests one identity may send at once above limit-identity-rps")
+	fs.Float64Var(&c.LimitSandboxRPS, "limit-sandbox-rps", 0, "requests per second one sandbox may receive, whoever sends them; 0 = no limit")
+	fs.IntVar(&c.LimitSandboxBurst, "limit-sandbox-burst", 200, "requests one sandbox may receive at once above limit-sandbox-rps")
+	fs.IntVar(&c.LimitSandboxConcurrent, "limit-sandbox-concurrency", 0, "requests in progress to one sandbox (streams and WebSockets for their life); 0 = no limit; past it 429 sandbox_busy")
+	fs.Float64Var(&c.LimitFailedAuthPerMin, "limit-failed-auth-per-minute", 30, "refused credentials (401) one client address may send per minute before it gets 429 too_many_failed_credentials; 0 = no limit")
+	fs.IntVar(&c.LimitFailedAuthBurst, "limit-failed-auth-burst", 30, "refused credentials one client address may send at once")
+	fs.IntVar(&c.LimitTableSize, "limit-table-size", 100000, "identities, addresses and sandboxes each limit remembers (LRU)")
 	fs.StringVar(&c.AccessLog, "access-log", "stdout", "access log destination: stdout, stderr, off, or a file path")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	return fs
@@ -446,6 +463,12 @@ func (c *config) validateAuthz(bad func(string, ...any)) {
 		if d.d <= 0 {
 			bad("%s must be positive", d.name)
 		}
+	}
+	if c.LimitIdentityRPS < 0 || c.LimitSandboxRPS < 0 || c.LimitFailedAuthPerMin < 0 || c.LimitSandboxConcurrent < 0 {
+		bad("limit-identity-rps, limit-sandbox-rps, limit-failed-auth-per-minute and limit-sandbox-concurrency must not be negative")
+	}
+	if c.LimitIdentityBurst < 1 || c.LimitSandboxBurst < 1 || c.LimitFailedAuthBurst < 1 || c.LimitTableSize < 1 {
+		bad("limit-identity-burst, limit-sandbox-burst, limit-failed-auth-burst and limit-table-size must be at least 1")
 	}
 	if c.AuthzTokenCacheSize < 1 || c.AuthzDecisionCacheSz < 1 || c.AuthzQPS <= 0 {
 		bad("authz-tokenreview-cache-size, authz-decision-cache-size and authz-qps must be positive")

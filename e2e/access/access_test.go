@@ -234,12 +234,13 @@ func (e *env) startRouter(t testing.TB, args ...string) *routerproc.Proc {
 
 // reply is what the router answered.
 type reply struct {
-	Status    int
-	Sandbox   string `json:"sandbox"`
-	Namespace string `json:"namespace"`
-	Code      string `json:"code"`
-	Challenge string
-	Err       error
+	Status     int
+	RetryAfter string
+	Sandbox    string `json:"sandbox"`
+	Namespace  string `json:"namespace"`
+	Code       string `json:"code"`
+	Challenge  string
+	Err        error
 }
 
 func (r reply) String() string {
@@ -272,7 +273,7 @@ func do(ctx context.Context, p *routerproc.Proc, method, ns, name, token string)
 		return reply{Err: err}
 	}
 	defer resp.Body.Close()
-	r := reply{Status: resp.StatusCode, Challenge: resp.Header.Get("WWW-Authenticate")}
+	r := reply{Status: resp.StatusCode, Challenge: resp.Header.Get("WWW-Authenticate"), RetryAfter: resp.Header.Get("Retry-After")}
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return reply{Err: err}
