@@ -142,6 +142,9 @@ type Options struct {
 	// Limits bound callers, client addresses and sandboxes (any mode,
 	// allow-all included); zero: none.
 	Limits Limits
+	// Sessions let browsers carry a credential in a cookie (any mode but
+	// allow-all); zero: none.
+	Sessions Sessions
 
 	Metrics *Metrics
 	Log     *slog.Logger
@@ -172,6 +175,7 @@ type Checker struct {
 	tokenMemo *memo[Identity]
 	decisions *memo[struct{}]
 	limiter   *limiter // nil: no limits
+	sessions  Sessions
 	metrics   *Metrics
 	log       *slog.Logger
 }
@@ -187,7 +191,8 @@ func New(opts Options) (*Checker, error) {
 	if len(opts.Modes) == 0 {
 		opts.Modes = []Mode{ModeAllowAll}
 	}
-	c := &Checker{modes: slices.Clone(opts.Modes), metrics: opts.Metrics, log: opts.Log}
+	c := &Checker{modes: slices.Clone(opts.Modes), sessions: opts.Sessions, metrics: opts.Metrics, log: opts.Log}
+	c.sessions.EntryParam = cmp.Or(c.sessions.EntryParam, DefaultEntryParam)
 	for _, m := range opts.Modes {
 		switch m {
 		case ModeAllowAll:
@@ -249,7 +254,9 @@ func (c *Checker) Enforcing() bool { return !c.allowAll() || c.limiter != nil }
 // *Error (a client that left: its context's error). An admitted request
 // gets release, to call once it has ended: it frees its place under the
 // sandbox's concurrency limit.
-func (c *Checker) Check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16) (release func(), err error) {
+// byHost says the request named its sandbox in the host name (its own
+// origin), where browser sessions are possible.
+func (c *Checker) Check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16, byHost bool) (release func(), err error) {
 	var client netip.Addr
 	if c.limiter != nil {
 		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
@@ -261,7 +268,7 @@ func (c *Checker) Check(ctx context.Context, r *http.Request, sandbox resolver.K
 	}
 	identity := ""
 	if !c.allowAll() {
-		identity, err = c.check(ctx, r, sandbox, port)
+		identity, err = c.check(ctx, r, sandbox, port, byHost)
 		c.metrics.decided(err)
 		if err != nil {
 			if err == errInvalidCredentials && c.limiter != nil {
@@ -284,38 +291,54 @@ func (c *Checker) Check(ctx context.Context, r *http.Request, sandbox resolver.K
 
 // check authenticates and authorizes r, and names the caller for the
 // limits: the user a token names, or the sandbox a scoped token is for.
-func (c *Checker) check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16) (string, error) {
-	token, ok := bearerToken(r.Header)
+func (c *Checker) check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16, byHost bool) (string, error) {
+	token, from, ok := c.credential(r, byHost)
 	if !ok {
 		return "", errMissingCredentials
 	}
 	if token == "" {
 		return "", errInvalidCredentials
 	}
-	if c.scoped != nil && scoped.IsScoped(token) {
-		return "scoped:" + sandbox.Namespace + "/" + sandbox.Name, c.checkScoped(r, token, sandbox, port)
+	if from == fromCookie && !c.sameOriginOrAllowed(r) {
+		return "", errCrossOrigin
 	}
-	if c.tokens == nil {
+	var identity string
+	var expires time.Time
+	switch {
+	case c.scoped != nil && scoped.IsScoped(token):
+		claims, err := c.checkScoped(r, token, sandbox, port)
+		if err != nil {
+			return "", err
+		}
+		identity, expires = "scoped:"+sandbox.Namespace+"/"+sandbox.Name, claims.Expires
+	case c.tokens == nil:
 		return "", errInvalidCredentials // only scoped tokens are taken
+	default:
+		id, err := c.authenticate(ctx, token)
+		if err != nil {
+			return "", err
+		}
+		if c.access != nil {
+			if err := c.authorize(ctx, id, sandbox); err != nil {
+				return "", err
+			}
+		}
+		identity = id.User
 	}
-	id, err := c.authenticate(ctx, token)
-	if err != nil {
-		return "", err
+	if from == fromEntry {
+		return identity, c.startSession(r, token, expires)
 	}
-	if c.access == nil {
-		return id.User, nil // tokenreview: any authenticated identity
-	}
-	return id.User, c.authorize(ctx, id, sandbox)
+	return identity, nil
 }
 
 // checkScoped verifies a scoped token and holds its claims against the
 // request. A v2 token is bound to the sandbox's UID, read from the
 // resolver: a sandbox deleted and created again under the same name is
 // another sandbox.
-func (c *Checker) checkScoped(r *http.Request, token string, sandbox resolver.Key, port uint16) error {
+func (c *Checker) checkScoped(r *http.Request, token string, sandbox resolver.Key, port uint16) (scoped.Claims, error) {
 	claims, err := c.scoped.Verify(token)
 	if err != nil {
-		return errInvalidCredentials
+		return claims, errInvalidCredentials
 	}
 	req := scoped.Request{Namespace: sandbox.Namespace, Name: sandbox.Name, Port: port, Method: r.Method, Path: r.URL.Path}
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
@@ -325,9 +348,9 @@ func (c *Checker) checkScoped(r *http.Request, token string, sandbox resolver.Ke
 		req.UID = c.sandboxes.Lookup(resolver.Key{Namespace: sandbox.Namespace, Name: sandbox.Name}).UID
 	}
 	if !claims.Permits(req) {
-		return errForbidden
+		return claims, errForbidden
 	}
-	return nil
+	return claims, nil
 }
 
 // authenticate asks who token is, once per token and time to live.

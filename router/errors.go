@@ -114,6 +114,11 @@ func (rt *Router) answer(w http.ResponseWriter, r *http.Request, rec *record, er
 		if ch, ok := se.(interface{ WWWAuthenticate() string }); ok && ch.WWWAuthenticate() != "" {
 			w.Header().Set("WWW-Authenticate", ch.WWWAuthenticate())
 		}
+		if rh, ok := se.(interface{ ResponseHeaders() http.Header }); ok {
+			for k, vv := range rh.ResponseHeaders() {
+				w.Header()[k] = vv
+			}
+		}
 		writeError(w, r, rec.status, rec.code, se.Error(), retryAfter)
 		return
 	}

@@ -55,6 +55,9 @@ const sandboxPrefix = "X-Sandbox-"
 type forwardPolicy struct {
 	trustedProxies       []netip.Prefix
 	forwardAuthorization bool
+	// sessionCookie (and "__Host-" + it) is a credential for the router:
+	// taken out of the Cookie header.
+	sessionCookie string
 }
 
 // endToEnd calls emit with each client header the sandbox receives and its
@@ -65,6 +68,9 @@ func (p *forwardPolicy) endToEnd(h http.Header, emit func(k string, vv []string)
 	for k, vv := range h {
 		if p.skipRequestHeader(k, tokens) {
 			continue
+		}
+		if k == "Cookie" && p.sessionCookie != "" {
+			vv = p.withoutSessionCookie(vv)
 		}
 		if vv = validValues(vv); len(vv) > 0 {
 			emit(k, vv)
@@ -93,6 +99,38 @@ func (p *forwardPolicy) skipRequestHeader(k string, connTokens []string) bool {
 		}
 	}
 	return false
+}
+
+// withoutSessionCookie removes the session cookie from Cookie values,
+// reusing vv when it is not there.
+func (p *forwardPolicy) withoutSessionCookie(vv []string) []string {
+	hasIt := false
+	for _, v := range vv {
+		if strings.Contains(v, p.sessionCookie) {
+			hasIt = true
+			break
+		}
+	}
+	if !hasIt {
+		return vv
+	}
+	out := make([]string, 0, len(vv))
+	for _, v := range vv {
+		var kept []string
+		for pair := range strings.SplitSeq(v, ";") {
+			name, _, _ := strings.Cut(strings.TrimSpace(pair), "=")
+			if name == p.sessionCookie || name == "__Host-"+p.sessionCookie {
+				continue
+			}
+			if pair = strings.TrimSpace(pair); pair != "" {
+				kept = append(kept, pair)
+			}
+		}
+		if len(kept) > 0 {
+			out = append(out, strings.Join(kept, "; "))
+		}
+	}
+	return out
 }
 
 // validValues returns vv without the values that could break a header
@@ -231,6 +269,37 @@ func copyResponseHeaders(dst, src http.Header, connTokens []string) {
 			dst[k] = vv
 		}
 	}
+}
+
+// hostOnlyCookies drops the Domain attribute of a sandbox's Set-Cookie
+// values: under host routing every sandbox is an origin of its own, and a
+// cookie for the parent domain would reach its siblings (and could
+// overwrite their sessions). Without Domain a cookie stays with the host
+// that set it.
+func hostOnlyCookies(vv []string) []string {
+	has := false
+	for _, v := range vv {
+		if strings.Contains(strings.ToLower(v), "domain") {
+			has = true
+			break
+		}
+	}
+	if !has {
+		return vv
+	}
+	out := make([]string, 0, len(vv))
+	for _, v := range vv {
+		var kept []string
+		for i, attr := range strings.Split(v, ";") {
+			name, _, _ := strings.Cut(strings.TrimSpace(attr), "=")
+			if i > 0 && strings.EqualFold(name, "Domain") {
+				continue
+			}
+			kept = append(kept, attr)
+		}
+		out = append(out, strings.Join(kept, ";"))
+	}
+	return out
 }
 
 // headerValue reads a canonical header without allocating.

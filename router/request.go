@@ -5,9 +5,12 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/sandbox-router/sandbox-router/access"
 )
 
 // HeaderSandboxTimeout is the client's deadline for the whole request, in
@@ -153,4 +156,25 @@ func requestTarget(r *http.Request) string {
 		return r.RequestURI
 	}
 	return r.URL.RequestURI()
+}
+
+// withoutEntryParam removes an entry link's credential from the query once
+// Access has read it: it is for the router, and the sandbox gets the
+// query without it, the rest byte for byte.
+func (rt *Router) withoutEntryParam(r *http.Request) *http.Request {
+	p := rt.opts.EntryParam
+	if p == "" || !strings.Contains(r.URL.RawQuery, p) {
+		return r
+	}
+	u := *r.URL
+	u.RawQuery = access.WithoutParam(u.RawQuery, p)
+	r2 := *r
+	r2.URL = &u
+	if path, _, ok := strings.Cut(r.RequestURI, "?"); ok {
+		r2.RequestURI = path
+		if u.RawQuery != "" {
+			r2.RequestURI += "?" + u.RawQuery
+		}
+	}
+	return &r2
 }

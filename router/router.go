@@ -34,8 +34,10 @@ type Resolver interface {
 // as the challenge; a client that left gets its context's error. It runs
 // before the sandbox is looked up, so a refused caller learns nothing of
 // the sandbox, not even whether it exists.
+// byHost says the request named its sandbox in the host name: its own
+// origin, where a browser session cookie can be host-only.
 type Access interface {
-	Check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16) (release func(), err error)
+	Check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16, byHost bool) (release func(), err error)
 }
 
 // Activator brings a sandbox that is not running to a state where it can
@@ -97,6 +99,12 @@ type Options struct {
 	// sandbox. Off by default: credentials for the router are not the
 	// sandbox's business.
 	ForwardAuthorization bool
+	// SessionCookie is the name of Access's browser session cookie (and
+	// "__Host-" + it): removed from the Cookie header the sandbox gets.
+	// EntryParam, the query parameter of entry links: removed from the
+	// query the sandbox gets.
+	SessionCookie string
+	EntryParam    string
 	// MaxRequestBodyBytes rejects larger request bodies with 413; 0 = no limit.
 	MaxRequestBodyBytes int64
 	// MaxClientTimeout caps the deadline a client asks for with
@@ -168,7 +176,8 @@ func New(opts Options) (*Router, error) {
 			allowLoopbackPodIP: opts.AllowLoopbackPodIP,
 			ignorePodIP:        opts.PodIPMode == PodIPOff,
 		},
-		forward:  forwardPolicy{trustedProxies: opts.TrustedProxies, forwardAuthorization: opts.ForwardAuthorization},
+		forward: forwardPolicy{trustedProxies: opts.TrustedProxies, forwardAuthorization: opts.ForwardAuthorization,
+			sessionCookie: opts.SessionCookie},
 		pool:     newConnPool(opts.Pool, opts.Metrics),
 		h2c:      newH2CTransport(opts.Pool, opts.ResponseHeaderTimeout),
 		metrics:  opts.Metrics,
@@ -225,12 +234,13 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, rec *record) {
 	ctx := r.Context()
 
 	if rt.opts.Access != nil {
-		release, err := rt.opts.Access.Check(ctx, r, key.Key, key.Port)
+		release, err := rt.opts.Access.Check(ctx, r, key.Key, key.Port, key.FromHost)
 		if err != nil {
 			rt.answer(w, r, rec, err)
 			return
 		}
 		rec.accessRelease = release
+		r = rt.withoutEntryParam(r)
 	}
 
 	var retry retryState

@@ -92,6 +92,10 @@ type config struct {
 	AuthzDecisionCacheSz  int
 	AuthzStaleFor         time.Duration
 	AuthzQPS              float64
+	AuthzSessionCookie    string
+	AuthzEntryParam       string
+	AuthzAllowedOrigins   []string
+	AuthzTrustFwdProto    bool
 
 	LimitIdentityRPS       float64
 	LimitIdentityBurst     int
@@ -199,6 +203,10 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&c.AuthzDecisionCacheSz, "authz-decision-cache-size", 100000, "per-sandbox decisions remembered (LRU)")
 	fs.DurationVar(&c.AuthzStaleFor, "authz-stale-for", 10*time.Minute, "how long past their time to live answers keep serving while the API server cannot be reached (uncached requests get 503)")
 	fs.Float64Var(&c.AuthzQPS, "authz-qps", 100, "TokenReview and SubjectAccessReview calls per second (burst twice that)")
+	fs.StringVar(&c.AuthzSessionCookie, "authz-session-cookie", "", "browser sessions: the session cookie's name (sent as __Host-<name> over HTTPS); entry links (?<authz-entry-param>=<token>) to sandboxes reached by host name set it; empty = off")
+	fs.StringVar(&c.AuthzEntryParam, "authz-entry-param", "sandbox_token", "the query parameter of entry links")
+	fs.Var(&listFlag{dst: &c.AuthzAllowedOrigins}, "authz-allowed-origins", "origins (scheme://host[:port]) besides the sandbox's own that may send cookie-authenticated unsafe requests and WebSocket handshakes")
+	fs.BoolVar(&c.AuthzTrustFwdProto, "authz-trust-forwarded-proto", false, "read the scheme for sessions from X-Forwarded-Proto (only behind a proxy that sets it and strips clients')")
 	fs.Float64Var(&c.LimitIdentityRPS, "limit-identity-rps", 0, "requests per second one identity may send (the client address when anonymous); 0 = no limit; past it 429 rate_limited")
 	fs.IntVar(&c.LimitIdentityBurst, "limit-identity-burst", 100, "requests one identity may send at once above limit-identity-rps")
 	fs.Float64Var(&c.LimitSandboxRPS, "limit-sandbox-rps", 0, "requests per second one sandbox may receive, whoever sends them; 0 = no limit")
@@ -474,7 +482,16 @@ func (c *config) validateAuthz(bad func(string, ...any)) {
 		bad("authz-tokenreview-cache-size, authz-decision-cache-size and authz-qps must be positive")
 	}
 	if slices.Equal(modes, []access.Mode{access.ModeAllowAll}) {
+		if c.AuthzSessionCookie != "" {
+			bad("authz-session-cookie needs an authz-mode that checks credentials")
+		}
 		return
+	}
+	if c.AuthzSessionCookie != "" && len(c.BaseDomains) == 0 {
+		bad("authz-session-cookie needs base-domain: browser sessions are for sandboxes reached by host name")
+	}
+	if c.AuthzSessionCookie != "" && (!validCookieName(c.AuthzSessionCookie) || strings.HasPrefix(c.AuthzSessionCookie, "__")) {
+		bad("authz-session-cookie: %q is not a cookie name", c.AuthzSessionCookie)
 	}
 	if c.Routes != "" && (slices.Contains(modes, access.ModeTokenReview) || slices.Contains(modes, access.ModeKubernetes)) {
 		bad("authz-mode=%s reviews tokens with the cluster's API server; it needs the cluster resolver, not routes", c.AuthzMode)
@@ -485,6 +502,20 @@ func (c *config) validateAuthz(bad func(string, ...any)) {
 	if c.ForwardAuth {
 		bad("authz-mode=%s cannot be combined with forward-authorization: the router's credential never reaches the sandbox", c.AuthzMode)
 	}
+}
+
+// validCookieName reports whether s is an RFC 6265 cookie name (a token).
+func validCookieName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c <= ' ' || c >= 0x7f || strings.ContainsRune("()<>@,;:\\\"/[]?={}", rune(c)) {
+			return false
+		}
+	}
+	return true
 }
 
 // parseNamespaceTimeouts reads namespace=duration pairs.

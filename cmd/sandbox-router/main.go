@@ -138,6 +138,8 @@ func run(cfg *config) error {
 		AllowLoopbackPodIP:   cfg.AllowLoopbackPodIP,
 		TrustedProxies:       trusted,
 		ForwardAuthorization: cfg.ForwardAuth,
+		SessionCookie:        cfg.AuthzSessionCookie,
+		EntryParam:           entryParam(cfg),
 		MaxRequestBodyBytes:  cfg.MaxRequestBody,
 		MaxClientTimeout:     cfg.MaxClientTimeout,
 		Pool: router.PoolOptions{
@@ -324,4 +326,13 @@ func openAccessLog(dest string, metrics *router.Metrics, log *slog.Logger) (io.W
 	}
 	bw := router.NewBufferedWriter(w, router.BufferedWriterOptions{Metrics: metrics, Log: log})
 	return bw, func() { bw.Close(); closeFile() }, nil
+}
+
+// entryParam is the query parameter the router removes before the sandbox
+// sees a request: the entry links' credential, when sessions are on.
+func entryParam(cfg *config) string {
+	if cfg.AuthzSessionCookie == "" {
+		return ""
+	}
+	return cfg.AuthzEntryParam
 }
