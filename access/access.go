@@ -254,9 +254,10 @@ func (c *Checker) Enforcing() bool { return !c.allowAll() || c.limiter != nil }
 // *Error (a client that left: its context's error). An admitted request
 // gets release, to call once it has ended: it frees its place under the
 // sandbox's concurrency limit.
-// byHost says the request named its sandbox in the host name (its own
-// origin), where browser sessions are possible.
-func (c *Checker) Check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16, byHost bool) (release func(), err error) {
+// sessionPath is where a browser session for the request may live: "/"
+// for a sandbox reached by host name (its own origin), its path prefix
+// for a path-routed one, "" on the router's shared host (no sessions).
+func (c *Checker) Check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16, sessionPath string) (release func(), err error) {
 	var client netip.Addr
 	if c.limiter != nil {
 		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
@@ -268,7 +269,7 @@ func (c *Checker) Check(ctx context.Context, r *http.Request, sandbox resolver.K
 	}
 	identity := ""
 	if !c.allowAll() {
-		identity, err = c.check(ctx, r, sandbox, port, byHost)
+		identity, err = c.check(ctx, r, sandbox, port, sessionPath)
 		c.metrics.decided(err)
 		if err != nil {
 			if err == errInvalidCredentials && c.limiter != nil {
@@ -291,8 +292,8 @@ func (c *Checker) Check(ctx context.Context, r *http.Request, sandbox resolver.K
 
 // check authenticates and authorizes r, and names the caller for the
 // limits: the user a token names, or the sandbox a scoped token is for.
-func (c *Checker) check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16, byHost bool) (string, error) {
-	token, from, ok := c.credential(r, byHost)
+func (c *Checker) check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16, sessionPath string) (string, error) {
+	token, from, ok := c.credential(r, sessionPath != "")
 	if !ok {
 		return "", errMissingCredentials
 	}
@@ -326,7 +327,7 @@ func (c *Checker) check(ctx context.Context, r *http.Request, sandbox resolver.K
 		identity = id.User
 	}
 	if from == fromEntry {
-		return identity, c.startSession(r, token, expires)
+		return identity, c.startSession(r, sessionPath, token, expires)
 	}
 	return identity, nil
 }

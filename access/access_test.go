@@ -384,7 +384,7 @@ func containsSpace(s string) bool {
 
 // check is Check without its release, for tests of decisions only.
 func check(c *Checker, ctx context.Context, r *http.Request, sb resolver.Key, port uint16) error {
-	release, err := c.Check(ctx, r, sb, port, false)
+	release, err := c.Check(ctx, r, sb, port, "")
 	if release != nil {
 		release()
 	}

@@ -38,7 +38,7 @@ func TestCachedCheckAllocatesNothing(t *testing.T) {
 	if err := check(c, ctx, r, sbA, 8888); err != nil {
 		t.Fatal(err)
 	}
-	if n := testing.AllocsPerRun(100, func() { _, _ = c.Check(ctx, r, sbA, 8888, false) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { _, _ = c.Check(ctx, r, sbA, 8888, "") }); n != 0 {
 		t.Fatalf("a cached check allocates %v times, want 0", n)
 	}
 }

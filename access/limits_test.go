@@ -87,25 +87,25 @@ func TestLimitConcurrentPerSandbox(t *testing.T) {
 	c := newLimitedChecker(t, ModeAllowAll, newAuthority(), Limits{ConcurrentPerSandbox: 2})
 	var releases []func()
 	for range 2 {
-		rel, err := c.Check(context.Background(), from("192.0.2.1:1"), sbA, 8888, false)
+		rel, err := c.Check(context.Background(), from("192.0.2.1:1"), sbA, 8888, "")
 		if err != nil {
 			t.Fatal(err)
 		}
 		releases = append(releases, rel)
 	}
-	if _, err := c.Check(context.Background(), from("192.0.2.1:1"), sbA, 8888, false); code(err) != CodeSandboxBusy {
+	if _, err := c.Check(context.Background(), from("192.0.2.1:1"), sbA, 8888, ""); code(err) != CodeSandboxBusy {
 		t.Fatalf("a third at once: %v", err)
 	}
-	if _, err := c.Check(context.Background(), from("192.0.2.1:1"), sbB, 8888, false); err != nil {
+	if _, err := c.Check(context.Background(), from("192.0.2.1:1"), sbB, 8888, ""); err != nil {
 		t.Fatalf("another sandbox: %v", err)
 	}
 	releases[0]()
 	releases[0]() // twice is once
-	rel, err := c.Check(context.Background(), from("192.0.2.1:1"), sbA, 8888, false)
+	rel, err := c.Check(context.Background(), from("192.0.2.1:1"), sbA, 8888, "")
 	if err != nil {
 		t.Fatalf("after a release: %v", err)
 	}
-	if _, err := c.Check(context.Background(), from("192.0.2.1:1"), sbA, 8888, false); code(err) != CodeSandboxBusy {
+	if _, err := c.Check(context.Background(), from("192.0.2.1:1"), sbA, 8888, ""); code(err) != CodeSandboxBusy {
 		t.Fatal("a double release freed two places")
 	}
 	rel()
@@ -153,7 +153,7 @@ func TestLimitTablesBounded(t *testing.T) {
 	for i := range 1000 {
 		addr := "10.0." + strconv.Itoa(i/250) + "." + strconv.Itoa(i%250) + ":1"
 		sb := resolver.Key{Namespace: "ns", Name: "sb-" + strconv.Itoa(i)}
-		if _, err := c.Check(context.Background(), from(addr), sb, 8888, false); err != nil {
+		if _, err := c.Check(context.Background(), from(addr), sb, 8888, ""); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -1,6 +1,7 @@
 package access
 
 import (
+	"cmp"
 	"net/http"
 	"net/url"
 	"strings"
@@ -11,15 +12,21 @@ import (
 // credential in a query parameter), the router answers 302 to the same
 // URL without it and sets a session cookie holding the credential, and
 // the browser's later requests, WebSocket handshakes included, carry the
-// cookie. Only for sandboxes reached by host name: each sandbox port is
-// an origin of its own and the cookie is host-only, so it never reaches
-// another sandbox. On the router's shared host (X-Sandbox-* routing) a
-// cookie would reach every sandbox, so none is taken or set there.
+// cookie. Only for sandboxes a browser can tell apart: reached by host
+// name, each sandbox port is an origin of its own and the cookie is
+// host-only; reached by path (path routing), the cookie's Path is the
+// sandbox port's prefix. On the router's shared host (X-Sandbox-*
+// routing) a cookie would reach every sandbox, so none is taken or set.
 type Sessions struct {
-	// Cookie is the cookie's name ("" turns browser sessions off); over
-	// HTTPS it is sent as "__Host-" + Cookie, which browsers keep
-	// host-only, Secure and at path "/".
+	// Cookie is the cookie's name ("" turns browser sessions off). Over
+	// HTTPS it is sent as "__Host-" + Cookie for a host-routed sandbox
+	// (browsers keep it host-only, Secure, at path "/") and as
+	// "__Secure-" + Cookie for a path-routed one.
 	Cookie string
+	// SameSite is the cookie's SameSite attribute: Lax (the default,
+	// when zero), Strict, or None (cross-site embedding; only over
+	// HTTPS, where the cookie is Secure).
+	SameSite http.SameSite
 	// EntryParam is the entry link's query parameter (default
 	// "sandbox_token").
 	EntryParam string
@@ -73,9 +80,9 @@ func (c *Checker) credential(r *http.Request, hostRouted bool) (token string, fr
 	return "", fromHeader, false
 }
 
-// sessionCookie reads the session cookie under either of its names.
+// sessionCookie reads the session cookie under any of its names.
 func sessionCookie(r *http.Request, name string) (string, bool) {
-	for _, n := range [2]string{"__Host-" + name, name} {
+	for _, n := range [3]string{"__Host-" + name, "__Secure-" + name, name} {
 		if ck, err := r.Cookie(n); err == nil {
 			return ck.Value, true
 		}
@@ -146,16 +153,22 @@ func (c *Checker) sameOriginOrAllowed(r *http.Request) bool {
 
 // startSession answers an admitted entry link: 302 to the same URL without
 // the credential, with the session cookie holding it (host-only, HttpOnly,
-// Secure over HTTPS, SameSite=Lax, for the token's remaining life when it
-// is known).
-func (c *Checker) startSession(r *http.Request, token string, expires time.Time) *Error {
+// at sessionPath, Secure over HTTPS, SameSite Lax unless configured, for
+// the token's remaining life when it is known). r's path is the
+// sandbox's; a path-routed sandbox's prefix is sessionPath.
+func (c *Checker) startSession(r *http.Request, sessionPath, token string, expires time.Time) *Error {
 	s := &c.sessions
 	if !cookieSafe(token) {
 		return errNoSession
 	}
-	ck := &http.Cookie{Name: s.Cookie, Value: token, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
+	ck := &http.Cookie{Name: s.Cookie, Value: token, Path: sessionPath, HttpOnly: true, SameSite: cmp.Or(s.SameSite, http.SameSiteLaxMode)}
 	if c.https(r) {
-		ck.Name, ck.Secure = "__Host-"+s.Cookie, true
+		ck.Secure = true
+		if sessionPath == "/" {
+			ck.Name = "__Host-" + s.Cookie
+		} else {
+			ck.Name = "__Secure-" + s.Cookie
+		}
 	}
 	if !expires.IsZero() {
 		ck.MaxAge = max(1, int(time.Until(expires).Seconds()))
@@ -164,11 +177,16 @@ func (c *Checker) startSession(r *http.Request, token string, expires time.Time)
 	u.RawQuery = WithoutParam(u.RawQuery, s.EntryParam)
 	// One leading slash: "//host/x" or "/\\host" would send the browser
 	// to another site.
-	location := "/" + strings.TrimLeft(u.EscapedPath(), "/\\")
+	location := strings.TrimSuffix(sessionPath, "/") + "/" + strings.TrimLeft(u.EscapedPath(), "/\\")
 	if u.RawQuery != "" {
 		location += "?" + u.RawQuery
 	}
-	h := http.Header{"Location": {location}, "Set-Cookie": {ck.String()}, "Referrer-Policy": {"no-referrer"}}
+	h := http.Header{
+		"Location":        {location},
+		"Set-Cookie":      {ck.String()},
+		"Referrer-Policy": {"no-referrer"},
+		"Cache-Control":   {"no-store"}, // it carries the credential
+	}
 	return &Error{Status: http.StatusFound, Code: CodeSessionStarted, Detail: "session started; continue at " + location,
 		Headers: h}
 }

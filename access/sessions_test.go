@@ -50,7 +50,7 @@ func TestEntryLinkStartsASession(t *testing.T) {
 				r.TLS = &tls.ConnectionState{}
 			}
 		})
-		_, err := c.Check(context.Background(), r, sbA, 8888, true)
+		_, err := c.Check(context.Background(), r, sbA, 8888, "/")
 		e, ok := err.(*Error)
 		if !ok || e.Status != http.StatusFound || e.Code != CodeSessionStarted {
 			t.Fatalf("%s: %v, want 302", tc.name, err)
@@ -69,12 +69,12 @@ func TestEntryLinkStartsASession(t *testing.T) {
 		}
 	}
 	// A bad entry token is refused, without a cookie.
-	_, err := c.Check(context.Background(), browserRequest(http.MethodGet, "/?sandbox_token=guess", nil), sbA, 8888, true)
+	_, err := c.Check(context.Background(), browserRequest(http.MethodGet, "/?sandbox_token=guess", nil), sbA, 8888, "/")
 	if code(err) != CodeInvalidCredentials {
 		t.Fatalf("a bad entry token: %v", err)
 	}
 	// A token for another sandbox is refused too.
-	_, err = c.Check(context.Background(), browserRequest(http.MethodGet, "/?sandbox_token=bob-token", nil), sbA, 8888, true)
+	_, err = c.Check(context.Background(), browserRequest(http.MethodGet, "/?sandbox_token=bob-token", nil), sbA, 8888, "/")
 	if code(err) != CodeForbidden {
 		t.Fatalf("bob's entry token: %v", err)
 	}
@@ -92,19 +92,20 @@ func TestSessionCookie(t *testing.T) {
 	}
 	cases := []struct {
 		name, method, origin string
-		byHost               bool
+		sessionPath          string
 		want                 string
 	}{
-		{"GET", http.MethodGet, "", true, "allowed"},
-		{"POST from its own origin", http.MethodPost, "http://8888-sb1.team-a.sandbox.test", true, "allowed"},
-		{"POST from an allowed origin", http.MethodPost, "https://ide.example.com", true, "allowed"},
-		{"POST from another sandbox", http.MethodPost, "http://8888-sb2.team-a.sandbox.test", true, CodeCrossOrigin},
-		{"POST from elsewhere", http.MethodPost, "https://evil.example", true, CodeCrossOrigin},
-		{"DELETE without Origin", http.MethodDelete, "", true, "allowed"},
-		{"on the shared host no cookie counts", http.MethodGet, "", false, CodeMissingCredentials},
+		{"GET", http.MethodGet, "", "/", "allowed"},
+		{"POST from its own origin", http.MethodPost, "http://8888-sb1.team-a.sandbox.test", "/", "allowed"},
+		{"POST from an allowed origin", http.MethodPost, "https://ide.example.com", "/", "allowed"},
+		{"POST from another sandbox", http.MethodPost, "http://8888-sb2.team-a.sandbox.test", "/", CodeCrossOrigin},
+		{"POST from elsewhere", http.MethodPost, "https://evil.example", "/", CodeCrossOrigin},
+		{"DELETE without Origin", http.MethodDelete, "", "/", "allowed"},
+		{"on the shared host no cookie counts", http.MethodGet, "", "", CodeMissingCredentials},
+		{"path-routed GET", http.MethodGet, "", "/sandboxes/team-a/sb1/8888", "allowed"},
 	}
 	for _, tc := range cases {
-		_, err := c.Check(context.Background(), withCookie(tc.method, tc.origin), sbA, 8888, tc.byHost)
+		_, err := c.Check(context.Background(), withCookie(tc.method, tc.origin), sbA, 8888, tc.sessionPath)
 		if got := code(err); got != tc.want {
 			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
 		}
@@ -113,19 +114,19 @@ func TestSessionCookie(t *testing.T) {
 	ws := withCookie(http.MethodGet, "https://evil.example")
 	ws.Header.Set("Upgrade", "websocket")
 	ws.Header.Set("Connection", "Upgrade")
-	if _, err := c.Check(context.Background(), ws, sbA, 8888, true); code(err) != CodeCrossOrigin {
+	if _, err := c.Check(context.Background(), ws, sbA, 8888, "/"); code(err) != CodeCrossOrigin {
 		t.Errorf("cross-site WebSocket with the cookie: %v", err)
 	}
 	// Sec-Fetch-Site: cross-site refuses even without Origin.
 	xs := withCookie(http.MethodPost, "")
 	xs.Header.Set("Sec-Fetch-Site", "cross-site")
-	if _, err := c.Check(context.Background(), xs, sbA, 8888, true); code(err) != CodeCrossOrigin {
+	if _, err := c.Check(context.Background(), xs, sbA, 8888, "/"); code(err) != CodeCrossOrigin {
 		t.Errorf("Sec-Fetch-Site cross-site: %v", err)
 	}
 	// A bearer header wins over the cookie and is not held to the origin.
 	h := withCookie(http.MethodPost, "https://evil.example")
 	h.Header.Set("Authorization", "Bearer alice-token")
-	if _, err := c.Check(context.Background(), h, sbA, 8888, true); err != nil {
+	if _, err := c.Check(context.Background(), h, sbA, 8888, "/"); err != nil {
 		t.Errorf("a bearer header from another origin: %v", err)
 	}
 }
@@ -169,9 +170,51 @@ func TestEntryLinkTokenACookieCannotCarry(t *testing.T) {
 	f.tokens[long] = Identity{User: "alice"}
 	c := newSessionChecker(t, f)
 	for _, tok := range []string{"with%20space", long} {
-		_, err := c.Check(context.Background(), browserRequest(http.MethodGet, "/?sandbox_token="+tok, nil), sbA, 8888, true)
+		_, err := c.Check(context.Background(), browserRequest(http.MethodGet, "/?sandbox_token="+tok, nil), sbA, 8888, "/")
 		if e, ok := err.(*Error); !ok || e.Status != http.StatusBadRequest || e.Code != CodeNoSession {
 			t.Fatalf("%.20s: %v, want 400 %s", tok, err, CodeNoSession)
 		}
+	}
+}
+
+// Under path routing the cookie lives at the sandbox port's prefix (and is
+// __Secure-, not __Host-, over HTTPS: a __Host- cookie must be at "/"),
+// and the 302 goes back under the prefix. r's path is the sandbox's, the
+// prefix removed, as the router passes it.
+func TestEntryLinkUnderPathRouting(t *testing.T) {
+	c := newSessionChecker(t, newAuthority())
+	const prefix = "/sandboxes/team-a/sb1/8888"
+	for _, tc := range []struct {
+		tls        bool
+		wantCookie string
+	}{{false, "sandbox-session=alice-token"}, {true, "__Secure-sandbox-session=alice-token"}} {
+		r := browserRequest(http.MethodGet, "/lab?sandbox_token=alice-token&x=1", func(r *http.Request) {
+			r.Host = "router.example.com"
+			if tc.tls {
+				r.TLS = &tls.ConnectionState{}
+			}
+		})
+		_, err := c.Check(context.Background(), r, sbA, 8888, prefix)
+		e, ok := err.(*Error)
+		if !ok || e.Status != http.StatusFound {
+			t.Fatalf("%v, want 302", err)
+		}
+		if got := e.Headers.Get("Location"); got != prefix+"/lab?x=1" {
+			t.Errorf("Location %q", got)
+		}
+		ck := e.Headers.Get("Set-Cookie")
+		if !strings.HasPrefix(ck, tc.wantCookie) || !strings.Contains(ck, "Path="+prefix+";") || strings.Contains(ck, "Secure") != tc.tls {
+			t.Errorf("Set-Cookie %q", ck)
+		}
+		if e.Headers.Get("Cache-Control") != "no-store" {
+			t.Errorf("the 302 carries the credential and must not be stored")
+		}
+	}
+	// The cookie under its path-routing name opens the sandbox.
+	r := browserRequest(http.MethodGet, "/x", func(r *http.Request) {
+		r.Header.Set("Cookie", "__Secure-sandbox-session=alice-token")
+	})
+	if _, err := c.Check(context.Background(), r, sbA, 8888, prefix); err != nil {
+		t.Fatalf("the __Secure- cookie: %v", err)
 	}
 }

@@ -33,7 +33,7 @@ func (r *refusal) WWWAuthenticate() string { return r.challenge }
 // sandbox sb1 only; no token is a 401, another sandbox a 403.
 type headerAccess struct{ checks, open atomic.Int64 }
 
-func (a *headerAccess) Check(ctx context.Context, r *http.Request, sb resolver.Key, port uint16, byHost bool) (func(), error) {
+func (a *headerAccess) Check(ctx context.Context, r *http.Request, sb resolver.Key, port uint16, sessionPath string) (func(), error) {
 	a.checks.Add(1)
 	switch {
 	case r.Header.Get("X-Test-Token") == "":
@@ -148,7 +148,7 @@ func TestSessionCredentialsNeverReachTheSandbox(t *testing.T) {
 // allowAccess admits everything.
 type allowAccess struct{}
 
-func (allowAccess) Check(context.Context, *http.Request, resolver.Key, uint16, bool) (func(), error) {
+func (allowAccess) Check(context.Context, *http.Request, resolver.Key, uint16, string) (func(), error) {
 	return func() {}, nil
 }
 
@@ -175,7 +175,7 @@ func TestAccessResponseHeaders(t *testing.T) {
 
 type startAccess struct{}
 
-func (startAccess) Check(context.Context, *http.Request, resolver.Key, uint16, bool) (func(), error) {
+func (startAccess) Check(context.Context, *http.Request, resolver.Key, uint16, string) (func(), error) {
 	return nil, sessionStart{}
 }
 

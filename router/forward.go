@@ -78,9 +78,7 @@ func (rt *Router) forwardOnce(ctx context.Context, w http.ResponseWriter, r *htt
 func (rt *Router) writeResponse(w http.ResponseWriter, resp *http.Response, connTokens []string, rec *record) bool {
 	h := w.Header()
 	copyResponseHeaders(h, resp.Header, connTokens)
-	if vv, ok := h["Set-Cookie"]; ok && rec.key.FromHost {
-		h["Set-Cookie"] = hostOnlyCookies(vv)
-	}
+	confineResponse(h, &rec.key)
 	if _, ok := h["Content-Type"]; !ok {
 		// A proxy must not invent a media type: nil stops net/http
 		// from sniffing one.

@@ -3,6 +3,7 @@ package router
 import (
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -101,6 +102,36 @@ func FuzzResponseConnectionTokens(f *testing.F) {
 			if tok == "" || strings.ContainsAny(tok, ", \r\n") && httpguts.ValidHeaderFieldName(tok) {
 				t.Fatalf("token %q from %q", tok, raw)
 			}
+		}
+	})
+}
+
+// FuzzParsePath: a path-routed target either fails cleanly or names a
+// valid key, its canonical prefix is made of that key, and what the
+// sandbox gets is the target's tail after it, as sent.
+func FuzzParsePath(f *testing.F) {
+	for _, s := range []string{"/p/ns/sb1/8888/x?y=1", "/p/ns/sb1/8888", "/p/a/b/0", "/p//x/1", "/p/ns/sb1/8888/%2e%2e/x",
+		"/pp/ns/sb1/1", "/p/ns/sb1/8888?", "/p/ns/sb1/65536/"} {
+		f.Add(s)
+	}
+	p := &keyParser{pathPrefix: "/p"}
+	f.Fuzz(func(t *testing.T, target string) {
+		var k routingKey
+		matched, err := p.parsePath(&k, target)
+		if !matched || err != nil {
+			if k.PathPrefix != "" || k.restURL != nil {
+				t.Fatalf("%q: no key, yet %+v", target, k)
+			}
+			return
+		}
+		if !isDNSLabel(k.Name) || !isDNSLabel(k.Namespace) || k.Port == 0 {
+			t.Fatalf("%q: invalid key %+v", target, k)
+		}
+		if k.PathPrefix != "/p/"+k.Namespace+"/"+k.Name+"/"+strconv.Itoa(int(k.Port)) {
+			t.Fatalf("%q: prefix %q", target, k.PathPrefix)
+		}
+		if !strings.HasPrefix(k.restTarget, "/") || !strings.HasSuffix(target, strings.TrimPrefix(k.restTarget, "/")) {
+			t.Fatalf("%q: the sandbox would get %q", target, k.restTarget)
 		}
 	})
 }

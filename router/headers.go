@@ -3,6 +3,7 @@ package router
 import (
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
@@ -55,8 +56,8 @@ const sandboxPrefix = "X-Sandbox-"
 type forwardPolicy struct {
 	trustedProxies       []netip.Prefix
 	forwardAuthorization bool
-	// sessionCookie (and "__Host-" + it) is a credential for the router:
-	// taken out of the Cookie header.
+	// sessionCookie (and "__Host-" or "__Secure-" + it) is a credential
+	// for the router: taken out of the Cookie header.
 	sessionCookie string
 }
 
@@ -119,7 +120,8 @@ func (p *forwardPolicy) withoutSessionCookie(vv []string) []string {
 		var kept []string
 		for pair := range strings.SplitSeq(v, ";") {
 			name, _, _ := strings.Cut(strings.TrimSpace(pair), "=")
-			if name == p.sessionCookie || name == "__Host-"+p.sessionCookie {
+			bare := strings.TrimPrefix(strings.TrimPrefix(name, "__Host-"), "__Secure-")
+			if bare == p.sessionCookie {
 				continue
 			}
 			if pair = strings.TrimSpace(pair); pair != "" {
@@ -271,31 +273,70 @@ func copyResponseHeaders(dst, src http.Header, connTokens []string) {
 	}
 }
 
-// hostOnlyCookies drops the Domain attribute of a sandbox's Set-Cookie
-// values: under host routing every sandbox is an origin of its own, and a
-// cookie for the parent domain would reach its siblings (and could
-// overwrite their sessions). Without Domain a cookie stays with the host
-// that set it.
-func hostOnlyCookies(vv []string) []string {
-	has := false
-	for _, v := range vv {
-		if strings.Contains(strings.ToLower(v), "domain") {
-			has = true
-			break
+// confineResponse keeps what a sandbox's response sets to the sandbox,
+// when the browser reaches it by host or path: every sandbox port is then
+// a site of its own (an origin, or a path prefix on the router's), and a
+// cookie or a redirect must not reach past it. On the router's shared
+// host (X-Sandbox-* routing, not a browser's way) it changes nothing.
+func confineResponse(h http.Header, k *routingKey) {
+	if !k.FromHost && k.PathPrefix == "" {
+		return
+	}
+	if vv, ok := h["Set-Cookie"]; ok {
+		h["Set-Cookie"] = confineCookies(vv, k.PathPrefix)
+	}
+	if k.PathPrefix != "" {
+		// A redirect to one of the sandbox's own paths stays under its
+		// prefix, as the browser sees it.
+		if loc := headerValue(h, "Location"); isOwnPath(loc) {
+			h["Location"] = []string{k.PathPrefix + loc}
 		}
 	}
-	if !has {
+}
+
+// isOwnPath reports whether a Location is a path on the same host: "/x",
+// not "//host/x" nor "/\\host/x", which browsers read as another host.
+func isOwnPath(loc string) bool {
+	return loc == "/" || len(loc) > 1 && loc[0] == '/' && loc[1] != '/' && loc[1] != '\\'
+}
+
+// confineCookies rewrites a sandbox's Set-Cookie values. The Domain
+// attribute goes: a cookie for the parent domain would reach the sandbox's
+// siblings (and could overwrite their sessions), without it a cookie stays
+// with the host that set it. Under path routing (pathPrefix set) every
+// cookie's Path is put under the prefix, a missing one set to it: all
+// sandboxes share the router's host there, and only the path keeps them
+// apart.
+func confineCookies(vv []string, pathPrefix string) []string {
+	if pathPrefix == "" && !slices.ContainsFunc(vv, func(v string) bool { return strings.Contains(strings.ToLower(v), "domain") }) {
 		return vv
 	}
 	out := make([]string, 0, len(vv))
 	for _, v := range vv {
-		var kept []string
-		for i, attr := range strings.Split(v, ";") {
-			name, _, _ := strings.Cut(strings.TrimSpace(attr), "=")
-			if i > 0 && strings.EqualFold(name, "Domain") {
+		attrs := strings.Split(v, ";")
+		kept := make([]string, 1, len(attrs)+1)
+		kept[0] = attrs[0]
+		hasPath := false
+		for _, attr := range attrs[1:] {
+			name, value, _ := strings.Cut(strings.TrimSpace(attr), "=")
+			switch {
+			case strings.EqualFold(name, "Domain"):
 				continue
+			case pathPrefix != "" && strings.EqualFold(name, "Path"):
+				hasPath = true
+				value = strings.TrimSpace(value)
+				if value == "/" || !strings.HasPrefix(value, "/") {
+					// "/" is the whole sandbox; a Path not starting with
+					// "/" is ignored by browsers, which would then use a
+					// default that may lie above the prefix.
+					value = ""
+				}
+				attr = " Path=" + pathPrefix + value
 			}
 			kept = append(kept, attr)
+		}
+		if pathPrefix != "" && !hasPath {
+			kept = append(kept, " Path="+pathPrefix)
 		}
 		out = append(out, strings.Join(kept, ";"))
 	}

@@ -3,6 +3,7 @@ package router
 import (
 	"net/http"
 	"net/netip"
+	"net/url"
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
@@ -32,6 +33,27 @@ type routingKey struct {
 	PodIP netip.Addr // zero unless X-Sandbox-Pod-IP was sent
 	// FromHost is true when the key came from the host name.
 	FromHost bool
+	// PathPrefix, for a key that came from the path (--path-routing-
+	// prefix), is the part of the path that named it, in canonical form
+	// (<prefix>/<namespace>/<id>/<port>); restPath is the rest, as sent,
+	// which is what the sandbox sees.
+	PathPrefix string
+	restTarget string
+	restURL    *url.URL
+}
+
+// sessionPath is where a browser session cookie for this key lives: the
+// whole host for a host-routed request (its own origin), the key's path
+// prefix for a path-routed one; "" on the router's shared host, where a
+// cookie would reach every sandbox and none is taken or set.
+func (k *routingKey) sessionPath() string {
+	switch {
+	case k.FromHost:
+		return "/"
+	case k.PathPrefix != "":
+		return k.PathPrefix
+	}
+	return ""
 }
 
 // keyError is a client mistake in the routing key; it becomes a 400.
@@ -52,6 +74,7 @@ var (
 	errForbiddenPodIP = &keyError{"forbidden_pod_ip", "pod IP must not be a loopback, link-local, multicast or unspecified address"}
 	errInvalidHost    = &keyError{"invalid_host", "host must be <id>.<namespace>.<domain> or <port>-<id>.<namespace>.<domain>"}
 	errMalformedHost  = &keyError{"invalid_host", "host is not a valid host name"}
+	errInvalidPath    = &keyError{"invalid_path", "a path-routed request's path must be <prefix>/<namespace>/<id>/<port>[/<rest>]"}
 )
 
 // keyParser turns a request into a routing key. It is immutable after
@@ -65,10 +88,13 @@ type keyParser struct {
 	allowLoopbackPodIP bool
 	// ignorePodIP skips X-Sandbox-Pod-IP entirely (PodIPOff).
 	ignorePodIP bool
+	// pathPrefix turns on path routing: <pathPrefix>/<ns>/<id>/<port>/...
+	// ("" = off). It starts with "/" and does not end with one.
+	pathPrefix string
 }
 
 // parse reads the routing key from the host name first, then from the
-// X-Sandbox-* headers.
+// path (when path routing is on), then from the X-Sandbox-* headers.
 func (p *keyParser) parse(r *http.Request) (routingKey, *keyError) {
 	var k routingKey
 	if r.ProtoMajor == 2 && !httpguts.ValidHostHeader(r.Host) {
@@ -81,14 +107,21 @@ func (p *keyParser) parse(r *http.Request) (routingKey, *keyError) {
 		return k, err
 	}
 	h := r.Header
-	if matched {
+	if !matched && p.pathPrefix != "" {
+		if matched, err = p.parsePath(&k, requestTarget(r)); err != nil {
+			return k, err
+		}
+	}
+	switch {
+	case k.PathPrefix != "":
+	case matched:
 		k.Name, k.Namespace, k.Port, k.FromHost = id, ns, port, true
 		if k.Port == 0 {
 			if k.Port, err = parsePortHeader(h); err != nil {
 				return k, err
 			}
 		}
-	} else {
+	default:
 		id := headerValue(h, HeaderSandboxID)
 		if id == "" {
 			return k, errMissingID
@@ -170,6 +203,79 @@ func (p *keyParser) parsePodIP(s string) (netip.Addr, *keyError) {
 		return netip.Addr{}, errForbiddenPodIP
 	}
 	return addr, nil
+}
+
+// parsePath recognises <prefix>/<namespace>/<id>/<port>[/<rest>] in a
+// request target as sent. A path that does not start with the prefix and a
+// "/" is not path-routed; one that does and has the wrong shape is an
+// error: it asked for path routing, and falling back to headers would
+// send it elsewhere. The three segments are compared as sent, not
+// decoded: a namespace, a name or a port has nothing to escape, and
+// decoding would let "%2F" forge a segment boundary.
+func (p *keyParser) parsePath(k *routingKey, target string) (bool, *keyError) {
+	path, query, hasQuery := strings.Cut(target, "?")
+	rest, ok := strings.CutPrefix(path, p.pathPrefix)
+	if !ok || !strings.HasPrefix(rest, "/") {
+		return false, nil
+	}
+	ns, rest, _ := strings.Cut(rest[1:], "/")
+	id, rest, _ := strings.Cut(rest, "/")
+	portText, rest, _ := strings.Cut(rest, "/")
+	if !isDNSLabel(ns) {
+		return true, errInvalidNS
+	}
+	if !isDNSLabel(id) {
+		return true, errInvalidID
+	}
+	port, valid := parsePort(portText)
+	if !valid {
+		return true, errInvalidPath
+	}
+	target = "/" + rest
+	if hasQuery {
+		target += "?" + query
+	}
+	u, err := url.ParseRequestURI(target)
+	if err != nil {
+		return true, errInvalidPath
+	}
+	k.Namespace, k.Name, k.Port = ns, id, port
+	k.PathPrefix = p.pathPrefix + "/" + ns + "/" + id + "/" + portText
+	k.restTarget, k.restURL = target, u
+	return true, nil
+}
+
+// ValidPathPrefix reports whether p can be a path routing prefix:
+// /<segment>[/<segment>...] of URL-unreserved characters, no dot segments,
+// no trailing slash. Compared byte for byte with what clients send, it
+// needs no escaping to match.
+func ValidPathPrefix(p string) bool {
+	if len(p) < 2 || p[0] != '/' {
+		return false
+	}
+	for seg := range strings.SplitSeq(p[1:], "/") {
+		if seg == "" || seg == "." || seg == ".." {
+			return false
+		}
+		for i := 0; i < len(seg); i++ {
+			c := seg[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// withoutPathPrefix gives the sandbox of a path-routed request the path
+// after its prefix, escaping and query as sent.
+func withoutPathPrefix(r *http.Request, k *routingKey) *http.Request {
+	if k.PathPrefix == "" {
+		return r
+	}
+	r2 := *r
+	r2.URL, r2.RequestURI = k.restURL, k.restTarget
+	return &r2
 }
 
 // parseHost recognises <port>-<id>.<ns>.<base> and <id>.<ns>.<base>. A host

@@ -3,6 +3,7 @@ package router
 import (
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"testing"
 )
 
@@ -109,5 +110,67 @@ func TestParseRoutingKeyNoAllocOnHit(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Fatalf("parse allocates %.0f times per call", allocs)
+	}
+}
+
+func TestParsePathRoute(t *testing.T) {
+	p := &keyParser{baseDomains: []string{"example.com"}, pathPrefix: "/sandboxes"}
+	for _, tc := range []struct {
+		name, host, target string
+		wantErr            *keyError
+		wantKey            string // ns/name:port, "" for a key not from the path
+		wantRest           string
+	}{
+		{"rest kept as sent", "router", "/sandboxes/team-a/sb1/3000/a%2Fb/c?x=%2F&y", nil, "team-a/sb1:3000", "/a%2Fb/c?x=%2F&y"},
+		{"no rest", "router", "/sandboxes/team-a/sb1/8888", nil, "team-a/sb1:8888", "/"},
+		{"trailing slash", "router", "/sandboxes/team-a/sb1/8888/", nil, "team-a/sb1:8888", "/"},
+		{"query on the bare prefix", "router", "/sandboxes/team-a/sb1/8888?q=1", nil, "team-a/sb1:8888", "/?q=1"},
+		{"not the prefix", "router", "/sandboxesx/team-a/sb1/8888", errMissingID, "", ""},
+		{"the prefix alone", "router", "/sandboxes", errMissingID, "", ""},
+		{"another path", "router", "/lab/sandboxes/a/b/1", errMissingID, "", ""},
+		{"host routing wins", "sb2.team-b.example.com", "/sandboxes/team-a/sb1/8888", nil, "", ""},
+		{"missing port", "router", "/sandboxes/team-a/sb1", errInvalidPath, "", ""},
+		{"missing port, slash", "router", "/sandboxes/team-a/sb1/", errInvalidPath, "", ""},
+		{"bad port", "router", "/sandboxes/team-a/sb1/0/x", errInvalidPath, "", ""},
+		{"dot segment as namespace", "router", "/sandboxes/../sb1/8888", errInvalidNS, "", ""},
+		{"escaped separator in the name", "router", "/sandboxes/team-a/sb%2F1/8888", errInvalidID, "", ""},
+		{"upper case", "router", "/sandboxes/Team-a/sb1/8888", errInvalidNS, "", ""},
+		{"empty namespace", "router", "/sandboxes//sb1/8888", errInvalidNS, "", ""},
+	} {
+		r := httptest.NewRequest(http.MethodGet, "http://x"+tc.target, nil)
+		r.Host, r.RequestURI = tc.host, tc.target
+		k, err := p.parse(r)
+		if err != tc.wantErr {
+			t.Errorf("%s: err %v, want %v", tc.name, err, tc.wantErr)
+			continue
+		}
+		if err != nil || tc.wantKey == "" {
+			if err == nil && k.PathPrefix != "" {
+				t.Errorf("%s: path-routed, want not", tc.name)
+			}
+			continue
+		}
+		if got := k.Namespace + "/" + k.Name + ":" + strconv.Itoa(int(k.Port)); got != tc.wantKey {
+			t.Errorf("%s: key %s, want %s", tc.name, got, tc.wantKey)
+		}
+		r2 := withoutPathPrefix(r, &k)
+		if r2.RequestURI != tc.wantRest || requestTarget(r2) != tc.wantRest {
+			t.Errorf("%s: the sandbox gets %q, want %q", tc.name, r2.RequestURI, tc.wantRest)
+		}
+		if k.sessionPath() != "/sandboxes/"+k.Namespace+"/"+k.Name+"/"+strconv.Itoa(int(k.Port)) {
+			t.Errorf("%s: session path %q", tc.name, k.sessionPath())
+		}
+	}
+}
+
+func TestValidPathPrefix(t *testing.T) {
+	for p, want := range map[string]bool{
+		"/sandboxes": true, "/a/b-c_d.e~f": true,
+		"": false, "/": false, "sandboxes": false, "/sandboxes/": false, "/a//b": false,
+		"/a/../b": false, "/./a": false, "/a%2Fb": false, "/a?b": false, "/a b": false,
+	} {
+		if got := ValidPathPrefix(p); got != want {
+			t.Errorf("ValidPathPrefix(%q) = %v, want %v", p, got, want)
+		}
 	}
 }

@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -34,10 +35,13 @@ type Resolver interface {
 // as the challenge; a client that left gets its context's error. It runs
 // before the sandbox is looked up, so a refused caller learns nothing of
 // the sandbox, not even whether it exists.
-// byHost says the request named its sandbox in the host name: its own
-// origin, where a browser session cookie can be host-only.
+// sessionPath is where a browser session for the request may live: "/"
+// for a sandbox named in the host name (its own origin), the sandbox's
+// path prefix for a path-routed one, "" on the router's shared host
+// (none). r is the request as the sandbox will see it (a path-routed
+// one's prefix removed).
 type Access interface {
-	Check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16, byHost bool) (release func(), err error)
+	Check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16, sessionPath string) (release func(), err error)
 }
 
 // Activator brings a sandbox that is not running to a state where it can
@@ -87,7 +91,11 @@ type Options struct {
 
 	// BaseDomains enable host-based routing (<port>-<id>.<ns>.<base>).
 	BaseDomains []string
-	PodIPMode   PodIPMode
+	// PathRoutingPrefix enables path routing: <prefix>/<ns>/<id>/<port>/
+	// <rest> reaches that sandbox port with path /<rest>, for clusters
+	// without wildcard DNS. It starts with "/" and does not end with one.
+	PathRoutingPrefix string
+	PodIPMode         PodIPMode
 	// PodCIDRs bound the addresses PodIPDirect may dial (the cluster's pod
 	// network). Empty: direct dialing is refused.
 	PodCIDRs []netip.Prefix
@@ -100,7 +108,8 @@ type Options struct {
 	// sandbox's business.
 	ForwardAuthorization bool
 	// SessionCookie is the name of Access's browser session cookie (and
-	// "__Host-" + it): removed from the Cookie header the sandbox gets.
+	// "__Host-" or "__Secure-" + it): removed from the Cookie header the
+	// sandbox gets.
 	// EntryParam, the query parameter of entry links: removed from the
 	// query the sandbox gets.
 	SessionCookie string
@@ -168,6 +177,9 @@ func New(opts Options) (*Router, error) {
 	if opts.Metrics == nil {
 		return nil, errors.New("router: Metrics is required")
 	}
+	if p := opts.PathRoutingPrefix; p != "" && !ValidPathPrefix(p) {
+		return nil, fmt.Errorf("router: path routing prefix %q must be /<segment>[/<segment>...] of letters, digits, '-', '_', '.' and '~', without a trailing /", p)
+	}
 	rt := &Router{
 		opts:     opts,
 		resolver: opts.Resolver,
@@ -175,6 +187,7 @@ func New(opts Options) (*Router, error) {
 			baseDomains:        normalizeDomains(opts.BaseDomains),
 			allowLoopbackPodIP: opts.AllowLoopbackPodIP,
 			ignorePodIP:        opts.PodIPMode == PodIPOff,
+			pathPrefix:         opts.PathRoutingPrefix,
 		},
 		forward: forwardPolicy{trustedProxies: opts.TrustedProxies, forwardAuthorization: opts.ForwardAuthorization,
 			sessionCookie: opts.SessionCookie},
@@ -224,6 +237,7 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, rec *record) {
 		return
 	}
 	rec.key = key
+	r = withoutPathPrefix(r, &key)
 
 	r, cancel, herr := rt.admit(w, r, rec)
 	if herr != nil {
@@ -234,7 +248,7 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, rec *record) {
 	ctx := r.Context()
 
 	if rt.opts.Access != nil {
-		release, err := rt.opts.Access.Check(ctx, r, key.Key, key.Port, key.FromHost)
+		release, err := rt.opts.Access.Check(ctx, r, key.Key, key.Port, key.sessionPath())
 		if err != nil {
 			rt.answer(w, r, rec, err)
 			return

@@ -46,9 +46,7 @@ func (rt *Router) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *h1Exc
 
 	head := make(http.Header, len(resp.Header)+2)
 	copyResponseHeaders(head, resp.Header, ex.connTokens)
-	if vv, ok := head["Set-Cookie"]; ok && rec.key.FromHost {
-		head["Set-Cookie"] = hostOnlyCookies(vv)
-	}
+	confineResponse(head, &rec.key)
 	head["Connection"] = []string{"Upgrade"}
 	head["Upgrade"] = resp.Header["Upgrade"]
 	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")

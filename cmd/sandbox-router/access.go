@@ -31,8 +31,9 @@ func startAccess(ctx context.Context, cfg *config, res router.Resolver, restCfg 
 		DecisionNegativeTTL: cfg.AuthzDecisionNegTTL,
 		DecisionCacheSize:   cfg.AuthzDecisionCacheSz,
 		StaleFor:            cfg.AuthzStaleFor,
-		Sessions: access.Sessions{Cookie: cfg.AuthzSessionCookie, EntryParam: cfg.AuthzEntryParam,
-			AllowedOrigins: cfg.AuthzAllowedOrigins, TrustForwardedProto: cfg.AuthzTrustFwdProto},
+		Sessions: access.Sessions{Cookie: cfg.AuthzCookieName, EntryParam: cfg.AuthzCookieQueryParam,
+			SameSite: sameSiteModes[cfg.AuthzCookieSameSite], AllowedOrigins: cfg.AuthzCookieOrigins,
+			TrustForwardedProto: cfg.AuthzTrustFwdProto},
 		Limits: access.Limits{
 			PerIdentity: rate.Limit(cfg.LimitIdentityRPS), PerIdentityBurst: cfg.LimitIdentityBurst,
 			PerSandbox: rate.Limit(cfg.LimitSandboxRPS), PerSandboxBurst: cfg.LimitSandboxBurst,

@@ -6,7 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -16,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sandbox-router/sandbox-router/access"
+	"github.com/sandbox-router/sandbox-router/router"
 )
 
 // config is every setting of the binary. Each has one name used as the
@@ -37,6 +40,7 @@ type config struct {
 	Namespaces         []string
 	SandboxVersions    []string
 	BaseDomains        []string
+	PathRoutingPrefix  string
 	PodIPMode          string
 	PodCIDRs           []string
 	AllowLoopbackPodIP bool
@@ -92,9 +96,10 @@ type config struct {
 	AuthzDecisionCacheSz  int
 	AuthzStaleFor         time.Duration
 	AuthzQPS              float64
-	AuthzSessionCookie    string
-	AuthzEntryParam       string
-	AuthzAllowedOrigins   []string
+	AuthzCookieName       string
+	AuthzCookieQueryParam string
+	AuthzCookieSameSite   string
+	AuthzCookieOrigins    []string
 	AuthzTrustFwdProto    bool
 
 	LimitIdentityRPS       float64
@@ -153,6 +158,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.Var(&listFlag{dst: &c.Namespaces}, "namespaces", "namespaces to watch (namespaced RBAC is then enough); empty = all")
 	fs.Var(&listFlag{dst: &c.SandboxVersions}, "sandbox-versions", "Sandbox API versions to watch (v1beta1, v1alpha1); empty = every served one")
 	fs.Var(&listFlag{dst: &c.BaseDomains}, "base-domain", "base domain for host routing (<port>-<id>.<ns>.<domain>); repeat or comma-separate")
+	fs.StringVar(&c.PathRoutingPrefix, "path-routing-prefix", "", "path routing for clusters without wildcard DNS: <prefix>/<namespace>/<id>/<port>/<rest> reaches that sandbox port with /<rest>; e.g. /sandboxes; empty = off. Every sandbox then shares the router's origin: prefer base-domain for browsers (docs/security.md)")
 	fs.StringVar(&c.PodIPMode, "pod-ip-header", "resolver", "X-Sandbox-Pod-IP handling: resolver (validate, route by resolver), direct (dial it), off (ignore)")
 	fs.Var(&listFlag{dst: &c.PodCIDRs}, "pod-cidrs", "pod network CIDRs that --pod-ip-header=direct may dial (required for direct)")
 	fs.BoolVar(&c.AllowLoopbackPodIP, "allow-loopback-pod-ip", false, "admit loopback pod addresses (tests and local demo only)")
@@ -203,9 +209,10 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&c.AuthzDecisionCacheSz, "authz-decision-cache-size", 100000, "per-sandbox decisions remembered (LRU)")
 	fs.DurationVar(&c.AuthzStaleFor, "authz-stale-for", 10*time.Minute, "how long past their time to live answers keep serving while the API server cannot be reached (uncached requests get 503)")
 	fs.Float64Var(&c.AuthzQPS, "authz-qps", 100, "TokenReview and SubjectAccessReview calls per second (burst twice that)")
-	fs.StringVar(&c.AuthzSessionCookie, "authz-session-cookie", "", "browser sessions: the session cookie's name (sent as __Host-<name> over HTTPS); entry links (?<authz-entry-param>=<token>) to sandboxes reached by host name set it; empty = off")
-	fs.StringVar(&c.AuthzEntryParam, "authz-entry-param", "sandbox_token", "the query parameter of entry links")
-	fs.Var(&listFlag{dst: &c.AuthzAllowedOrigins}, "authz-allowed-origins", "origins (scheme://host[:port]) besides the sandbox's own that may send cookie-authenticated unsafe requests and WebSocket handshakes")
+	fs.StringVar(&c.AuthzCookieName, "authz-cookie-name", "", "browser sessions: the session cookie's name (__Host-<name> over HTTPS for host routing, __Secure-<name> for path routing); entry links (?<authz-cookie-query-param>=<token>) to sandboxes reached by host name or path set it; empty = off")
+	fs.StringVar(&c.AuthzCookieQueryParam, "authz-cookie-query-param", access.DefaultEntryParam, "the query parameter of entry links")
+	fs.StringVar(&c.AuthzCookieSameSite, "authz-cookie-samesite", "lax", "the session cookie's SameSite: lax, strict or none (none only over HTTPS)")
+	fs.Var(&listFlag{dst: &c.AuthzCookieOrigins}, "authz-cookie-allowed-origins", "origins (scheme://host[:port]) besides the sandbox's own that may send cookie-authenticated unsafe requests and WebSocket handshakes")
 	fs.BoolVar(&c.AuthzTrustFwdProto, "authz-trust-forwarded-proto", false, "read the scheme for sessions from X-Forwarded-Proto (only behind a proxy that sets it and strips clients')")
 	fs.Float64Var(&c.LimitIdentityRPS, "limit-identity-rps", 0, "requests per second one identity may send (the client address when anonymous); 0 = no limit; past it 429 rate_limited")
 	fs.IntVar(&c.LimitIdentityBurst, "limit-identity-burst", 100, "requests one identity may send at once above limit-identity-rps")
@@ -364,6 +371,9 @@ func (c *config) validate() error {
 			bad("trusted-proxies: %q: %v", p, err)
 		}
 	}
+	if c.PathRoutingPrefix != "" && !router.ValidPathPrefix(c.PathRoutingPrefix) {
+		bad("path-routing-prefix: %q is not /<segment>[/<segment>...] of letters, digits, '-', '_', '.' and '~' without a trailing /", c.PathRoutingPrefix)
+	}
 	for _, d := range c.BaseDomains {
 		if strings.ContainsAny(d, " /:*") {
 			bad("base-domain: %q is not a domain name", d)
@@ -482,16 +492,32 @@ func (c *config) validateAuthz(bad func(string, ...any)) {
 		bad("authz-tokenreview-cache-size, authz-decision-cache-size and authz-qps must be positive")
 	}
 	if slices.Equal(modes, []access.Mode{access.ModeAllowAll}) {
-		if c.AuthzSessionCookie != "" {
-			bad("authz-session-cookie needs an authz-mode that checks credentials")
+		if c.AuthzCookieName != "" {
+			bad("authz-cookie-name needs an authz-mode that checks credentials")
 		}
 		return
 	}
-	if c.AuthzSessionCookie != "" && len(c.BaseDomains) == 0 {
-		bad("authz-session-cookie needs base-domain: browser sessions are for sandboxes reached by host name")
-	}
-	if c.AuthzSessionCookie != "" && (!validCookieName(c.AuthzSessionCookie) || strings.HasPrefix(c.AuthzSessionCookie, "__")) {
-		bad("authz-session-cookie: %q is not a cookie name", c.AuthzSessionCookie)
+	if c.AuthzCookieName != "" {
+		if len(c.BaseDomains) == 0 && c.PathRoutingPrefix == "" {
+			bad("authz-cookie-name needs base-domain or path-routing-prefix: browser sessions are for sandboxes reached by host name or path")
+		}
+		if !validCookieName(c.AuthzCookieName) || strings.HasPrefix(c.AuthzCookieName, "__") {
+			bad("authz-cookie-name: %q is not a cookie name", c.AuthzCookieName)
+		}
+		if !validCookieName(c.AuthzCookieQueryParam) {
+			bad("authz-cookie-query-param: %q is not a query parameter name", c.AuthzCookieQueryParam)
+		}
+		if _, ok := sameSiteModes[c.AuthzCookieSameSite]; !ok {
+			bad("authz-cookie-samesite: %q is not lax, strict or none", c.AuthzCookieSameSite)
+		}
+		if c.AuthzCookieSameSite == "none" && c.ListenHTTPS == "" && !c.AuthzTrustFwdProto {
+			bad("authz-cookie-samesite=none needs HTTPS (listen-https, or authz-trust-forwarded-proto behind a TLS proxy): browsers drop a SameSite=None cookie that is not Secure")
+		}
+		for _, o := range c.AuthzCookieOrigins {
+			if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
+				bad("authz-cookie-allowed-origins: %q is not scheme://host[:port]", o)
+			}
+		}
 	}
 	if c.Routes != "" && (slices.Contains(modes, access.ModeTokenReview) || slices.Contains(modes, access.ModeKubernetes)) {
 		bad("authz-mode=%s reviews tokens with the cluster's API server; it needs the cluster resolver, not routes", c.AuthzMode)
@@ -505,6 +531,9 @@ func (c *config) validateAuthz(bad func(string, ...any)) {
 }
 
 // validCookieName reports whether s is an RFC 6265 cookie name (a token).
+// sameSiteModes are the values of --authz-cookie-samesite.
+var sameSiteModes = map[string]http.SameSite{"lax": http.SameSiteLaxMode, "strict": http.SameSiteStrictMode, "none": http.SameSiteNoneMode}
+
 func validCookieName(s string) bool {
 	if s == "" {
 		return false

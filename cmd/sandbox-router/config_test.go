@@ -114,6 +114,13 @@ func TestConfigErrors(t *testing.T) {
 		{name: "zero connection cap", args: []string{"--routes", "r", "--upstream-max-conns-per-endpoint", "0"}, wantErr: "upstream-max-conns-per-endpoint"},
 		{name: "zero waiters", args: []string{"--routes", "r", "--upstream-max-conn-waiters-per-endpoint", "0"}, wantErr: "upstream-max-conn-waiters-per-endpoint"},
 		{name: "zero connection wait", args: []string{"--routes", "r", "--upstream-conn-wait-timeout", "0s"}, wantErr: "upstream-conn-wait-timeout must be positive"},
+		{name: "bad path prefix", args: []string{"--routes", "r", "--path-routing-prefix", "/sandboxes/"}, wantErr: "path-routing-prefix"},
+		{name: "cookie with allow-all", args: []string{"--routes", "r", "--authz-cookie-name", "s"}, wantErr: "authz-cookie-name needs an authz-mode"},
+		{name: "cookie without host or path routing", args: []string{"--authz-mode", "kubernetes", "--authz-cookie-name", "s"}, wantErr: "needs base-domain or path-routing-prefix"},
+		{name: "bad cookie name", args: []string{"--authz-mode", "kubernetes", "--base-domain", "sb.test", "--authz-cookie-name", "__Host-s"}, wantErr: "is not a cookie name"},
+		{name: "bad samesite", args: []string{"--authz-mode", "kubernetes", "--base-domain", "sb.test", "--authz-cookie-name", "s", "--authz-cookie-samesite", "loose"}, wantErr: "authz-cookie-samesite"},
+		{name: "samesite none over http", args: []string{"--authz-mode", "kubernetes", "--base-domain", "sb.test", "--authz-cookie-name", "s", "--authz-cookie-samesite", "none"}, wantErr: "needs HTTPS"},
+		{name: "bad allowed origin", args: []string{"--authz-mode", "kubernetes", "--base-domain", "sb.test", "--authz-cookie-name", "s", "--authz-cookie-allowed-origins", "https://ide.example/x"}, wantErr: "authz-cookie-allowed-origins"},
 		{name: "zero client timeout cap", args: []string{"--routes", "r", "--max-client-timeout", "0s"}, wantErr: "max-client-timeout must be positive"},
 	}
 	for _, tt := range tests {

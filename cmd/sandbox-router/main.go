@@ -133,12 +133,13 @@ func run(cfg *config) error {
 		Activator:            act,
 		Activity:             activity,
 		BaseDomains:          cfg.BaseDomains,
+		PathRoutingPrefix:    cfg.PathRoutingPrefix,
 		PodIPMode:            podIPMode(cfg.PodIPMode),
 		PodCIDRs:             podCIDRs,
 		AllowLoopbackPodIP:   cfg.AllowLoopbackPodIP,
 		TrustedProxies:       trusted,
 		ForwardAuthorization: cfg.ForwardAuth,
-		SessionCookie:        cfg.AuthzSessionCookie,
+		SessionCookie:        cfg.AuthzCookieName,
 		EntryParam:           entryParam(cfg),
 		MaxRequestBodyBytes:  cfg.MaxRequestBody,
 		MaxClientTimeout:     cfg.MaxClientTimeout,
@@ -331,8 +332,8 @@ func openAccessLog(dest string, metrics *router.Metrics, log *slog.Logger) (io.W
 // entryParam is the query parameter the router removes before the sandbox
 // sees a request: the entry links' credential, when sessions are on.
 func entryParam(cfg *config) string {
-	if cfg.AuthzSessionCookie == "" {
+	if cfg.AuthzCookieName == "" {
 		return ""
 	}
-	return cfg.AuthzEntryParam
+	return cfg.AuthzCookieQueryParam
 }
