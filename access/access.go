@@ -295,6 +295,9 @@ func (c *Checker) Check(ctx context.Context, r *http.Request, sandbox resolver.K
 func (c *Checker) check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16, sessionPath string) (string, error) {
 	token, from, ok := c.credential(r, sessionPath != "")
 	if !ok {
+		if cert := verifiedClientCert(r); cert != nil && c.tokens != nil {
+			return c.checkCertificate(ctx, r, cert, sandbox)
+		}
 		return "", errMissingCredentials
 	}
 	if token == "" {

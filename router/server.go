@@ -25,6 +25,11 @@ type ServerOptions struct {
 	// reloaded when they change.
 	HTTPSAddr         string
 	CertFile, KeyFile string
+	// ClientAuth asks HTTPS clients for certificates, verified against
+	// the CA bundle in ClientCAFile (reloaded when it changes); a verified
+	// certificate reaches Access in the request's TLS state.
+	ClientAuth   ClientAuth
+	ClientCAFile string
 	// AdminAddr serves /healthz, /readyz, /metrics and optionally pprof.
 	AdminAddr   string
 	EnablePprof bool
@@ -91,7 +96,7 @@ func NewServer(rt *Router, opts ServerOptions) (*Server, error) {
 		s.add(s.proxyServer(&p, nil), ln)
 	}
 	if opts.HTTPSAddr != "" {
-		certs, err := newCertReloader(opts.CertFile, opts.KeyFile, opts.Log)
+		certs, err := newCertReloader(opts.CertFile, opts.KeyFile, opts.ClientCAFile, opts.ClientAuth, opts.Log)
 		if err != nil {
 			return nil, err
 		}
@@ -103,9 +108,8 @@ func NewServer(rt *Router, opts ServerOptions) (*Server, error) {
 		var p http.Protocols
 		p.SetHTTP1(true)
 		p.SetHTTP2(true)
-		tlsConf := &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: certs.getCertificate}
 		s.tlsIndex = len(s.proxyServers)
-		s.add(s.proxyServer(&p, tlsConf), ln)
+		s.add(s.proxyServer(&p, certs.tlsConfig()), ln)
 	}
 	if opts.AdminAddr != "" {
 		ln, err := net.Listen("tcp", opts.AdminAddr)

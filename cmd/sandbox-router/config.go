@@ -33,6 +33,8 @@ type config struct {
 	ListenAdmin string
 	TLSCert     string
 	TLSKey      string
+	MTLSMode    string
+	TLSClientCA string
 	Pprof       bool
 
 	Routes             string
@@ -152,6 +154,8 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&c.ListenAdmin, "listen-admin", ":9090", "admin listener: /healthz, /readyz, /metrics, pprof")
 	fs.StringVar(&c.TLSCert, "tls-cert", "", "TLS certificate file (PEM), reloaded on change")
 	fs.StringVar(&c.TLSKey, "tls-key", "", "TLS private key file (PEM), reloaded on change")
+	fs.StringVar(&c.MTLSMode, "mtls-mode", "off", "client certificates on the HTTPS listener: off, optional (verified when sent) or required; a verified certificate's CN is a user and its O the groups, as Kubernetes reads x509 users (authz-mode tokenreview or kubernetes)")
+	fs.StringVar(&c.TLSClientCA, "tls-client-ca-file", "", "CA bundle (PEM) that verifies client certificates, reloaded on change; needed by mtls-mode optional and required")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve /debug/pprof on the admin listener")
 	fs.StringVar(&c.Routes, "routes", "", "static routes YAML file, reloaded on change; selects the static resolver instead of the cluster")
 	fs.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to watch; empty = in-cluster service account")
@@ -338,6 +342,18 @@ func (c *config) validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		bad("tls-cert and tls-key must be given together")
+	}
+	switch c.MTLSMode {
+	case "off":
+		if c.TLSClientCA != "" {
+			bad("tls-client-ca-file needs mtls-mode optional or required")
+		}
+	case "optional", "required":
+		if c.ListenHTTPS == "" || c.TLSClientCA == "" {
+			bad("mtls-mode=%s needs listen-https and tls-client-ca-file", c.MTLSMode)
+		}
+	default:
+		bad("mtls-mode: %q is not off, optional or required", c.MTLSMode)
 	}
 	if c.ListenHTTPS != "" && c.TLSCert == "" {
 		bad("listen-https needs tls-cert and tls-key")

@@ -169,6 +169,8 @@ func run(cfg *config) error {
 		HTTPSAddr:            cfg.ListenHTTPS,
 		CertFile:             cfg.TLSCert,
 		KeyFile:              cfg.TLSKey,
+		ClientAuth:           clientAuthModes[cfg.MTLSMode],
+		ClientCAFile:         cfg.TLSClientCA,
 		AdminAddr:            cfg.ListenAdmin,
 		EnablePprof:          cfg.Pprof,
 		ReadHeaderTimeout:    cfg.ReadHeaderTimeout,
@@ -328,6 +330,9 @@ func openAccessLog(dest string, metrics *router.Metrics, log *slog.Logger) (io.W
 	bw := router.NewBufferedWriter(w, router.BufferedWriterOptions{Metrics: metrics, Log: log})
 	return bw, func() { bw.Close(); closeFile() }, nil
 }
+
+// clientAuthModes are the values of --mtls-mode.
+var clientAuthModes = map[string]router.ClientAuth{"off": router.ClientAuthOff, "optional": router.ClientAuthOptional, "required": router.ClientAuthRequired}
 
 // entryParam is the query parameter the router removes before the sandbox
 // sees a request: the entry links' credential, when sessions are on.
