@@ -79,8 +79,9 @@ type Options struct {
 
 // Proc is a running router.
 type Proc struct {
-	// HTTPAddr and AdminAddr are the bound listener addresses.
-	HTTPAddr, AdminAddr string
+	// HTTPAddr and AdminAddr are the bound listener addresses; HTTPSAddr
+	// too when the router was given --listen-https, else "".
+	HTTPAddr, HTTPSAddr, AdminAddr string
 
 	cmd     *exec.Cmd
 	logPath string
@@ -162,9 +163,9 @@ func (p *Proc) readLog(r io.Reader, started chan<- struct{}) {
 		if started == nil {
 			continue
 		}
-		var m struct{ Msg, HTTP, Admin string }
+		var m struct{ Msg, HTTP, HTTPS, Admin string }
 		if json.Unmarshal(line, &m) == nil && m.Msg == "sandbox-router listening" {
-			p.HTTPAddr, p.AdminAddr = m.HTTP, m.Admin
+			p.HTTPAddr, p.HTTPSAddr, p.AdminAddr = m.HTTP, m.HTTPS, m.Admin
 			close(started)
 			started = nil
 		}
