@@ -250,26 +250,53 @@ func (c *Checker) allowAll() bool { return len(c.modes) == 1 && c.modes[0] == Mo
 // allow-all without limits, which the router then need not ask.
 func (c *Checker) Enforcing() bool { return !c.allowAll() || c.limiter != nil }
 
+// Caller is who an admitted request comes from, as far as Check knows.
+type Caller struct {
+	// User is the user a Kubernetes token or a client certificate names,
+	// or a scoped token's subject; "" when unknown (allow-all, or a
+	// scoped token without one).
+	User   string
+	Groups []string
+	// Auth says what admitted the request: AuthKubernetesToken,
+	// AuthScopedToken or AuthClientCertificate; "" when nothing was
+	// checked (allow-all).
+	Auth string
+}
+
+// The values of Caller.Auth.
+const (
+	AuthKubernetesToken   = "kubernetes-token"
+	AuthScopedToken       = "scoped-token"
+	AuthClientCertificate = "client-certificate"
+)
+
+// Admission is what Check says of an admitted request.
+type Admission struct {
+	Caller
+	// Release frees the request's place under the sandbox's concurrency
+	// limit: call it once, when the request has ended. Never nil.
+	Release func()
+}
+
 // Check admits r for the sandbox it asks for (on port), or returns an
-// *Error (a client that left: its context's error). An admitted request
-// gets release, to call once it has ended: it frees its place under the
-// sandbox's concurrency limit.
-// sessionPath is where a browser session for the request may live: "/"
-// for a sandbox reached by host name (its own origin), its path prefix
-// for a path-routed one, "" on the router's shared host (no sessions).
-func (c *Checker) Check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16, sessionPath string) (release func(), err error) {
+// *Error (a client that left: its context's error). sessionPath is where
+// a browser session for the request may live: "/" for a sandbox reached
+// by host name (its own origin), its path prefix for a path-routed one,
+// "" on the router's shared host (no sessions).
+func (c *Checker) Check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16, sessionPath string) (Admission, error) {
 	var client netip.Addr
 	if c.limiter != nil {
 		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 			client = ap.Addr().Unmap()
 		}
 		if e := c.limiter.blocked(client); e != nil {
-			return nil, e
+			return Admission{}, e
 		}
 	}
-	identity := ""
+	var caller Caller
 	if !c.allowAll() {
-		identity, err = c.check(ctx, r, sandbox, port, sessionPath)
+		var err error
+		caller, err = c.check(ctx, r, sandbox, port, sessionPath)
 		c.metrics.decided(err)
 		if err != nil {
 			if err == errInvalidCredentials && c.limiter != nil {
@@ -277,62 +304,67 @@ func (c *Checker) Check(ctx context.Context, r *http.Request, sandbox resolver.K
 				// review and guesses nothing).
 				c.limiter.failed(client)
 			}
-			return nil, err
+			return Admission{}, err
 		}
 	}
 	if c.limiter == nil {
-		return noRelease, nil
+		return Admission{Caller: caller, Release: noRelease}, nil
+	}
+	// The limits' identity: the user, or for a scoped token the sandbox
+	// it is for (its holders are one party to the limits).
+	identity := caller.User
+	if caller.Auth == AuthScopedToken {
+		identity = "scoped:" + sandbox.Namespace + "/" + sandbox.Name
 	}
 	release, e := c.limiter.admit(identity, client, sandbox)
 	if e != nil {
-		return nil, e
+		return Admission{}, e
 	}
-	return release, nil
+	return Admission{Caller: caller, Release: release}, nil
 }
 
-// check authenticates and authorizes r, and names the caller for the
-// limits: the user a token names, or the sandbox a scoped token is for.
-func (c *Checker) check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16, sessionPath string) (string, error) {
+// check authenticates and authorizes r and says who the caller is.
+func (c *Checker) check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16, sessionPath string) (Caller, error) {
 	token, from, ok := c.credential(r, sessionPath != "")
 	if !ok {
 		if cert := verifiedClientCert(r); cert != nil && c.tokens != nil {
 			return c.checkCertificate(ctx, r, cert, sandbox)
 		}
-		return "", errMissingCredentials
+		return Caller{}, errMissingCredentials
 	}
 	if token == "" {
-		return "", errInvalidCredentials
+		return Caller{}, errInvalidCredentials
 	}
 	if from == fromCookie && !c.sameOriginOrAllowed(r) {
-		return "", errCrossOrigin
+		return Caller{}, errCrossOrigin
 	}
-	var identity string
+	var caller Caller
 	var expires time.Time
 	switch {
 	case c.scoped != nil && scoped.IsScoped(token):
 		claims, err := c.checkScoped(r, token, sandbox, port)
 		if err != nil {
-			return "", err
+			return Caller{}, err
 		}
-		identity, expires = "scoped:"+sandbox.Namespace+"/"+sandbox.Name, claims.Expires
+		caller, expires = Caller{User: claims.Subject, Auth: AuthScopedToken}, claims.Expires
 	case c.tokens == nil:
-		return "", errInvalidCredentials // only scoped tokens are taken
+		return Caller{}, errInvalidCredentials // only scoped tokens are taken
 	default:
 		id, err := c.authenticate(ctx, token)
 		if err != nil {
-			return "", err
+			return Caller{}, err
 		}
 		if c.access != nil {
 			if err := c.authorize(ctx, id, sandbox); err != nil {
-				return "", err
+				return Caller{}, err
 			}
 		}
-		identity = id.User
+		caller = Caller{User: id.User, Groups: id.Groups, Auth: AuthKubernetesToken}
 	}
 	if from == fromEntry {
-		return identity, c.startSession(r, sessionPath, token, expires)
+		return caller, c.startSession(r, sessionPath, token, expires)
 	}
-	return identity, nil
+	return caller, nil
 }
 
 // checkScoped verifies a scoped token and holds its claims against the

@@ -384,9 +384,9 @@ func containsSpace(s string) bool {
 
 // check is Check without its release, for tests of decisions only.
 func check(c *Checker, ctx context.Context, r *http.Request, sb resolver.Key, port uint16) error {
-	release, err := c.Check(ctx, r, sb, port, "")
-	if release != nil {
-		release()
+	adm, err := c.Check(ctx, r, sb, port, "")
+	if adm.Release != nil {
+		adm.Release()
 	}
 	return err
 }

@@ -52,18 +52,18 @@ func certificateIdentity(cert *x509.Certificate) (Identity, bool) {
 // checkCertificate admits a request by its verified client certificate.
 // Browsers send certificates on their own, like cookies, so the same
 // Origin rule holds.
-func (c *Checker) checkCertificate(ctx context.Context, r *http.Request, cert *x509.Certificate, sandbox resolver.Key) (string, error) {
+func (c *Checker) checkCertificate(ctx context.Context, r *http.Request, cert *x509.Certificate, sandbox resolver.Key) (Caller, error) {
 	id, ok := certificateIdentity(cert)
 	if !ok {
-		return "", errInvalidCredentials
+		return Caller{}, errInvalidCredentials
 	}
 	if !c.sameOriginOrAllowed(r) {
-		return "", errCrossOrigin
+		return Caller{}, errCrossOrigin
 	}
 	if c.access != nil {
 		if err := c.authorize(ctx, id, sandbox); err != nil {
-			return "", err
+			return Caller{}, err
 		}
 	}
-	return id.User, nil
+	return Caller{User: id.User, Groups: id.Groups, Auth: AuthClientCertificate}, nil
 }

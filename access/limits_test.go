@@ -87,11 +87,11 @@ func TestLimitConcurrentPerSandbox(t *testing.T) {
 	c := newLimitedChecker(t, ModeAllowAll, newAuthority(), Limits{ConcurrentPerSandbox: 2})
 	var releases []func()
 	for range 2 {
-		rel, err := c.Check(context.Background(), from("192.0.2.1:1"), sbA, 8888, "")
+		adm, err := c.Check(context.Background(), from("192.0.2.1:1"), sbA, 8888, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		releases = append(releases, rel)
+		releases = append(releases, adm.Release)
 	}
 	if _, err := c.Check(context.Background(), from("192.0.2.1:1"), sbA, 8888, ""); code(err) != CodeSandboxBusy {
 		t.Fatalf("a third at once: %v", err)
@@ -101,14 +101,14 @@ func TestLimitConcurrentPerSandbox(t *testing.T) {
 	}
 	releases[0]()
 	releases[0]() // twice is once
-	rel, err := c.Check(context.Background(), from("192.0.2.1:1"), sbA, 8888, "")
+	adm, err := c.Check(context.Background(), from("192.0.2.1:1"), sbA, 8888, "")
 	if err != nil {
 		t.Fatalf("after a release: %v", err)
 	}
 	if _, err := c.Check(context.Background(), from("192.0.2.1:1"), sbA, 8888, ""); code(err) != CodeSandboxBusy {
 		t.Fatal("a double release freed two places")
 	}
-	rel()
+	adm.Release()
 	releases[1]()
 	c.limiter.mu.Lock()
 	n := len(c.limiter.inFlight)

@@ -33,16 +33,16 @@ func (r *refusal) WWWAuthenticate() string { return r.challenge }
 // sandbox sb1 only; no token is a 401, another sandbox a 403.
 type headerAccess struct{ checks, open atomic.Int64 }
 
-func (a *headerAccess) Check(ctx context.Context, r *http.Request, sb resolver.Key, port uint16, sessionPath string) (func(), error) {
+func (a *headerAccess) Check(ctx context.Context, r *http.Request, sb resolver.Key, port uint16, sessionPath string) (access.Admission, error) {
 	a.checks.Add(1)
 	switch {
 	case r.Header.Get("X-Test-Token") == "":
-		return nil, &refusal{http.StatusUnauthorized, "missing_credentials", `Bearer realm="test"`}
+		return access.Admission{}, &refusal{http.StatusUnauthorized, "missing_credentials", `Bearer realm="test"`}
 	case r.Header.Get("X-Test-Token") != "let-me-in" || sb.Name != "sb1":
-		return nil, &refusal{http.StatusForbidden, "sandbox_forbidden", ""}
+		return access.Admission{}, &refusal{http.StatusForbidden, "sandbox_forbidden", ""}
 	}
 	a.open.Add(1)
-	return func() { a.open.Add(-1) }, nil
+	return access.Admission{Release: func() { a.open.Add(-1) }}, nil
 }
 
 // TestAccessBeforeLookup: the access check runs before the sandbox is
@@ -148,8 +148,8 @@ func TestSessionCredentialsNeverReachTheSandbox(t *testing.T) {
 // allowAccess admits everything.
 type allowAccess struct{}
 
-func (allowAccess) Check(context.Context, *http.Request, resolver.Key, uint16, string) (func(), error) {
-	return func() {}, nil
+func (allowAccess) Check(context.Context, *http.Request, resolver.Key, uint16, string) (access.Admission, error) {
+	return access.Admission{Release: func() {}}, nil
 }
 
 // sessionStart is the 302 an entry link gets.
@@ -175,8 +175,8 @@ func TestAccessResponseHeaders(t *testing.T) {
 
 type startAccess struct{}
 
-func (startAccess) Check(context.Context, *http.Request, resolver.Key, uint16, string) (func(), error) {
-	return nil, sessionStart{}
+func (startAccess) Check(context.Context, *http.Request, resolver.Key, uint16, string) (access.Admission, error) {
+	return access.Admission{}, sessionStart{}
 }
 
 // tokenUsers is a token authenticator that knows one token per user.
@@ -275,4 +275,52 @@ func mustRequest(t *testing.T, method, target string, body io.Reader) *http.Requ
 		t.Fatal(err)
 	}
 	return req
+}
+
+// TestIdentityHeaders: with IdentityHeaders the sandbox learns who called
+// from the router alone: a client's own X-Sandbox-Caller-* headers never
+// pass, with the option on or off.
+func TestIdentityHeaders(t *testing.T) {
+	for _, on := range []bool{true, false} {
+		checker, err := access.New(access.Options{
+			Modes:   []access.Mode{access.ModeTokenReview},
+			Tokens:  groupUsers{"alice-token": {User: "alice", Groups: []string{"dev", "a,b", "system:authenticated"}}},
+			Metrics: access.NewMetrics(prometheus.NewRegistry()),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := newProxyEnv(t, func(o *Options) { o.Access, o.IdentityHeaders = checker, on })
+		seen := make(chan seenRequest, 1)
+		be := startBackend(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			seen <- seenRequest{Header: r.Header.Clone()}
+		}), false)
+		for _, proto := range []string{viaH1, viaH2C} {
+			req := env.sandboxRequest(context.Background(), proto, http.MethodGet, "/", be.port, nil)
+			req.Header.Set("Authorization", "Bearer alice-token")
+			req.Header.Set(HeaderCallerUser, "root")
+			req.Header.Set(HeaderCallerGroups, "system:masters")
+			if r := doRequest(env.client(proto), req); r.status != http.StatusOK {
+				t.Fatalf("%d %q", r.status, r.body)
+			}
+			h := recv(t, seen, "the request at the sandbox").Header
+			want := map[string]string{HeaderCallerUser: "", HeaderCallerGroups: "", HeaderCallerAuth: ""}
+			if on {
+				want = map[string]string{HeaderCallerUser: "alice", HeaderCallerGroups: "dev,system:authenticated", HeaderCallerAuth: access.AuthKubernetesToken}
+			}
+			for k, v := range want {
+				if got := h.Values(k); strings.Join(got, "|") != v {
+					t.Errorf("on=%v %s: %s = %q, want %q", on, proto, k, got, v)
+				}
+			}
+		}
+	}
+}
+
+// groupUsers is a token authenticator with whole identities.
+type groupUsers map[string]access.Identity
+
+func (u groupUsers) AuthenticateToken(_ context.Context, token string) (access.Identity, bool, error) {
+	id, ok := u[token]
+	return id, ok, nil
 }

@@ -54,6 +54,11 @@ func (rt *Router) logAccess(r *http.Request, rec *record, elapsed time.Duration)
 	b = strconv.AppendBool(b, rec.upgraded)
 	b = append(b, `,"client":`...)
 	b = appendJSONString(b, r.RemoteAddr)
+	b = append(b, `,"user":`...)
+	b = appendJSONString(b, rec.caller.User)
+	b = append(b, `,"auth":"`...)
+	b = append(b, rec.caller.Auth...) // fixed identifiers
+	b = append(b, '"')
 	b = append(b, `,"trace_id":"`...)
 	b = append(b, traceID...) // hex only
 	b = append(b, "\"}\n"...)

@@ -13,6 +13,9 @@ import (
 func (rt *Router) forwardOnce(ctx context.Context, w http.ResponseWriter, r *http.Request, t *upstreamTarget, rec *record) error {
 	defer t.headArrived() // on every early return
 	fwd := rt.forward.forwardedFor(r)
+	if rt.opts.IdentityHeaders {
+		fwd.caller = &rec.caller
+	}
 	upgrade := ""
 	if r.ProtoMajor == 1 {
 		upgrade = upgradeType(r.Header)

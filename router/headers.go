@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/sandbox-router/sandbox-router/access"
 )
 
 // The header policy: which headers cross the router, in each direction.
@@ -153,19 +155,54 @@ func validValues(vv []string) []string {
 	return vv
 }
 
-// forwarded holds the X-Forwarded-* values computed for one request.
+// The identity headers (Options.IdentityHeaders): who called, as Access
+// admitted the request. Under the X-Sandbox- prefix, so a client's copies
+// never reach the sandbox.
+const (
+	HeaderCallerUser   = "X-Sandbox-Caller-User"
+	HeaderCallerGroups = "X-Sandbox-Caller-Groups"
+	HeaderCallerAuth   = "X-Sandbox-Caller-Auth"
+)
+
+// forwarded holds the headers the router adds to one request: the
+// X-Forwarded-* values, and the caller when the sandbox is told.
 type forwarded struct {
 	xff, proto, host string
+	caller           *access.Caller // nil: not told
 }
 
-// each calls emit with the router's X-Forwarded-* headers that have a
-// valid value.
+// each calls emit with the router's headers that have a valid value.
 func (f *forwarded) each(emit func(k, v string)) {
 	for _, kv := range [...][2]string{{"X-Forwarded-For", f.xff}, {"X-Forwarded-Proto", f.proto}, {"X-Forwarded-Host", f.host}} {
 		if kv[1] != "" && httpguts.ValidHeaderFieldValue(kv[1]) {
 			emit(kv[0], kv[1])
 		}
 	}
+	if c := f.caller; c != nil && c.Auth != "" {
+		emit(HeaderCallerAuth, c.Auth)
+		if c.User != "" && httpguts.ValidHeaderFieldValue(c.User) {
+			emit(HeaderCallerUser, c.User)
+		}
+		if g := joinGroups(c.Groups); g != "" {
+			emit(HeaderCallerGroups, g)
+		}
+	}
+}
+
+// joinGroups lists groups comma-separated, leaving out any name that a
+// comma-separated list cannot carry unambiguously.
+func joinGroups(groups []string) string {
+	var b strings.Builder
+	for _, g := range groups {
+		if g == "" || strings.IndexByte(g, ',') >= 0 || g != strings.TrimSpace(g) || !httpguts.ValidHeaderFieldValue(g) {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(g)
+	}
+	return b.String()
 }
 
 // trusted reports whether the peer may vouch for X-Forwarded-* values.

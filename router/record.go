@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sandbox-router/sandbox-router/access"
 )
 
 // record is what one request did, for metrics, the trace and the access
@@ -27,8 +29,10 @@ type record struct {
 	upstream netip.AddrPort
 	upgraded bool
 	activity Activity // the sandbox's activity mark, ended with the request
-	// accessRelease frees what the access check held for the request.
+	// accessRelease frees what the access check held for the request;
+	// caller is whom it admitted.
 	accessRelease func()
+	caller        access.Caller
 	// abort: the response was cut short after its head was sent; the
 	// client connection must be reset so it cannot mistake it for a
 	// complete one.

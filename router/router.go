@@ -15,6 +15,7 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/sandbox-router/sandbox-router/access"
 	"github.com/sandbox-router/sandbox-router/resolver"
 )
 
@@ -41,7 +42,7 @@ type Resolver interface {
 // (none). r is the request as the sandbox will see it (a path-routed
 // one's prefix removed).
 type Access interface {
-	Check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16, sessionPath string) (release func(), err error)
+	Check(ctx context.Context, r *http.Request, sandbox resolver.Key, port uint16, sessionPath string) (access.Admission, error)
 }
 
 // Activator brings a sandbox that is not running to a state where it can
@@ -103,6 +104,11 @@ type Options struct {
 	AllowLoopbackPodIP bool
 	// TrustedProxies may supply X-Forwarded-* headers that are kept.
 	TrustedProxies []netip.Prefix
+	// IdentityHeaders tells the sandbox who called: X-Sandbox-Caller-User,
+	// -Groups and -Auth, from what Access admitted the request on. Clients'
+	// copies never pass, whether on or off (every X-Sandbox-* header is
+	// the router's).
+	IdentityHeaders bool
 	// ForwardAuthorization passes the client's Authorization header to the
 	// sandbox. Off by default: credentials for the router are not the
 	// sandbox's business.
@@ -248,12 +254,12 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, rec *record) {
 	ctx := r.Context()
 
 	if rt.opts.Access != nil {
-		release, err := rt.opts.Access.Check(ctx, r, key.Key, key.Port, key.sessionPath())
+		adm, err := rt.opts.Access.Check(ctx, r, key.Key, key.Port, key.sessionPath())
 		if err != nil {
 			rt.answer(w, r, rec, err)
 			return
 		}
-		rec.accessRelease = release
+		rec.accessRelease, rec.caller = adm.Release, adm.Caller
 		r = rt.withoutEntryParam(r)
 	}
 

@@ -20,6 +20,9 @@ type Claims struct {
 	UID       string
 	// Expires is when the token stops working (exclusive).
 	Expires time.Time
+	// Subject (v2, optional) says whom the token was issued to or by,
+	// e.g. the Kubernetes user who minted it; it grants nothing.
+	Subject string
 	// The optional limits of a v2 token; empty means any.
 	Ports       []uint16
 	Methods     []string

@@ -34,6 +34,7 @@ type v2Claims struct {
 	Methods   []string `json:"methods,omitempty"`
 	Path      string   `json:"path,omitempty"`
 	CIDRs     []string `json:"cidrs,omitempty"`
+	Subject   string   `json:"sub,omitempty"`
 }
 
 // MintV2 signs c (its KeyID, Namespace, Name, UID and Expires are
@@ -49,7 +50,7 @@ func MintV2(key ed25519.PrivateKey, c Claims, now time.Time) (string, error) {
 		return "", errors.New("the path prefix must start with /")
 	}
 	p := v2Claims{KeyID: c.KeyID, Namespace: c.Namespace, Name: c.Name, UID: c.UID, IssuedAt: now.Unix(), Exp: c.Expires.Unix(),
-		Ports: c.Ports, Methods: c.Methods, Path: c.PathPrefix}
+		Ports: c.Ports, Methods: c.Methods, Path: c.PathPrefix, Subject: c.Subject}
 	for _, pfx := range c.ClientCIDRs {
 		p.CIDRs = append(p.CIDRs, pfx.String())
 	}
@@ -101,7 +102,7 @@ func verifyV2(keys map[string]ed25519.PublicKey, token string, now time.Time) (C
 		return Claims{}, ErrExpired
 	}
 	c := Claims{Version: 2, KeyID: p.KeyID, Namespace: p.Namespace, Name: p.Name, UID: p.UID, Expires: time.Unix(p.Exp, 0),
-		Ports: p.Ports, Methods: p.Methods, PathPrefix: p.Path}
+		Ports: p.Ports, Methods: p.Methods, PathPrefix: p.Path, Subject: p.Subject}
 	for _, s := range p.CIDRs {
 		pfx, err := netip.ParsePrefix(s)
 		if err != nil {

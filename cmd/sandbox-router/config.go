@@ -48,6 +48,7 @@ type config struct {
 	AllowLoopbackPodIP bool
 	TrustedProxies     []string
 	ForwardAuth        bool
+	IdentityHeaders    bool
 	MaxRequestBody     int64
 	MaxClientTimeout   time.Duration
 
@@ -168,6 +169,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.BoolVar(&c.AllowLoopbackPodIP, "allow-loopback-pod-ip", false, "admit loopback pod addresses (tests and local demo only)")
 	fs.Var(&listFlag{dst: &c.TrustedProxies}, "trusted-proxies", "CIDRs whose X-Forwarded-* headers are kept")
 	fs.BoolVar(&c.ForwardAuth, "forward-authorization", false, "forward the client's Authorization header to the sandbox")
+	fs.BoolVar(&c.IdentityHeaders, "authz-identity-headers", false, "tell the sandbox who called: X-Sandbox-Caller-User, -Groups and -Auth, set by the router (clients' copies are always removed)")
 	fs.Int64Var(&c.MaxRequestBody, "max-request-body-bytes", 0, "reject larger request bodies with 413; 0 = unlimited")
 	fs.DurationVar(&c.MaxClientTimeout, "max-client-timeout", time.Hour, "the longest deadline a client may ask for with X-Sandbox-Timeout; longer asks get this one")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 10*time.Second, "time a client has to send request headers")

@@ -139,6 +139,7 @@ func run(cfg *config) error {
 		AllowLoopbackPodIP:   cfg.AllowLoopbackPodIP,
 		TrustedProxies:       trusted,
 		ForwardAuthorization: cfg.ForwardAuth,
+		IdentityHeaders:      cfg.IdentityHeaders,
 		SessionCookie:        cfg.AuthzCookieName,
 		EntryParam:           entryParam(cfg),
 		MaxRequestBodyBytes:  cfg.MaxRequestBody,

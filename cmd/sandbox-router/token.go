@@ -10,12 +10,14 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/sandbox-router/sandbox-router/access"
 	"github.com/sandbox-router/sandbox-router/access/scoped"
 )
 
@@ -39,7 +41,11 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&methods, "method", "v2: allow only these methods")
 	path := fs.String("path", "", "v2: allow only paths under this prefix")
 	fs.Var(&cidrs, "client-cidr", "v2: allow only clients in these ranges")
-	router := fs.String("router", "http://127.0.0.1:8080", "the router's URL, for the printed curl line")
+	subject := fs.String("subject", "", "v2: whom the token is for (told to the sandbox with --authz-identity-headers; grants nothing)")
+	router := fs.String("router", "http://127.0.0.1:8080", "the router's URL, for the printed curl line and preview link")
+	baseDomain := fs.String("base-domain", "", "print a preview link by host name: <scheme>://<port>-<name>.<namespace>.<base-domain>/?<query-param>=<token>")
+	pathPrefix := fs.String("path-routing-prefix", "", "print a preview link by path: <router>/<prefix>/<namespace>/<name>/<port>/?<query-param>=<token>")
+	queryParam := fs.String("query-param", access.DefaultEntryParam, "the router's --authz-cookie-query-param, for the preview link")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -52,8 +58,8 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 	case (*key == "") == (*secretFile == ""):
 		return errors.New("give --key (v2) or --secret-file (v1)")
 	case *secretFile != "":
-		if len(portList)+len(methodList)+len(cidrList) > 0 || *path != "" || *uid != "" {
-			return errors.New("v1 tokens carry namespace, name and expiry only; --port, --method, --path, --client-cidr and --uid need --key (v2)")
+		if len(portList)+len(methodList)+len(cidrList) > 0 || *path != "" || *uid != "" || *subject != "" {
+			return errors.New("v1 tokens carry namespace, name and expiry only; --port, --method, --path, --client-cidr, --uid and --subject need --key (v2)")
 		}
 		secret, err := os.ReadFile(*secretFile)
 		if err != nil {
@@ -71,7 +77,8 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", *key, err)
 		}
-		c := scoped.Claims{KeyID: *kid, Namespace: *ns, Name: *name, UID: *uid, Expires: now.Add(*ttl), Methods: methodList, PathPrefix: *path}
+		c := scoped.Claims{KeyID: *kid, Namespace: *ns, Name: *name, UID: *uid, Expires: now.Add(*ttl), Methods: methodList, PathPrefix: *path,
+			Subject: *subject}
 		for _, p := range portList {
 			n, err := strconv.ParseUint(p, 10, 16)
 			if err != nil || n == 0 {
@@ -93,7 +100,41 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintln(stdout, tok)
 	fmt.Fprintf(stderr, "valid until %s for %s/%s; try:\n  curl -H 'Authorization: Bearer %s' -H 'X-Sandbox-ID: %s' -H 'X-Sandbox-Namespace: %s' %s/\n",
 		now.Add(*ttl).UTC().Format(time.RFC3339), *ns, *name, tok, *name, *ns, strings.TrimSuffix(*router, "/"))
+	port := "8888"
+	if len(portList) > 0 {
+		port = portList[0]
+	}
+	links, err := previewLinks(*router, *baseDomain, *pathPrefix, *ns, *name, port, *queryParam, tok)
+	if err != nil {
+		return err
+	}
+	for _, l := range links {
+		fmt.Fprintf(stderr, "preview link (opens a browser session):\n  %s\n", l)
+	}
 	return nil
+}
+
+// previewLinks are the entry links for a token: by host name under
+// baseDomain (the router URL's scheme and port) and by path under
+// pathPrefix, for whichever is given.
+func previewLinks(routerURL, baseDomain, pathPrefix, ns, name, port, param, token string) ([]string, error) {
+	u, err := url.Parse(routerURL)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return nil, fmt.Errorf("--router %q is not a URL", routerURL)
+	}
+	query := "?" + url.QueryEscape(param) + "=" + url.QueryEscape(token)
+	var links []string
+	if baseDomain != "" {
+		host := port + "-" + name + "." + ns + "." + strings.Trim(baseDomain, ".")
+		if p := u.Port(); p != "" {
+			host += ":" + p
+		}
+		links = append(links, u.Scheme+"://"+host+"/"+query)
+	}
+	if pathPrefix != "" {
+		links = append(links, strings.TrimSuffix(routerURL, "/")+pathPrefix+"/"+ns+"/"+name+"/"+port+"/"+query)
+	}
+	return links, nil
 }
 
 // runKeygen is the keygen subcommand: a new Ed25519 key pair for v2

@@ -33,18 +33,28 @@ func TestKeygenAndToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	out.Reset()
+	var notes bytes.Buffer
 	err = runToken([]string{"--key", filepath.Join(dir, "2026-12.key"), "--kid", "2026-12", "--namespace", "team-a", "--name", "nb",
-		"--uid", "u-1", "--ttl", "10m", "--port", "8888,9000", "--method", "GET", "--path", "/lab", "--client-cidr", "10.0.0.0/8"}, &out, io.Discard)
+		"--uid", "u-1", "--ttl", "10m", "--port", "8888,9000", "--method", "GET", "--path", "/lab", "--client-cidr", "10.0.0.0/8",
+		"--subject", "alice", "--router", "https://sandboxes.example.com:8443", "--base-domain", "sandboxes.example.com",
+		"--path-routing-prefix", "/s"}, &out, &notes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := v.Verify(strings.TrimSpace(out.String()))
+	tok := strings.TrimSpace(out.String())
+	c, err := v.Verify(tok)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.Namespace != "team-a" || c.Name != "nb" || c.UID != "u-1" || len(c.Ports) != 2 || c.PathPrefix != "/lab" || len(c.ClientCIDRs) != 1 ||
-		c.Expires.Sub(time.Now()) > 10*time.Minute {
+		c.Subject != "alice" || c.Expires.Sub(time.Now()) > 10*time.Minute {
 		t.Fatalf("claims %+v", c)
+	}
+	for _, link := range []string{"https://8888-nb.team-a.sandboxes.example.com:8443/?sandbox_token=" + tok,
+		"https://sandboxes.example.com:8443/s/team-a/nb/8888/?sandbox_token=" + tok} {
+		if !strings.Contains(notes.String(), link) {
+			t.Errorf("no preview link %s in:\n%s", link, notes.String())
+		}
 	}
 
 	secret := filepath.Join(t.TempDir(), "secret")
