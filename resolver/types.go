@@ -169,3 +169,23 @@ type Feed interface {
 	// Close ends the subscription.
 	Close()
 }
+
+// IsDNSLabel reports whether s is an RFC 1123 label as Kubernetes names
+// namespaces and sandboxes: 1-63 lower-case alphanumerics or '-',
+// starting and ending with an alphanumeric. Every name a client sends is
+// held to it before it reaches a lookup.
+func IsDNSLabel(s string) bool {
+	if len(s) == 0 || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		case c == '-' && i != 0 && i != len(s)-1:
+		default:
+			return false
+		}
+	}
+	return true
+}

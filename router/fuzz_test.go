@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http/httpguts"
+
+	"github.com/sandbox-router/sandbox-router/resolver"
 )
 
 // FuzzParseHost checks that any host either fails cleanly or yields a key
@@ -28,7 +30,7 @@ func FuzzParseHost(f *testing.F) {
 			}
 			return
 		}
-		if !isDNSLabel(id) || !isDNSLabel(ns) {
+		if !resolver.IsDNSLabel(id) || !resolver.IsDNSLabel(ns) {
 			t.Fatalf("host %q gave invalid labels %q %q", host, id, ns)
 		}
 	})
@@ -56,7 +58,7 @@ func FuzzParseHeaders(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !isDNSLabel(k.Name) || !isDNSLabel(k.Namespace) || k.Port == 0 {
+		if !resolver.IsDNSLabel(k.Name) || !resolver.IsDNSLabel(k.Namespace) || k.Port == 0 {
 			t.Fatalf("accepted invalid key %+v", k)
 		}
 		if k.UID != "" && !isUUID(k.UID) {
@@ -124,7 +126,7 @@ func FuzzParsePath(f *testing.F) {
 			}
 			return
 		}
-		if !isDNSLabel(k.Name) || !isDNSLabel(k.Namespace) || k.Port == 0 {
+		if !resolver.IsDNSLabel(k.Name) || !resolver.IsDNSLabel(k.Namespace) || k.Port == 0 {
 			t.Fatalf("%q: invalid key %+v", target, k)
 		}
 		if k.PathPrefix != "/p/"+k.Namespace+"/"+k.Name+"/"+strconv.Itoa(int(k.Port)) {

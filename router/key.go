@@ -126,14 +126,14 @@ func (p *keyParser) parse(r *http.Request) (routingKey, *keyError) {
 		if id == "" {
 			return k, errMissingID
 		}
-		if !isDNSLabel(id) {
+		if !resolver.IsDNSLabel(id) {
 			return k, errInvalidID
 		}
 		k.Name = id
 		k.Namespace = headerValue(h, HeaderSandboxNamespace)
 		if k.Namespace == "" {
 			k.Namespace = "default"
-		} else if !isDNSLabel(k.Namespace) {
+		} else if !resolver.IsDNSLabel(k.Namespace) {
 			return k, errInvalidNS
 		}
 		if k.Port, err = parsePortHeader(h); err != nil {
@@ -221,10 +221,10 @@ func (p *keyParser) parsePath(k *routingKey, target string) (bool, *keyError) {
 	ns, rest, _ := strings.Cut(rest[1:], "/")
 	id, rest, _ := strings.Cut(rest, "/")
 	portText, rest, _ := strings.Cut(rest, "/")
-	if !isDNSLabel(ns) {
+	if !resolver.IsDNSLabel(ns) {
 		return true, errInvalidNS
 	}
-	if !isDNSLabel(id) {
+	if !resolver.IsDNSLabel(id) {
 		return true, errInvalidID
 	}
 	port, valid := parsePort(portText)
@@ -308,15 +308,15 @@ func (p *keyParser) parseHost(host string) (id, ns string, port uint16, matched 
 			return "", "", 0, false, errInvalidHost
 		}
 		first, ns := rest[:dot], rest[dot+1:]
-		if !isDNSLabel(ns) {
+		if !resolver.IsDNSLabel(ns) {
 			return "", "", 0, false, errInvalidNS
 		}
 		if dash := strings.IndexByte(first, '-'); dash > 0 {
-			if pt, ok := parsePort(first[:dash]); ok && isDNSLabel(first[dash+1:]) {
+			if pt, ok := parsePort(first[:dash]); ok && resolver.IsDNSLabel(first[dash+1:]) {
 				return first[dash+1:], ns, pt, true, nil
 			}
 		}
-		if !isDNSLabel(first) {
+		if !resolver.IsDNSLabel(first) {
 			return "", "", 0, false, errInvalidID
 		}
 		return first, ns, 0, true, nil
@@ -346,25 +346,6 @@ func lowerASCII(s string) string {
 		}
 	}
 	return s
-}
-
-// isDNSLabel reports whether s is an RFC 1123 label as Kubernetes names
-// use it: 1-63 lower-case alphanumerics or '-', starting and ending with an
-// alphanumeric.
-func isDNSLabel(s string) bool {
-	if len(s) == 0 || len(s) > 63 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
-		case c == '-' && i != 0 && i != len(s)-1:
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // isUUID accepts the 8-4-4-4-12 hex form Kubernetes uses for UIDs.

@@ -18,6 +18,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sandbox-router/sandbox-router/access"
+	"github.com/sandbox-router/sandbox-router/resolver"
 	"github.com/sandbox-router/sandbox-router/router"
 )
 
@@ -435,7 +436,7 @@ func (c *config) validate() error {
 		bad("routes selects the static resolver; it cannot be combined with kubeconfig, namespaces or sandbox-versions")
 	}
 	for _, ns := range c.Namespaces {
-		if !isDNSLabel(ns) {
+		if !resolver.IsDNSLabel(ns) {
 			bad("namespaces: %q is not a namespace name", ns)
 		}
 	}
@@ -468,7 +469,7 @@ func (c *config) validateActivator(bad func(string, ...any)) {
 	if _, err := parseNamespaceTimeouts(c.NamespaceIdleTimeouts); err != nil {
 		bad("namespace-idle-timeouts: %v", err)
 	}
-	if c.LeaderElectionNamespace != "" && !isDNSLabel(c.LeaderElectionNamespace) {
+	if c.LeaderElectionNamespace != "" && !resolver.IsDNSLabel(c.LeaderElectionNamespace) {
 		bad("leader-election-namespace: %q is not a namespace name", c.LeaderElectionNamespace)
 	}
 	// client-go's own rule: the lead must be renewed before it lapses,
@@ -570,7 +571,7 @@ func parseNamespaceTimeouts(pairs []string) (map[string]time.Duration, error) {
 	out := make(map[string]time.Duration, len(pairs))
 	for _, p := range pairs {
 		ns, v, ok := strings.Cut(p, "=")
-		if !ok || !isDNSLabel(ns) {
+		if !ok || !resolver.IsDNSLabel(ns) {
 			return nil, fmt.Errorf("%q is not namespace=duration", p)
 		}
 		d, err := time.ParseDuration(v)
@@ -583,21 +584,6 @@ func parseNamespaceTimeouts(pairs []string) (map[string]time.Duration, error) {
 		out[ns] = d
 	}
 	return out, nil
-}
-
-// isDNSLabel reports whether s is an RFC 1123 label, as namespace names are.
-func isDNSLabel(s string) bool {
-	if len(s) == 0 || len(s) > 63 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
-		if !alnum && (c != '-' || i == 0 || i == len(s)-1) {
-			return false
-		}
-	}
-	return true
 }
 
 func splitHostPort(s string) (string, string, error) {

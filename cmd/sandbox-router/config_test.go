@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sandbox-router/sandbox-router/resolver"
 )
 
 func writeFile(t *testing.T, content string) string {
@@ -193,7 +195,7 @@ func FuzzNamespaceTimeouts(f *testing.F) {
 			return
 		}
 		for ns, d := range got {
-			if !isDNSLabel(ns) || d < 0 {
+			if !resolver.IsDNSLabel(ns) || d < 0 {
 				t.Fatalf("%q accepted as %q=%v", s, ns, d)
 			}
 		}
