@@ -15,6 +15,7 @@ build:
 # deadline-bounded data-plane tests running beside them.
 test:
 	$(GO) test -race -count=1 -timeout 30m ./e2e/...
+	cd e2e/sdk && $(GO) test -race -count=1 -timeout 10m ./...
 	$(GO) test -race -count=1 -timeout 20m $$($(GO) list ./... | grep -v '/e2e')
 
 # wrk/h2load against direct, nginx, httputil.ReverseProxy and the router

@@ -61,6 +61,8 @@ type backend struct {
 	stopping bool
 	active   sync.WaitGroup // running handlers, hijacked ones included
 	stopOnce sync.Once
+
+	fs sandboxFS // the runtime API's files (runtime.go)
 }
 
 // startBackend listens on ip at every port and serves. It fails (with an
@@ -175,10 +177,14 @@ func (b *backend) handler(port uint16) http.Handler {
 		switch {
 		case r.URL.Path == "/ws":
 			b.serveWebSocket(w, r)
+		case r.URL.Path == "/page": // a browser's page (page.go)
+			b.servePage(w, r)
 		case r.URL.Path == "/sse":
 			serveSSE(w, r)
 		case r.URL.Path == "/echo" && r.Method == http.MethodPost:
 			serveEcho(w, r)
+		case isRuntimePath(r.URL.Path): // the sandbox runtime API the SDKs call
+			b.serveRuntime(w, r)
 		default:
 			w.Header().Set("Content-Type", "application/json")
 			json.NewEncoder(w).Encode(info{

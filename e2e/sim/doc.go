@@ -11,7 +11,11 @@
 // subresources. Every backend port speaks HTTP/1.1 and h2c (prior
 // knowledge); POST /echo streams the body back, and for a gRPC content
 // type it is a bidirectional echo stream ending with grpc-status 0, so a
-// gRPC client with a raw codec can call it. Options.GRPCPorts are served
+// gRPC client with a raw codec can call it. Every backend also serves the
+// sandbox runtime API the agent-sandbox SDKs call (runtime.go: /execute,
+// /upload, /download/, /list/, /exists/) on a bounded in-memory tree of
+// its own, with a few interpreted commands and never a real process.
+// Options.GRPCPorts are served
 // by a real grpc-go server instead, with the standard health service.
 // Suspending stops the backend
 // (connections are refused) and deletes the pod; resuming creates a new
