@@ -324,3 +324,35 @@ func (u groupUsers) AuthenticateToken(_ context.Context, token string) (access.I
 	id, ok := u[token]
 	return id, ok, nil
 }
+
+// TestMintEndpointOnTheRoutersOwnHost: Options.Mint answers its path on a
+// request that names no sandbox, its status counted; the same path with a
+// sandbox named is the sandbox's.
+func TestMintEndpointOnTheRoutersOwnHost(t *testing.T) {
+	var minted atomic.Int64
+	mint := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		minted.Add(1)
+		w.WriteHeader(http.StatusCreated)
+	})
+	env := newProxyEnv(t, func(o *Options) { o.Mint = mint })
+	be, seen := startRecorder(t, false)
+	client := env.client(viaH1)
+	resp, err := client.Post(env.url(viaH1, "", access.MintPath), "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated || minted.Load() != 1 {
+		t.Fatalf("mint path on the router's host: %d, %d mints", resp.StatusCode, minted.Load())
+	}
+	if got := env.metric("sandbox_router_requests_total", map[string]string{"code": "201"}); got != 1 {
+		t.Errorf("201s counted %v", got)
+	}
+	r := doRequest(client, env.sandboxRequest(context.Background(), viaH1, http.MethodPost, access.MintPath, be.port, nil))
+	if r.status != 200 || minted.Load() != 1 {
+		t.Fatalf("mint path with a sandbox named: %d %q, %d mints", r.status, r.body, minted.Load())
+	}
+	if got := recv(t, seen, "the sandbox's own path"); got.RequestURI != access.MintPath {
+		t.Fatalf("backend got %q", got.RequestURI)
+	}
+}

@@ -104,6 +104,10 @@ type Options struct {
 	AllowLoopbackPodIP bool
 	// TrustedProxies may supply X-Forwarded-* headers that are kept.
 	TrustedProxies []netip.Prefix
+	// Mint serves access.MintPath on the router's own host (a request
+	// that names no sandbox): short-lived scoped tokens for callers
+	// Kubernetes lets reach a sandbox. nil: not served.
+	Mint http.Handler
 	// IdentityHeaders tells the sandbox who called: X-Sandbox-Caller-User,
 	// -Groups and -Auth, from what Access admitted the request on. Clients'
 	// copies never pass, whether on or off (every X-Sandbox-* header is
@@ -234,9 +238,16 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (rt *Router) serve(w http.ResponseWriter, r *http.Request, rec *record) {
 	key, kerr := rt.keys.parse(r)
 	if kerr != nil {
-		if kerr == errMissingID && r.URL.Path == "/healthz" {
+		// A request that names no sandbox may be for the router itself.
+		switch {
+		case kerr == errMissingID && r.URL.Path == "/healthz":
 			rec.status = http.StatusOK
 			writeHealth(w)
+			return
+		case kerr == errMissingID && r.URL.Path == access.MintPath && rt.opts.Mint != nil:
+			sw := &statusWriter{ResponseWriter: w}
+			rt.opts.Mint.ServeHTTP(sw, r)
+			rec.status = sw.status
 			return
 		}
 		rt.answer(w, r, rec, &httpError{status: http.StatusBadRequest, code: kerr.code, detail: kerr.detail})

@@ -2,8 +2,13 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
@@ -16,10 +21,11 @@ import (
 	"github.com/sandbox-router/sandbox-router/router"
 )
 
-// startAccess builds the access checker of --authz-mode; nil for
-// allow-all, which the router then skips. Reviews get their own client
+// startAccess builds the access checker of --authz-mode (nil for
+// allow-all, which the router then skips) and the minting endpoint of
+// --authz-mint-signing-key (nil without). Reviews get their own client
 // and budget: a relist burst of the informers must not delay them.
-func startAccess(ctx context.Context, cfg *config, res router.Resolver, restCfg *rest.Config, reg prometheus.Registerer, log *slog.Logger) (router.Access, error) {
+func startAccess(ctx context.Context, cfg *config, res router.Resolver, restCfg *rest.Config, reg prometheus.Registerer, log *slog.Logger) (router.Access, http.Handler, error) {
 	modes, _ := access.ParseModes(cfg.AuthzMode) // validated
 	log = log.With("component", "access")
 	opts := access.Options{
@@ -49,7 +55,7 @@ func startAccess(ctx context.Context, cfg *config, res router.Resolver, restCfg 
 		acfg.QPS, acfg.Burst = float32(cfg.AuthzQPS), int(2*cfg.AuthzQPS)
 		cs, err := kubernetes.NewForConfig(acfg)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		opts.Tokens = akube.NewTokenReviewer(cs.AuthenticationV1().TokenReviews(), cfg.AuthzAudiences)
 		opts.Access = akube.NewAccessReviewer(cs.AuthorizationV1().SubjectAccessReviews())
@@ -57,7 +63,7 @@ func startAccess(ctx context.Context, cfg *config, res router.Resolver, restCfg 
 	if slices.Contains(modes, access.ModeScopedToken) {
 		v, err := scoped.NewVerifier(scoped.VerifierOptions{SecretFile: cfg.AuthzScopedSecretFile, PublicKeyDir: cfg.AuthzScopedKeyDir, Log: log})
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		go func() {
 			if err := v.Watch(ctx); err != nil {
@@ -68,10 +74,53 @@ func startAccess(ctx context.Context, cfg *config, res router.Resolver, restCfg 
 	}
 	checker, err := access.New(opts)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if !checker.Enforcing() {
-		return nil, nil // allow-all without limits: nothing to check; the mode metric and the warning are out
+		return nil, nil, nil // allow-all without limits: nothing to check; the mode metric and the warning are out
 	}
-	return checker, nil
+	if cfg.AuthzMintKey == "" {
+		return checker, nil, nil
+	}
+	minter, err := newMinter(cfg, checker)
+	if err != nil {
+		return nil, nil, err
+	}
+	return checker, minter, nil
+}
+
+// newMinter reads the signing key and refuses one whose public half the
+// router's own verifier would not find under its id: every token minted
+// would be refused.
+func newMinter(cfg *config, checker *access.Checker) (*access.Minter, error) {
+	pemData, err := os.ReadFile(cfg.AuthzMintKey)
+	if err != nil {
+		return nil, fmt.Errorf("authz-mint-signing-key: %w", err)
+	}
+	priv, err := scoped.ParsePrivateKey(pemData)
+	if err != nil {
+		return nil, fmt.Errorf("authz-mint-signing-key %s: %w", cfg.AuthzMintKey, err)
+	}
+	kid := cfg.AuthzMintKeyID
+	if kid == "" {
+		kid = strings.TrimSuffix(filepath.Base(cfg.AuthzMintKey), ".key")
+	}
+	pubPath := filepath.Join(cfg.AuthzScopedKeyDir, kid+".pem")
+	pubData, err := os.ReadFile(pubPath)
+	if err != nil {
+		return nil, fmt.Errorf("authz-mint-signing-key: its public key must be %s: %w", pubPath, err)
+	}
+	pub, err := scoped.ParsePublicKey(pubData)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", pubPath, err)
+	}
+	if !pub.Equal(priv.Public()) {
+		return nil, fmt.Errorf("authz-mint-signing-key: %s is not its public key", pubPath)
+	}
+	baseDomain := ""
+	if len(cfg.BaseDomains) > 0 {
+		baseDomain = cfg.BaseDomains[0]
+	}
+	return access.NewMinter(checker, access.MintOptions{Key: priv, KeyID: kid, DefaultTTL: cfg.AuthzMintDefaultTTL, MaxTTL: cfg.AuthzMintMaxTTL,
+		BaseDomain: baseDomain, PathPrefix: cfg.PathRoutingPrefix, EntryParam: cfg.AuthzCookieQueryParam})
 }

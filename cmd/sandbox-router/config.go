@@ -105,6 +105,10 @@ type config struct {
 	AuthzCookieSameSite   string
 	AuthzCookieOrigins    []string
 	AuthzTrustFwdProto    bool
+	AuthzMintKey          string
+	AuthzMintKeyID        string
+	AuthzMintDefaultTTL   time.Duration
+	AuthzMintMaxTTL       time.Duration
 
 	LimitIdentityRPS       float64
 	LimitIdentityBurst     int
@@ -221,6 +225,10 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.StringVar(&c.AuthzCookieSameSite, "authz-cookie-samesite", "lax", "the session cookie's SameSite: lax, strict or none (none only over HTTPS)")
 	fs.Var(&listFlag{dst: &c.AuthzCookieOrigins}, "authz-cookie-allowed-origins", "origins (scheme://host[:port]) besides the sandbox's own that may send cookie-authenticated unsafe requests and WebSocket handshakes")
 	fs.BoolVar(&c.AuthzTrustFwdProto, "authz-trust-forwarded-proto", false, "read the scheme for sessions from X-Forwarded-Proto (only behind a proxy that sets it and strips clients')")
+	fs.StringVar(&c.AuthzMintKey, "authz-mint-signing-key", "", "serve POST "+access.MintPath+" on the router's own host: a caller Kubernetes lets reach a sandbox gets a short-lived v2 scoped token for it, signed with this Ed25519 private key (PEM PKCS #8, e.g. from sandbox-router keygen); needs authz-mode kubernetes,scoped-token with the key's public half in authz-scoped-token-public-keys")
+	fs.StringVar(&c.AuthzMintKeyID, "authz-mint-key-id", "", "the signing key's id; empty = the key file's name without .key")
+	fs.DurationVar(&c.AuthzMintDefaultTTL, "authz-mint-default-ttl", 15*time.Minute, "the life of a minted token when the request names none")
+	fs.DurationVar(&c.AuthzMintMaxTTL, "authz-mint-max-ttl", time.Hour, "the longest life a request may ask for: a RoleBinding removed does not revoke tokens already minted")
 	fs.Float64Var(&c.LimitIdentityRPS, "limit-identity-rps", 0, "requests per second one identity may send (the client address when anonymous); 0 = no limit; past it 429 rate_limited")
 	fs.IntVar(&c.LimitIdentityBurst, "limit-identity-burst", 100, "requests one identity may send at once above limit-identity-rps")
 	fs.Float64Var(&c.LimitSandboxRPS, "limit-sandbox-rps", 0, "requests per second one sandbox may receive, whoever sends them; 0 = no limit")
@@ -514,6 +522,9 @@ func (c *config) validateAuthz(bad func(string, ...any)) {
 		if c.AuthzCookieName != "" {
 			bad("authz-cookie-name needs an authz-mode that checks credentials")
 		}
+		if c.AuthzMintKey != "" {
+			bad("authz-mint-signing-key needs authz-mode kubernetes,scoped-token")
+		}
 		return
 	}
 	if c.AuthzCookieName != "" {
@@ -536,6 +547,14 @@ func (c *config) validateAuthz(bad func(string, ...any)) {
 			if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Path != "" || u.RawQuery != "" || u.User != nil {
 				bad("authz-cookie-allowed-origins: %q is not scheme://host[:port]", o)
 			}
+		}
+	}
+	if c.AuthzMintKey != "" {
+		if !slices.Contains(modes, access.ModeKubernetes) || c.AuthzScopedKeyDir == "" {
+			bad("authz-mint-signing-key needs authz-mode kubernetes,scoped-token with authz-scoped-token-public-keys: Kubernetes authorizes who mints, the public keys verify what was minted")
+		}
+		if c.AuthzMintDefaultTTL <= 0 || c.AuthzMintMaxTTL < c.AuthzMintDefaultTTL {
+			bad("authz-mint-default-ttl must be positive and at most authz-mint-max-ttl")
 		}
 	}
 	if c.Routes != "" && (slices.Contains(modes, access.ModeTokenReview) || slices.Contains(modes, access.ModeKubernetes)) {

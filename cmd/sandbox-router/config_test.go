@@ -126,6 +126,10 @@ func TestConfigErrors(t *testing.T) {
 		{name: "bad samesite", args: []string{"--authz-mode", "kubernetes", "--base-domain", "sb.test", "--authz-cookie-name", "s", "--authz-cookie-samesite", "loose"}, wantErr: "authz-cookie-samesite"},
 		{name: "samesite none over http", args: []string{"--authz-mode", "kubernetes", "--base-domain", "sb.test", "--authz-cookie-name", "s", "--authz-cookie-samesite", "none"}, wantErr: "needs HTTPS"},
 		{name: "bad allowed origin", args: []string{"--authz-mode", "kubernetes", "--base-domain", "sb.test", "--authz-cookie-name", "s", "--authz-cookie-allowed-origins", "https://ide.example/x"}, wantErr: "authz-cookie-allowed-origins"},
+		{name: "mint with allow-all", args: []string{"--routes", "r", "--authz-mint-signing-key", "k1.key"}, wantErr: "authz-mint-signing-key needs"},
+		{name: "mint without scoped tokens", args: []string{"--authz-mode", "kubernetes", "--authz-mint-signing-key", "k1.key"}, wantErr: "authz-mint-signing-key needs"},
+		{name: "mint without kubernetes", args: []string{"--routes", "r", "--authz-mode", "scoped-token", "--authz-scoped-token-public-keys", "keys", "--authz-mint-signing-key", "k1.key"}, wantErr: "authz-mint-signing-key needs"},
+		{name: "mint default above max", args: []string{"--authz-mode", "kubernetes,scoped-token", "--authz-scoped-token-public-keys", "keys", "--authz-mint-signing-key", "k1.key", "--authz-mint-default-ttl", "2h"}, wantErr: "authz-mint-default-ttl"},
 		{name: "zero client timeout cap", args: []string{"--routes", "r", "--max-client-timeout", "0s"}, wantErr: "max-client-timeout must be positive"},
 	}
 	for _, tt := range tests {

@@ -105,7 +105,7 @@ func run(cfg *config) error {
 	if err != nil {
 		return err
 	}
-	checker, err := startAccess(lifeCtx, cfg, res, restCfg, reg, log)
+	checker, minter, err := startAccess(lifeCtx, cfg, res, restCfg, reg, log)
 	if err != nil {
 		return err
 	}
@@ -130,6 +130,7 @@ func run(cfg *config) error {
 	rt, err := router.New(router.Options{
 		Resolver:             res,
 		Access:               checker,
+		Mint:                 minter,
 		Activator:            act,
 		Activity:             activity,
 		BaseDomains:          cfg.BaseDomains,

@@ -83,3 +83,26 @@ func TestKeygenAndToken(t *testing.T) {
 		t.Error("a key id with a path was taken")
 	}
 }
+
+// TestMinterKeyMustBeVerifiable: the router refuses to start minting with
+// a key whose public half its verifier would not find under the key's id.
+func TestMinterKeyMustBeVerifiable(t *testing.T) {
+	keys, other := t.TempDir(), t.TempDir()
+	for _, dir := range []string{keys, other} {
+		if err := runKeygen([]string{"--kid", "k1", "--dir", dir}, io.Discard, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name, key, kid, want string
+	}{
+		{"no public key under its id", filepath.Join(keys, "k1.key"), "k2", "k2.pem"},
+		{"another key's public half", filepath.Join(other, "k1.key"), "", "is not its public key"},
+		{"not a key", filepath.Join(keys, "k1.pem"), "k1", "authz-mint-signing-key"},
+	} {
+		cfg := &config{AuthzMintKey: tc.key, AuthzMintKeyID: tc.kid, AuthzScopedKeyDir: keys}
+		if _, err := newMinter(cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want it to mention %q", tc.name, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,205 @@
+package access
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sandbox-router/sandbox-router/access/scoped"
+	"github.com/sandbox-router/sandbox-router/resolver"
+)
+
+// newTestMinter is a Checker in the kubernetes and scoped-token modes
+// (fakeAuthority: alice may reach team-a/sb1 and team-a/gone, which does
+// not exist) and its Minter, the key "k1" among the verifier's.
+func newTestMinter(t *testing.T, limits Limits) (*Minter, *Checker, *fakeAuthority) {
+	t.Helper()
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "k1.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	v, err := scoped.NewVerifier(scoped.VerifierOptions{PublicKeyDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newAuthority()
+	f.grants["alice"] = append(f.grants["alice"], "team-a/gone")
+	c, err := New(Options{Modes: []Mode{ModeKubernetes, ModeScopedToken}, Tokens: f, Access: f, Scoped: v,
+		Sandboxes: uids{sbA: "uid-a", sbB: "uid-b"}, Limits: limits, Metrics: NewMetrics(prometheus.NewRegistry())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewMinter(c, MintOptions{Key: priv, KeyID: "k1", MaxTTL: time.Hour, BaseDomain: "sandbox.test", PathPrefix: "/sb"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m, c, f
+}
+
+// mintCall posts body to m as bearer and returns the recorded answer.
+func mintCall(m *Minter, method, bearer, body string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(method, "http://router.example:8080"+MintPath, strings.NewReader(body))
+	r.RemoteAddr = "192.0.2.9:4000"
+	if bearer != "" {
+		r.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	w := httptest.NewRecorder()
+	m.ServeHTTP(w, r)
+	return w
+}
+
+func answerCode(w *httptest.ResponseRecorder) string {
+	var e struct{ Code string }
+	_ = json.Unmarshal(w.Body.Bytes(), &e)
+	return e.Code
+}
+
+// TestMintedTokenWorks: a caller Kubernetes lets reach a sandbox gets a
+// token bound to its UID, naming the caller, narrowed as asked, and entry
+// links in both routing forms; the token opens that sandbox and no other.
+func TestMintedTokenWorks(t *testing.T) {
+	m, c, _ := newTestMinter(t, Limits{})
+	w := mintCall(m, http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","ttl":"10m","ports":[3000],"methods":["GET"]}`)
+	if w.Code != http.StatusCreated {
+		t.Fatalf("mint: %d %s", w.Code, w.Body)
+	}
+	if cc := w.Header().Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("Cache-Control %q: the answer is a credential", cc)
+	}
+	var resp MintResponse
+	if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil {
+		t.Fatal(err)
+	}
+	claims, err := c.scoped.Verify(resp.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if claims.UID != "uid-a" || claims.Subject != "alice" || claims.KeyID != "k1" {
+		t.Errorf("claims %+v: want bound to uid-a, subject alice, key k1", claims)
+	}
+	if life := time.Until(claims.Expires); life <= 9*time.Minute || life > 10*time.Minute+time.Second {
+		t.Errorf("token lives %s, asked for 10m", life)
+	}
+	q := "/?" + DefaultEntryParam + "=" + resp.Token
+	want := []string{"http://3000-sb1.team-a.sandbox.test:8080" + q, "http://router.example:8080/sb/team-a/sb1/3000" + q}
+	if strings.Join(resp.Links, " ") != strings.Join(want, " ") {
+		t.Errorf("links %q, want %q", resp.Links, want)
+	}
+	use := func(method string, sb resolver.Key, port uint16) string {
+		r := httptest.NewRequest(method, "http://router/x", nil)
+		r.RemoteAddr = "192.0.2.9:4000"
+		r.Header.Set("Authorization", "Bearer "+resp.Token)
+		return code(check(c, context.Background(), r, sb, port))
+	}
+	if got := use(http.MethodGet, sbA, 3000); got != "allowed" {
+		t.Errorf("the minted token on its sandbox: %s", got)
+	}
+	for _, tc := range []struct {
+		method string
+		sb     resolver.Key
+		port   uint16
+	}{{http.MethodPost, sbA, 3000}, {http.MethodGet, sbA, 8888}, {http.MethodGet, sbB, 3000}} {
+		if got := use(tc.method, tc.sb, tc.port); got != CodeForbidden {
+			t.Errorf("%s %v:%d with the minted token: %s, want %s", tc.method, tc.sb, tc.port, got, CodeForbidden)
+		}
+	}
+}
+
+// TestMintRefuses: every way to ask wrongly gets its status and code,
+// and existence is told only to a caller who may reach the sandbox.
+func TestMintRefuses(t *testing.T) {
+	m, _, f := newTestMinter(t, Limits{})
+	minted := mintCall(m, http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1"}`)
+	var resp MintResponse
+	if err := json.Unmarshal(minted.Body.Bytes(), &resp); err != nil || resp.Token == "" {
+		t.Fatalf("mint: %d %s", minted.Code, minted.Body)
+	}
+	ok := `{"namespace":"team-a","name":"sb1"}`
+	cases := []struct {
+		name, method, bearer, body string
+		status                     int
+		code                       string
+	}{
+		{"GET", http.MethodGet, "alice-token", "", 405, "method_not_allowed"},
+		{"no credential", http.MethodPost, "", ok, 401, CodeMissingCredentials},
+		{"unknown token", http.MethodPost, "nobody", ok, 401, CodeInvalidCredentials},
+		{"a scoped token cannot mint", http.MethodPost, resp.Token, ok, 401, CodeInvalidCredentials},
+		{"not granted", http.MethodPost, "bob-token", ok, 403, CodeForbidden},
+		{"granted elsewhere only", http.MethodPost, "alice-token", `{"namespace":"team-b","name":"sb1"}`, 403, CodeForbidden},
+		{"not granted, absent", http.MethodPost, "bob-token", `{"namespace":"team-a","name":"gone"}`, 403, CodeForbidden},
+		{"granted, absent", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"gone"}`, 404, "sandbox_not_found"},
+		{"not JSON", http.MethodPost, "alice-token", `namespace=team-a`, 400, "invalid_request"},
+		{"unknown field", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","uid":"x"}`, 400, "invalid_request"},
+		{"bad name", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"SB1"}`, 400, "invalid_request"},
+		{"ttl too long", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","ttl":"2h"}`, 400, "invalid_request"},
+		{"ttl negative", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","ttl":"-1m"}`, 400, "invalid_request"},
+		{"port 0", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","ports":[0]}`, 400, "invalid_request"},
+		{"lower-case method", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","methods":["get"]}`, 400, "invalid_request"},
+		{"relative path", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","pathPrefix":"api"}`, 400, "invalid_request"},
+		{"bad CIDR", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","clientCIDRs":["10.0.0.1"]}`, 400, "invalid_request"},
+		{"too many ports", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","ports":[` + strings.Repeat("1,", maxMintList) + `1]}`, 400, "invalid_request"},
+		{"huge body", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","pathPrefix":"/` + strings.Repeat("a", maxMintRequest) + `"}`, 400, "invalid_request"},
+	}
+	for _, tc := range cases {
+		w := mintCall(m, tc.method, tc.bearer, tc.body)
+		if w.Code != tc.status || answerCode(w) != tc.code {
+			t.Errorf("%s: %d %s, want %d %s", tc.name, w.Code, answerCode(w), tc.status, tc.code)
+		}
+		if w.Code == 401 && w.Header().Get("WWW-Authenticate") == "" {
+			t.Errorf("%s: 401 without WWW-Authenticate", tc.name)
+		}
+	}
+	f.set(func() { f.down = true })
+	if w := mintCall(m, http.MethodPost, "carol-token", ok); w.Code != http.StatusServiceUnavailable {
+		t.Errorf("API server down, uncached caller: %d %s, want 503", w.Code, w.Body)
+	}
+}
+
+// TestMintLimits: refused credentials count against the client address
+// as on the data plane, and a caller's mints against its rate.
+func TestMintLimits(t *testing.T) {
+	m, _, _ := newTestMinter(t, Limits{FailedAuthPerClient: 1e-6, FailedAuthPerClientBurst: 2,
+		PerIdentity: 1e-6, PerIdentityBurst: 2, TableSize: 100})
+	ok := `{"namespace":"team-a","name":"sb1"}`
+	for i := range 2 {
+		if w := mintCall(m, http.MethodPost, "alice-token", ok); w.Code != http.StatusCreated {
+			t.Fatalf("mint %d: %d %s", i, w.Code, w.Body)
+		}
+	}
+	if w := mintCall(m, http.MethodPost, "alice-token", ok); w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" {
+		t.Errorf("third mint in a burst of 2: %d %s", w.Code, w.Body)
+	}
+	for range 2 {
+		mintCall(m, http.MethodPost, "wrong", ok)
+	}
+	if w := mintCall(m, http.MethodPost, "wrong", ok); answerCode(w) != "too_many_failed_credentials" {
+		t.Errorf("after 2 refused credentials: %d %s", w.Code, w.Body)
+	}
+}
+
+func TestNewMinterNeedsKubernetesAndAKey(t *testing.T) {
+	f := newAuthority()
+	c, _, _ := newTestChecker(t, ModeKubernetes, f)
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	if _, err := NewMinter(c, MintOptions{Key: priv, KeyID: "k1"}); err == nil {
+		t.Error("a minter without scoped tokens (nothing would verify its tokens)")
+	}
+	m, _, _ := newTestMinter(t, Limits{})
+	if _, err := NewMinter(m.c, MintOptions{KeyID: "k1"}); err == nil {
+		t.Error("a minter without a key")
+	}
+}
