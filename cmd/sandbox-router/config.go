@@ -237,7 +237,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.Float64Var(&c.LimitFailedAuthPerMin, "limit-failed-auth-per-minute", 30, "refused credentials (401) one client address may send per minute before it gets 429 too_many_failed_credentials; 0 = no limit")
 	fs.IntVar(&c.LimitFailedAuthBurst, "limit-failed-auth-burst", 30, "refused credentials one client address may send at once")
 	fs.IntVar(&c.LimitTableSize, "limit-table-size", 100000, "identities, addresses and sandboxes each limit remembers (LRU)")
-	fs.StringVar(&c.AccessLog, "access-log", "stdout", "access log destination: stdout, stderr, off, or a file path")
+	fs.StringVar(&c.AccessLog, "access-log", "stdout", "access log destination: stdout, stderr, off, or a file path (true and false, as upstream's boolean flag: stdout and off)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	return fs
 }

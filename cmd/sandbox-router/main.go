@@ -314,10 +314,10 @@ func podIPMode(s string) router.PodIPMode {
 func openAccessLog(dest string, metrics *router.Metrics, log *slog.Logger) (io.Writer, func(), error) {
 	var w io.Writer
 	closeFile := func() {}
-	switch dest {
-	case "off", "":
+	switch dest { // true and false: upstream's boolean flag, migrated as is
+	case "off", "", "false":
 		return nil, func() {}, nil
-	case "stdout":
+	case "stdout", "true":
 		w = os.Stdout
 	case "stderr":
 		w = os.Stderr

@@ -97,3 +97,22 @@ func TestBinary(t *testing.T) {
 		t.Fatalf("bad flag: %v %s", err, out)
 	}
 }
+
+// TestAccessLogUpstreamBooleans: upstream's --access-log=true and =false
+// mean stdout and off, never files named true and false.
+func TestAccessLogUpstreamBooleans(t *testing.T) {
+	t.Chdir(t.TempDir())
+	for dest, on := range map[string]bool{"true": true, "false": false} {
+		w, closeLog, err := openAccessLog(dest, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		closeLog()
+		if (w != nil) != on {
+			t.Errorf("--access-log=%s: writer %v, want on=%v", dest, w, on)
+		}
+		if _, err := os.Stat(dest); err == nil {
+			t.Errorf("--access-log=%s made a file", dest)
+		}
+	}
+}
