@@ -144,7 +144,7 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sandbox-router keygen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	kid := fs.String("kid", "", "the key's id (required): letters, digits, '-', '_' and '.'")
-	dir := fs.String("dir", ".", "where to write <kid>.key and <kid>.pem")
+	dir := fs.String("dir", ".", "where to write <kid>.key and <kid>.pem (made if missing)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -161,6 +161,9 @@ func runKeygen(args []string, stdout, stderr io.Writer) error {
 	}
 	pubDER, err := x509.MarshalPKIXPublicKey(pub)
 	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*dir, 0o700); err != nil {
 		return err
 	}
 	privPath, pubPath := filepath.Join(*dir, *kid+".key"), filepath.Join(*dir, *kid+".pem")

@@ -236,6 +236,7 @@ func demoChecks(e *env) []check {
 			expect{status: 200, contains: "sandbox_router_requests_total{"}),
 		activatorMetricsCheck(client, e),
 	}
+	cs = append(cs, accessChecks(e)...)
 	cs = append(cs, suspendChecks(e, client)...)
 	if e.smoke {
 		// Interactively the user tries this (printIdleHint) while
@@ -356,11 +357,14 @@ sandbox-router demo: the router binary in front of simulated sandboxes on a real
   router          http://%s, admin http://%s, pid %d, as user "router" bound to deploy/rbac
   activator       on: holds requests for sleeping sandboxes while it resumes them; suspends idle ones
                   (it leads the Lease %s/sandbox-router-idle-suspender)
+  guarded router  http://%s, admin http://%s: --authz-mode=kubernetes,scoped-token, sessions, minting;
+                  team-a/agent (token in %s) may reach team-a/beta only
 %s  warm-pool pod   default/%s, UID %s
   logs            %s, %s, %s, API server and etcd under %s
 
 Every request below was just sent once; the answer it got is under it.
-`, e.c.URL, e.c.KubeconfigPath, e.http, e.admin, routerPid, cluster.RouterNamespace, sandboxList(e), e.warmPod, e.warmUID,
+`, e.c.URL, e.c.KubeconfigPath, e.http, e.admin, routerPid, cluster.RouterNamespace,
+		e.guarded.http, e.guarded.admin, e.guarded.tokenFile, sandboxList(e), e.warmPod, e.warmUID,
 		routerLog, filepath.Join(tmp, "access.log"), filepath.Join(tmp, "sim.log"), e.c.Dir)
 }
 

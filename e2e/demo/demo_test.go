@@ -42,6 +42,7 @@ func TestDemoSmoke(t *testing.T) {
 		`-X PATCH --data-binary '{"spec":{"operatingMode":"Suspended"}}'`,
 		"| grep '^sandbox_router_activator_'",
 		"sleepy idle for 3s: suspended again by the router",
+		"-> 401 ", "-> 403 ", `-b `, `"$LINK"`, "(cookie sb-session set: true), then 200 from beta",
 		"smoke: all ",
 	} {
 		if !strings.Contains(out.String(), want) {

@@ -10,6 +10,12 @@
 // temporary directory. With -smoke it exits after the requests instead:
 // 0 when each answered as expected, 1 otherwise.
 //
+// A second router process, the guarded one, runs beside it with access
+// control on (access.go): the ServiceAccount team-a/agent may reach
+// team-a/beta only; the demo shows a request without a token refused,
+// the agent's token allowed on beta and refused on alpha, and a preview
+// link minted by the agent and opened with curl's cookie jar.
+//
 // The router runs with the activator (its default with the cluster
 // resolver): the request for the suspended sandbox default/sleepy is held
 // while the router resumes it. sleepy has a short idle timeout (the
@@ -44,6 +50,8 @@ func main() {
 	flag.StringVar(&o.RouterBin, "router", "", "router binary (empty: build cmd/sandbox-router into the demo's temporary directory)")
 	flag.IntVar(&o.HTTPPort, "port", 8080, "router proxy port on 127.0.0.1 (0: any free port)")
 	flag.IntVar(&o.AdminPort, "admin-port", 9090, "router admin port on 127.0.0.1 (0: any free port)")
+	flag.IntVar(&o.AccessPort, "access-port", 8082, "the guarded router's proxy port (access control on; 0: any free port)")
+	flag.IntVar(&o.AccessAdminPort, "access-admin-port", 9092, "the guarded router's admin port (0: any free port)")
 	flag.BoolVar(&o.Smoke, "smoke", false, "run every request once, check each answer, stop everything and exit 0 or 1")
 	flag.DurationVar(&o.StartDelay, "start-delay", 500*time.Millisecond, "simulated pod start time (image pull and container start)")
 	flag.DurationVar(&o.IdleTimeout, "idle-timeout", 0, "sleepy's idle timeout (its sandbox-router.dev/idle-timeout annotation); 0: "+
@@ -73,6 +81,9 @@ type options struct {
 	// HTTPPort and AdminPort are the router's ports on 127.0.0.1; 0
 	// picks free ones.
 	HTTPPort, AdminPort int
+	// AccessPort and AccessAdminPort are the guarded router's (access
+	// control on); 0 picks free ones.
+	AccessPort, AccessAdminPort int
 	// Smoke returns after the requests (an error unless each answered as
 	// expected) instead of running until ctx ends.
 	Smoke bool
@@ -111,7 +122,7 @@ func run(ctx context.Context, o options) (err error) {
 	if o.IdleTimeout < 0 {
 		return fmt.Errorf("idle timeout %s: must be positive", o.IdleTimeout)
 	}
-	for _, port := range []int{o.HTTPPort, o.AdminPort} {
+	for _, port := range []int{o.HTTPPort, o.AdminPort, o.AccessPort, o.AccessAdminPort} {
 		if err := portFree(port); err != nil {
 			return err
 		}
@@ -204,6 +215,23 @@ func run(ctx context.Context, o options) (err error) {
 		return fmt.Errorf("%w\nrouter log:\n%s", err, rp.Log())
 	}
 
+	logf("starting the guarded router (access control on)")
+	if env.guarded, err = setUpAccess(ctx, env, tmp, o.RouterBin); err != nil {
+		return err
+	}
+	guardedLog := filepath.Join(tmp, "router-guarded.log")
+	gp, err := routerproc.Start(ctx, routerproc.Options{Bin: o.RouterBin, LogPath: guardedLog, Args: guardedArgs(env, env.guarded, o, tmp)})
+	if err != nil {
+		return err
+	}
+	defer func() {
+		err = errors.Join(err, gp.Stop())
+		logf("guarded router (pid %d) stopped", gp.Pid())
+	}()
+	if err := waitGuarded(ctx, gp, env.guarded); err != nil {
+		return fmt.Errorf("%w\nguarded router log:\n%s", err, gp.Log())
+	}
+
 	printHeader(o.Out, env, rp.Pid(), routerLog, tmp)
 	checks := demoChecks(env)
 	failed := runChecks(ctx, o.Out, checks)
@@ -212,13 +240,13 @@ func run(ctx context.Context, o options) (err error) {
 	}
 	if o.Smoke {
 		if failed > 0 {
-			return fmt.Errorf("smoke: %d of %d requests and waits did not go as expected\nrouter log:\n%s", failed, len(checks), rp.Log())
+			return fmt.Errorf("smoke: %d of %d requests and waits did not go as expected\nrouter log:\n%s\nguarded router log:\n%s", failed, len(checks), rp.Log(), gp.Log())
 		}
 		fmt.Fprintf(o.Out, "\nsmoke: all %d requests and waits went as expected\n", len(checks))
 		return nil
 	}
 	if failed > 0 {
-		fmt.Fprintf(o.Out, "\nWARNING: %d of %d requests did not answer as expected (marked FAILED above); router log: %s\n", failed, len(checks), routerLog)
+		fmt.Fprintf(o.Out, "\nWARNING: %d of %d requests did not answer as expected (marked FAILED above); router logs: %s, %s\n", failed, len(checks), routerLog, guardedLog)
 	}
 	printIdleHint(o.Out, env)
 	fmt.Fprintf(o.Out, "\nCtrl-C stops the router, the sim, kube-apiserver and etcd, and removes %s.\n", tmp)
@@ -243,6 +271,8 @@ func run(ctx context.Context, o options) (err error) {
 		return nil
 	case <-rp.Exited():
 		return fmt.Errorf("router exited: %v\nrouter log:\n%s", rp.ExitErr(), rp.Log())
+	case <-gp.Exited():
+		return fmt.Errorf("guarded router exited: %v\nits log:\n%s", gp.ExitErr(), gp.Log())
 	}
 }
 
@@ -253,7 +283,7 @@ func portFree(port int) error {
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
 	if err != nil {
-		return fmt.Errorf("port %d on 127.0.0.1 is busy (another demo still running? choose others with -port and -admin-port): %w", port, err)
+		return fmt.Errorf("port %d on 127.0.0.1 is busy (another demo still running? choose others with -port, -admin-port, -access-port and -access-admin-port): %w", port, err)
 	}
 	return l.Close()
 }

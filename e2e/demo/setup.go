@@ -67,7 +67,8 @@ type env struct {
 	routerKubeconfig string
 	adminTokenFile   string
 	warmPod, warmUID string
-	http, admin      string // the router's listeners, host:port
+	http, admin      string   // the router's listeners, host:port
+	guarded          *guarded // the router with access control on
 
 	smoke       bool
 	startDelay  time.Duration // the sim's pod start delay
