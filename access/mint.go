@@ -61,6 +61,9 @@ const (
 	maxMintRequest = 16 << 10
 	maxMintList    = 16
 	maxMintPath    = 512
+	// minMintTTL: a token's expiry is in whole seconds, and one must
+	// outlive the answer that carries it.
+	minMintTTL = 10 * time.Second
 )
 
 // NewMinter needs a Checker in the kubernetes mode (the minter's identity
@@ -217,8 +220,8 @@ func (m *Minter) parse(r *http.Request) (MintRequest, scoped.Claims, error) {
 	ttl := m.opts.DefaultTTL
 	if req.TTL != "" {
 		d, err := time.ParseDuration(req.TTL)
-		if err != nil || d <= 0 {
-			return req, scoped.Claims{}, fmt.Errorf("ttl %q is not a positive duration", req.TTL)
+		if err != nil || d < minMintTTL {
+			return req, scoped.Claims{}, fmt.Errorf("ttl %q is not a duration of at least %s", req.TTL, minMintTTL)
 		}
 		if d > m.opts.MaxTTL {
 			return req, scoped.Claims{}, fmt.Errorf("ttl %s is longer than the router allows (%s)", d, m.opts.MaxTTL)

@@ -147,6 +147,7 @@ func TestMintRefuses(t *testing.T) {
 		{"bad name", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"SB1"}`, 400, "invalid_request"},
 		{"ttl too long", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","ttl":"2h"}`, 400, "invalid_request"},
 		{"ttl negative", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","ttl":"-1m"}`, 400, "invalid_request"},
+		{"ttl too short", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","ttl":"1s"}`, 400, "invalid_request"},
 		{"port 0", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","ports":[0]}`, 400, "invalid_request"},
 		{"lower-case method", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","methods":["get"]}`, 400, "invalid_request"},
 		{"relative path", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","pathPrefix":"api"}`, 400, "invalid_request"},
@@ -202,4 +203,48 @@ func TestNewMinterNeedsKubernetesAndAKey(t *testing.T) {
 	if _, err := NewMinter(m.c, MintOptions{KeyID: "k1"}); err == nil {
 		t.Error("a minter without a key")
 	}
+}
+
+// FuzzMintRequest: any body either fails cleanly or yields claims that
+// mint a token which verifies, fits in a session cookie, and is for the
+// sandbox asked for, for no longer than the maximum.
+func FuzzMintRequest(f *testing.F) {
+	for _, s := range []string{`{"namespace":"team-a","name":"sb1"}`, `{"namespace":"a","name":"b","ttl":"1h","ports":[1,65535],"methods":["GET"],"pathPrefix":"/x","clientCIDRs":["::/0"]}`,
+		`{"namespace":"a","name":"b","ttl":"1ns"}`, `{}`, `[]`, `{"namespace":"a","name":"b","pathPrefix":"/\u0000"}`} {
+		f.Add(s)
+	}
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	dir := f.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "k1.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		f.Fatal(err)
+	}
+	v, err := scoped.NewVerifier(scoped.VerifierOptions{PublicKeyDir: dir})
+	if err != nil {
+		f.Fatal(err)
+	}
+	m := &Minter{opts: MintOptions{Key: priv, KeyID: "k1", DefaultTTL: 15 * time.Minute, MaxTTL: time.Hour}, now: time.Now}
+	f.Fuzz(func(t *testing.T, body string) {
+		r := httptest.NewRequest(http.MethodPost, "http://router"+MintPath, strings.NewReader(body))
+		req, claims, err := m.parse(r)
+		if err != nil {
+			return
+		}
+		now := m.now()
+		claims.KeyID, claims.UID, claims.Subject = "k1", "0b5c7c0e-7a5a-4c42-9d0e-3c1a2b3c4d5e", "system:serviceaccount:agents:platform"
+		tok, err := scoped.MintV2(priv, claims, now)
+		if err != nil {
+			t.Fatalf("%q: accepted, yet %v", body, err)
+		}
+		if !cookieSafe(tok) {
+			t.Fatalf("%q: a token of %d bytes no cookie can carry", body, len(tok))
+		}
+		got, err := v.Verify(tok)
+		if err != nil {
+			t.Fatalf("%q: minted token does not verify: %v", body, err)
+		}
+		if got.Namespace != req.Namespace || got.Name != req.Name || got.Expires.After(now.Add(time.Hour)) {
+			t.Fatalf("%q: claims %+v", body, got)
+		}
+	})
 }

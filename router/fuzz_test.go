@@ -137,3 +137,76 @@ func FuzzParsePath(f *testing.F) {
 		}
 	})
 }
+
+// FuzzWithoutSessionCookie: whatever a client writes in Cookie, no pair
+// named like the session cookie (under any of its prefixes) reaches the
+// sandbox, and every other non-empty pair does, in order.
+func FuzzWithoutSessionCookie(f *testing.F) {
+	for _, s := range []string{"sb-session=t; a=1", "__Host-sb-session=t", "a=1;__Secure-sb-session=t;b", "sb-session", " ; ;sb-session=x=y"} {
+		f.Add(s, "b=2")
+	}
+	p := &forwardPolicy{sessionCookie: "sb-session"}
+	f.Fuzz(func(t *testing.T, v1, v2 string) {
+		var want []string
+		for _, v := range []string{v1, v2} {
+			for pair := range strings.SplitSeq(v, ";") {
+				pair = strings.TrimSpace(pair)
+				name, _, _ := strings.Cut(pair, "=")
+				if pair != "" && strings.TrimPrefix(strings.TrimPrefix(name, "__Host-"), "__Secure-") != "sb-session" {
+					want = append(want, pair)
+				}
+			}
+		}
+		var got []string
+		for _, v := range p.withoutSessionCookie([]string{v1, v2}) {
+			for pair := range strings.SplitSeq(v, ";") {
+				if pair = strings.TrimSpace(pair); pair != "" {
+					got = append(got, pair)
+				}
+			}
+		}
+		if strings.Join(got, "\x00") != strings.Join(want, "\x00") {
+			t.Fatalf("%q %q: kept %q, want %q", v1, v2, got, want)
+		}
+	})
+}
+
+// FuzzConfineCookies: whatever a sandbox sets, no cookie keeps a Domain,
+// and under path routing every cookie's Path lies under the sandbox's
+// prefix.
+func FuzzConfineCookies(f *testing.F) {
+	for _, s := range []string{"a=1; Domain=.example.com; Path=/", "a=1; path=x", "a=1;DOMAIN=example.com;Path=/p/x/y/1/../..", "a=1", "=;;Path"} {
+		f.Add(s, true)
+		f.Add(s, false)
+	}
+	const prefix = "/p/ns/sb1/8888"
+	f.Fuzz(func(t *testing.T, v string, pathRouted bool) {
+		pfx := ""
+		if pathRouted {
+			pfx = prefix
+		}
+		out := confineCookies([]string{v}, pfx)
+		if len(out) != 1 {
+			t.Fatalf("%q: %d values", v, len(out))
+		}
+		paths := 0
+		for i, attr := range strings.Split(out[0], ";") {
+			if i == 0 {
+				continue // the name=value pair
+			}
+			name, value, _ := strings.Cut(strings.TrimSpace(attr), "=")
+			if strings.EqualFold(name, "Domain") {
+				t.Fatalf("%q: kept a Domain: %q", v, out[0])
+			}
+			if strings.EqualFold(name, "Path") {
+				paths++
+				if pathRouted && !strings.HasPrefix(strings.TrimSpace(value), prefix) {
+					t.Fatalf("%q: Path %q outside %s", v, value, prefix)
+				}
+			}
+		}
+		if pathRouted && paths == 0 {
+			t.Fatalf("%q: no Path under path routing: %q", v, out[0])
+		}
+	})
+}
