@@ -368,9 +368,9 @@ func (c *Checker) check(ctx context.Context, r *http.Request, sandbox resolver.K
 }
 
 // checkScoped verifies a scoped token and holds its claims against the
-// request. A v2 token is bound to the sandbox's UID, read from the
-// resolver: a sandbox deleted and created again under the same name is
-// another sandbox.
+// request. A v2 token is bound to the UID of the instance the request
+// reaches (currentUID): a sandbox deleted and created again under the
+// same name is another sandbox.
 func (c *Checker) checkScoped(r *http.Request, token string, sandbox resolver.Key, port uint16) (scoped.Claims, error) {
 	claims, err := c.scoped.Verify(token)
 	if err != nil {
@@ -381,12 +381,25 @@ func (c *Checker) checkScoped(r *http.Request, token string, sandbox resolver.Ke
 		req.Client = ap.Addr()
 	}
 	if claims.Version >= 2 && claims.Namespace == sandbox.Namespace && claims.Name == sandbox.Name {
-		req.UID = c.sandboxes.Lookup(resolver.Key{Namespace: sandbox.Namespace, Name: sandbox.Name}).UID
+		req.UID = c.currentUID(sandbox)
 	}
 	if !claims.Permits(req) {
 		return claims, errForbidden
 	}
 	return claims, nil
+}
+
+// currentUID is the UID of the instance a request for k reaches, found as
+// the router finds it: by name, or when the request pins a UID, the
+// instance of that UID if it carries the name asked for ("" otherwise).
+// An unclaimed warm-pool pod is reached only so, by its pod's name and
+// UID, and a token for it is bound to those.
+func (c *Checker) currentUID(k resolver.Key) string {
+	res := c.sandboxes.Lookup(k)
+	if k.UID != "" && res.Name != k.Name {
+		return ""
+	}
+	return res.UID
 }
 
 // authenticate asks who token is, once per token and time to live.
