@@ -7,9 +7,12 @@
 // the tests of the binary on the real API server: e2e/routing (routing by
 // name, host and UID, pods moving, warm pools, both versions, the API
 // server killed under traffic), e2e/activator (scale to zero, the drain)
-// and e2e/propagation (the Ready-to-routable latency), e2e/sdk (the stock
-// upstream agent-sandbox Go SDK through the router binary; a Go module of
-// its own, run with cd e2e/sdk && go test ./...), and the local demo
+// and e2e/propagation (the Ready-to-routable latency), e2e/access (who may
+// reach which sandbox: RBAC, scoped tokens, client certificates, limits,
+// minting), e2e/browser (headless Chromium through browser sessions),
+// e2e/sdk (the stock upstream agent-sandbox Go SDK through the router
+// binary; a Go module of its own, run with cd e2e/sdk && go test ./...),
+// and the local demo
 // (e2e/demo: the router binary in front of the sim on the real API
 // server; its -smoke mode is a test). Nothing here is linked into the
 // router binary.
