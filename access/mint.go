@@ -1,17 +1,15 @@
 package access
 
 import (
+	"context"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
-	"fmt"
-	"io"
+	"mime"
 	"net/http"
 	"net/netip"
 	"net/url"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/sandbox-router/sandbox-router/access/scoped"
@@ -39,14 +37,21 @@ type MintOptions struct {
 	Key   ed25519.PrivateKey
 	KeyID string
 	// DefaultTTL is a token's life when the request names none (15m);
-	// MaxTTL caps what a request may ask for (1h).
+	// MaxTTL caps what a request may ask for (1h). Neither may be under
+	// MinMintTTL.
 	DefaultTTL, MaxTTL time.Duration
-	// Links build the entry links of the answer: BaseDomain for host
-	// routing, PathPrefix for path routing, EntryParam the query
-	// parameter (DefaultEntryParam). The scheme is the one the caller
-	// reached the router with (X-Forwarded-Proto as for sessions).
+	// The entry links of the answer, when browser sessions are on:
+	// PublicURL (scheme://host[:port]) is where users reach the router;
+	// nil: the scheme and host the caller used. BaseDomain builds host
+	// routing links, PathPrefix path routing ones, EntryParam is the query
+	// parameter (DefaultEntryParam).
+	PublicURL                          *url.URL
 	BaseDomain, PathPrefix, EntryParam string
 }
+
+// MinMintTTL is the shortest life a minted token may have: its expiry is
+// in whole seconds, and it must outlive the answer that carries it.
+const MinMintTTL = 10 * time.Second
 
 // Minter serves the minting endpoint.
 type Minter struct {
@@ -54,17 +59,6 @@ type Minter struct {
 	opts MintOptions
 	now  func() time.Time
 }
-
-// The bounds of a request: its body, and what it may ask a token to
-// carry (so that every token minted fits in a session cookie).
-const (
-	maxMintRequest = 16 << 10
-	maxMintList    = 16
-	maxMintPath    = 512
-	// minMintTTL: a token's expiry is in whole seconds, and one must
-	// outlive the answer that carries it.
-	minMintTTL = 10 * time.Second
-)
 
 // NewMinter needs a Checker in the kubernetes mode (the minter's identity
 // is reviewed and its access to the sandbox authorized by the API server)
@@ -76,68 +70,89 @@ func NewMinter(c *Checker, opts MintOptions) (*Minter, error) {
 	if len(opts.Key) != ed25519.PrivateKeySize || opts.KeyID == "" {
 		return nil, errors.New("access: minting needs an Ed25519 key and its id")
 	}
-	if opts.DefaultTTL <= 0 {
+	if opts.DefaultTTL == 0 {
 		opts.DefaultTTL = 15 * time.Minute
 	}
-	if opts.MaxTTL <= 0 {
+	if opts.MaxTTL == 0 {
 		opts.MaxTTL = time.Hour
 	}
-	opts.DefaultTTL = min(opts.DefaultTTL, opts.MaxTTL)
+	if opts.DefaultTTL < MinMintTTL || opts.MaxTTL < opts.DefaultTTL {
+		return nil, errors.New("access: minting needs MinMintTTL <= DefaultTTL <= MaxTTL")
+	}
 	if opts.EntryParam == "" {
 		opts.EntryParam = DefaultEntryParam
 	}
 	return &Minter{c: c, opts: opts, now: time.Now}, nil
 }
 
-// MintRequest is the endpoint's request body.
-type MintRequest struct {
-	Namespace string `json:"namespace"`
-	Name      string `json:"name"`
-	// TTL is a Go duration ("15m"); empty: the default.
-	TTL string `json:"ttl,omitempty"`
-	// The optional limits of the token (see scoped.Claims).
-	Ports       []uint16 `json:"ports,omitempty"`
-	Methods     []string `json:"methods,omitempty"`
-	PathPrefix  string   `json:"pathPrefix,omitempty"`
-	ClientCIDRs []string `json:"clientCIDRs,omitempty"`
-}
-
-// MintResponse is its answer.
+// MintResponse is the endpoint's answer.
 type MintResponse struct {
-	Token   string    `json:"token"`
+	Token string `json:"token"`
+	// Expires is when the token stops working (whole seconds).
 	Expires time.Time `json:"expires"`
 	// Links are entry links to the sandbox's first allowed port (8888
-	// when the token allows any): opened in a browser, each starts a
-	// session.
+	// when the token allows any), at the token's path prefix: opened in a
+	// browser, each starts a session. None when sessions are off or the
+	// token does not allow GET.
 	Links []string `json:"links,omitempty"`
 }
 
-var errMintMethod = &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Detail: "POST a JSON body to mint a token",
-	Headers: http.Header{"Allow": {"POST"}}}
+// The endpoint's own refusals, beside the access ones.
+var (
+	errMintMethod = &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Detail: "POST a JSON body to mint a token",
+		Headers: http.Header{"Allow": {"POST"}}}
+	errMintMediaType = &Error{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type",
+		Detail: "the body must be Content-Type: application/json"}
+	errMintNotReady = &Error{Status: http.StatusServiceUnavailable, Code: "router_not_ready", Detail: "the router has not loaded the cluster's sandboxes yet",
+		RetryAfter: 1}
+	errMintNotFound = &Error{Status: http.StatusNotFound, Code: "sandbox_not_found", Detail: "no such sandbox"}
+)
+
+// mintBodyTimeout bounds reading the body, which happens only after the
+// caller is authenticated.
+const mintBodyTimeout = 10 * time.Second
 
 // ServeHTTP mints a token: 201 with a MintResponse, or the error contract
-// ({"code", "detail"}) with 400, 401, 403, 404, 405, 429 or 503.
+// ({"code", "detail"}) with 400, 401, 403, 404, 405, 415, 429 or 503.
 func (m *Minter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Cache-Control", "no-store") // the answer is a credential
-	resp, err := m.mint(r)
+	h := w.Header()
+	h.Set("Cache-Control", "no-store") // the answer is a credential
+	h.Set("X-Content-Type-Options", "nosniff")
+	resp, err := m.mint(w, r)
 	if err != nil {
 		var e *Error
-		if !errors.As(err, &e) {
-			e = &Error{Status: http.StatusBadRequest, Code: "invalid_request", Detail: err.Error()}
+		switch {
+		case errors.As(err, &e):
+		case r.Context().Err() != nil:
+			e = &Error{Status: 499, Code: "client_closed", Detail: "the client left"} // for the log: nobody reads it
+		default:
+			m.c.log.Error("minting failed", "err", err)
+			e = &Error{Status: http.StatusInternalServerError, Code: "internal_error", Detail: "minting failed"}
 		}
 		writeMintError(w, e)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
+	h.Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusCreated)
 	_ = json.NewEncoder(w).Encode(resp)
 }
 
-func (m *Minter) mint(r *http.Request) (*MintResponse, error) {
+// mint runs the request through the same steps as a request to the
+// sandbox: the limits, who asks (never a scoped token: a token cannot
+// beget a longer or wider one), may they reach it, does it exist; then
+// signs.
+func (m *Minter) mint(w http.ResponseWriter, r *http.Request) (*MintResponse, error) {
+	c := m.c
 	if r.Method != http.MethodPost {
 		return nil, errMintMethod
 	}
-	c := m.c
+	// A JSON body cannot come from a plain HTML form: a browser must ask
+	// (CORS preflight) before sending it cross-origin, which nobody
+	// answers here, so a page elsewhere cannot mint with the browser's
+	// client certificate.
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		return nil, errMintMediaType
+	}
 	var client netip.Addr
 	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		client = ap.Addr().Unmap()
@@ -147,35 +162,22 @@ func (m *Minter) mint(r *http.Request) (*MintResponse, error) {
 			return nil, e
 		}
 	}
-	req, claims, err := m.parse(r)
+	id, err := m.caller(r.Context(), r)
+	if err == errInvalidCredentials && c.limiter != nil {
+		c.limiter.failed(client)
+	}
+	if err != nil {
+		c.metrics.decided(err)
+		return nil, err
+	}
+	// The body only from a caller the API server knows, and not for ever.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(mintBodyTimeout))
+	req, claims, err := m.parse(r.Body)
 	if err != nil {
 		return nil, err
 	}
 	sandbox := resolver.Key{Namespace: req.Namespace, Name: req.Name}
-	// Who asks, and may they reach the sandbox: a Kubernetes token or a
-	// client certificate, never a scoped token (a token cannot beget a
-	// longer or wider one).
-	var id Identity
-	if token, present := bearerToken(r.Header); present {
-		if token == "" || scoped.IsScoped(token) {
-			err = errInvalidCredentials
-		} else {
-			id, err = c.authenticate(r.Context(), token)
-		}
-	} else if cert := verifiedClientCert(r); cert != nil {
-		var ok bool
-		if id, ok = certificateIdentity(cert); !ok {
-			err = errInvalidCredentials
-		}
-	} else {
-		err = errMissingCredentials
-	}
-	if err == errInvalidCredentials && c.limiter != nil {
-		c.limiter.failed(client)
-	}
-	if err == nil {
-		err = c.authorize(r.Context(), id, sandbox)
-	}
+	err = c.authorize(r.Context(), id.Identity, sandbox)
 	c.metrics.decided(err)
 	if err != nil {
 		return nil, err
@@ -190,99 +192,54 @@ func (m *Minter) mint(r *http.Request) (*MintResponse, error) {
 	}
 	// Only now, to a caller allowed to reach it, does the router say
 	// whether the sandbox exists.
+	if s, ok := c.sandboxes.(interface{ Synced() bool }); ok && !s.Synced() {
+		return nil, errMintNotReady
+	}
 	res := c.sandboxes.Lookup(sandbox)
 	if res.UID == "" {
-		return nil, &Error{Status: http.StatusNotFound, Code: "sandbox_not_found", Detail: "no such sandbox"}
+		return nil, errMintNotFound
 	}
+	now := m.now()
 	claims.KeyID, claims.UID, claims.Subject = m.opts.KeyID, res.UID, id.User
-	tok, err := scoped.MintV2(m.opts.Key, claims, m.now())
+	claims.Expires = time.Unix(claims.Expires.Unix(), 0) // as the token says it
+	tok, err := scoped.MintV2(m.opts.Key, claims, now)
 	if err != nil {
 		return nil, err
 	}
-	port := uint16(8888)
-	if len(claims.Ports) > 0 {
-		port = claims.Ports[0]
+	if !cookieSafe(tok) {
+		// parse bounds every claim so that this does not happen.
+		return nil, errors.New("the minted token is too large for a cookie")
 	}
-	return &MintResponse{Token: tok, Expires: claims.Expires.UTC(), Links: m.links(r, req, port, tok)}, nil
+	c.log.Info("scoped token minted", "subject", id.User, "auth", id.auth, "namespace", sandbox.Namespace, "name", sandbox.Name,
+		"uid", res.UID, "kid", m.opts.KeyID, "expires", claims.Expires.UTC(), "ports", claims.Ports, "methods", claims.Methods,
+		"path", claims.PathPrefix, "client_cidrs", req.ClientCIDRs, "client", client.String())
+	return &MintResponse{Token: tok, Expires: claims.Expires.UTC(), Links: m.links(r, sandbox, claims, tok)}, nil
 }
 
-// parse reads and checks the request body.
-func (m *Minter) parse(r *http.Request) (MintRequest, scoped.Claims, error) {
-	var req MintRequest
-	dec := json.NewDecoder(io.LimitReader(r.Body, maxMintRequest))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return req, scoped.Claims{}, fmt.Errorf("the body is not a token request: %v", err)
-	}
-	if !resolver.IsDNSLabel(req.Namespace) || !resolver.IsDNSLabel(req.Name) {
-		return req, scoped.Claims{}, errors.New("namespace and name must be DNS-1123 labels")
-	}
-	ttl := m.opts.DefaultTTL
-	if req.TTL != "" {
-		d, err := time.ParseDuration(req.TTL)
-		if err != nil || d < minMintTTL {
-			return req, scoped.Claims{}, fmt.Errorf("ttl %q is not a duration of at least %s", req.TTL, minMintTTL)
+// caller authenticates the minter: a Kubernetes token (TokenReview) or a
+// verified client certificate.
+func (m *Minter) caller(ctx context.Context, r *http.Request) (mintCaller, error) {
+	if token, present := bearerToken(r.Header); present {
+		if token == "" || scoped.IsScoped(token) {
+			return mintCaller{}, errInvalidCredentials
 		}
-		if d > m.opts.MaxTTL {
-			return req, scoped.Claims{}, fmt.Errorf("ttl %s is longer than the router allows (%s)", d, m.opts.MaxTTL)
+		id, err := m.c.authenticate(ctx, token)
+		return mintCaller{id, AuthKubernetesToken}, err
+	}
+	if cert := verifiedClientCert(r); cert != nil {
+		id, ok := certificateIdentity(cert)
+		if !ok {
+			return mintCaller{}, errInvalidCredentials
 		}
-		ttl = d
+		return mintCaller{id, AuthClientCertificate}, nil
 	}
-	if len(req.Ports) > maxMintList || len(req.Methods) > maxMintList || len(req.ClientCIDRs) > maxMintList || len(req.PathPrefix) > maxMintPath {
-		return req, scoped.Claims{}, fmt.Errorf("at most %d ports, methods and clientCIDRs, and a pathPrefix of %d bytes: a token must fit in a cookie", maxMintList, maxMintPath)
-	}
-	claims := scoped.Claims{Namespace: req.Namespace, Name: req.Name, Expires: m.now().Add(ttl), Ports: req.Ports, PathPrefix: req.PathPrefix}
-	if slices.Contains(req.Ports, 0) {
-		return req, claims, errors.New("ports must be 1-65535")
-	}
-	for _, meth := range req.Methods {
-		if meth == "" || strings.ToUpper(meth) != meth || strings.ContainsAny(meth, " \t/") {
-			return req, claims, fmt.Errorf("method %q is not an HTTP method in upper case", meth)
-		}
-		claims.Methods = append(claims.Methods, meth)
-	}
-	if req.PathPrefix != "" && !strings.HasPrefix(req.PathPrefix, "/") {
-		return req, claims, errors.New("pathPrefix must start with /")
-	}
-	for _, s := range req.ClientCIDRs {
-		pfx, err := netip.ParsePrefix(s)
-		if err != nil {
-			return req, claims, fmt.Errorf("clientCIDRs: %v", err)
-		}
-		claims.ClientCIDRs = append(claims.ClientCIDRs, pfx)
-	}
-	return req, claims, nil
+	return mintCaller{}, errMissingCredentials
 }
 
-// links builds the entry links, keeping the port the caller reached the
-// router on.
-func (m *Minter) links(r *http.Request, req MintRequest, port uint16, token string) []string {
-	o := &m.opts
-	scheme := "http"
-	if m.c.https(r) {
-		scheme = "https"
-	}
-	_, routerPort, _ := strings.Cut(r.Host, ":")
-	if strings.HasPrefix(r.Host, "[") {
-		if i := strings.LastIndex(r.Host, "]:"); i >= 0 {
-			routerPort = r.Host[i+2:]
-		} else {
-			routerPort = ""
-		}
-	}
-	query := "/?" + url.QueryEscape(o.EntryParam) + "=" + url.QueryEscape(token)
-	var links []string
-	if o.BaseDomain != "" {
-		host := strconv.Itoa(int(port)) + "-" + req.Name + "." + req.Namespace + "." + o.BaseDomain
-		if routerPort != "" {
-			host += ":" + routerPort
-		}
-		links = append(links, scheme+"://"+host+query)
-	}
-	if o.PathPrefix != "" {
-		links = append(links, scheme+"://"+r.Host+o.PathPrefix+"/"+req.Namespace+"/"+req.Name+"/"+strconv.Itoa(int(port))+query)
-	}
-	return links
+// mintCaller is who asks for a token, and how the router knows.
+type mintCaller struct {
+	Identity
+	auth string
 }
 
 func writeMintError(w http.ResponseWriter, e *Error) {
@@ -297,7 +254,6 @@ func writeMintError(w http.ResponseWriter, e *Error) {
 		h.Set("Retry-After", strconv.Itoa(e.RetryAfter))
 	}
 	h.Set("Content-Type", "application/json")
-	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(e.Status)
 	_ = json.NewEncoder(w).Encode(struct {
 		Detail string `json:"detail"`

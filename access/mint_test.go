@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,7 +40,8 @@ func newTestMinter(t *testing.T, limits Limits) (*Minter, *Checker, *fakeAuthori
 	f := newAuthority()
 	f.grants["alice"] = append(f.grants["alice"], "team-a/gone")
 	c, err := New(Options{Modes: []Mode{ModeKubernetes, ModeScopedToken}, Tokens: f, Access: f, Scoped: v,
-		Sandboxes: uids{sbA: "uid-a", sbB: "uid-b"}, Limits: limits, Metrics: NewMetrics(prometheus.NewRegistry())})
+		Sandboxes: uids{sbA: "uid-a", sbB: "uid-b"}, Limits: limits, Metrics: NewMetrics(prometheus.NewRegistry()),
+		Sessions: Sessions{Cookie: "sb-session"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,6 +56,7 @@ func newTestMinter(t *testing.T, limits Limits) (*Minter, *Checker, *fakeAuthori
 func mintCall(m *Minter, method, bearer, body string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(method, "http://router.example:8080"+MintPath, strings.NewReader(body))
 	r.RemoteAddr = "192.0.2.9:4000"
+	r.Header.Set("Content-Type", "application/json")
 	if bearer != "" {
 		r.Header.Set("Authorization", "Bearer "+bearer)
 	}
@@ -153,7 +156,20 @@ func TestMintRefuses(t *testing.T) {
 		{"relative path", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","pathPrefix":"api"}`, 400, "invalid_request"},
 		{"bad CIDR", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","clientCIDRs":["10.0.0.1"]}`, 400, "invalid_request"},
 		{"too many ports", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","ports":[` + strings.Repeat("1,", maxMintList) + `1]}`, 400, "invalid_request"},
+		{"trailing data", http.MethodPost, "alice-token", ok + `{"namespace":"team-a","name":"sb2"}`, 400, "invalid_request"},
+		{"a method JSON escapes", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","methods":["GET\u0000<"]}`, 400, "invalid_request"},
+		{"a long method", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","methods":["` + strings.Repeat("A", 3000) + `"]}`, 400, "invalid_request"},
+		{"a path JSON escapes", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","pathPrefix":"/<script>"}`, 400, "invalid_request"},
+		{"a mapped IPv4 range", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","clientCIDRs":["::ffff:10.0.0.0/104"]}`, 400, "invalid_request"},
 		{"huge body", http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1","pathPrefix":"/` + strings.Repeat("a", maxMintRequest) + `"}`, 400, "invalid_request"},
+	}
+	r := httptest.NewRequest(http.MethodPost, "http://router"+MintPath, strings.NewReader(ok))
+	r.Header.Set("Authorization", "Bearer alice-token")
+	r.Header.Set("Content-Type", "text/plain") // what an HTML form can send cross-origin
+	w := httptest.NewRecorder()
+	m.ServeHTTP(w, r)
+	if w.Code != http.StatusUnsupportedMediaType {
+		t.Errorf("text/plain: %d %s, want 415", w.Code, w.Body)
 	}
 	for _, tc := range cases {
 		w := mintCall(m, tc.method, tc.bearer, tc.body)
@@ -223,10 +239,9 @@ func FuzzMintRequest(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	m := &Minter{opts: MintOptions{Key: priv, KeyID: "k1", DefaultTTL: 15 * time.Minute, MaxTTL: time.Hour}, now: time.Now}
+	m := &Minter{opts: MintOptions{Key: priv, KeyID: "k1", DefaultTTL: 15 * time.Minute, MaxTTL: time.Hour}, now: time.Now, c: &Checker{}}
 	f.Fuzz(func(t *testing.T, body string) {
-		r := httptest.NewRequest(http.MethodPost, "http://router"+MintPath, strings.NewReader(body))
-		req, claims, err := m.parse(r)
+		req, claims, err := m.parse(strings.NewReader(body))
 		if err != nil {
 			return
 		}
@@ -247,4 +262,73 @@ func FuzzMintRequest(f *testing.F) {
 			t.Fatalf("%q: claims %+v", body, got)
 		}
 	})
+}
+
+// TestMintLinks: entry links follow the token (its port and path prefix),
+// are left out when no browser could open them, and are never built from
+// a Host a client wrote oddly; a public URL, when set, is where they go.
+func TestMintLinks(t *testing.T) {
+	m, c, _ := newTestMinter(t, Limits{})
+	links := func(host, body string) []string {
+		t.Helper()
+		r := httptest.NewRequest(http.MethodPost, "http://router"+MintPath, strings.NewReader(body))
+		r.Host = host
+		r.Header.Set("Authorization", "Bearer alice-token")
+		r.Header.Set("Content-Type", "application/json")
+		w := httptest.NewRecorder()
+		m.ServeHTTP(w, r)
+		var resp MintResponse
+		if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil || w.Code != http.StatusCreated {
+			t.Fatalf("%s %s: %d %s", host, body, w.Code, w.Body)
+		}
+		if !resp.Expires.Equal(resp.Expires.Truncate(time.Second)) {
+			t.Errorf("expires %v: not whole seconds as in the token", resp.Expires)
+		}
+		for i, l := range resp.Links {
+			resp.Links[i] = strings.Split(l, "?")[0]
+		}
+		return resp.Links
+	}
+	same := func(got []string, want ...string) bool { return strings.Join(got, " ") == strings.Join(want, " ") }
+	if got := links("router.example", `{"namespace":"team-a","name":"sb1","ports":[3000],"pathPrefix":"/app"}`); !same(got,
+		"http://3000-sb1.team-a.sandbox.test/app", "http://router.example/sb/team-a/sb1/3000/app") {
+		t.Errorf("at the token's port and path: %q", got)
+	}
+	if got := links("[::1]:8080", `{"namespace":"team-a","name":"sb1"}`); !same(got,
+		"http://8888-sb1.team-a.sandbox.test:8080/", "http://[::1]:8080/sb/team-a/sb1/8888/") {
+		t.Errorf("an IPv6 router address: %q", got)
+	}
+	if got := links("router.example", `{"namespace":"team-a","name":"sb1","methods":["POST"]}`); got != nil {
+		t.Errorf("a token without GET cannot open a session: %q", got)
+	}
+	for _, host := range []string{"a:b.evil.example", "a:1:2", "evil.example:08080", "under_score.example"} {
+		if got := links(host, `{"namespace":"team-a","name":"sb1"}`); got != nil {
+			t.Errorf("Host %q: links %q, want none", host, got)
+		}
+	}
+	m.opts.PublicURL = &url.URL{Scheme: "https", Host: "sandboxes.example.com"}
+	if got := links("sandbox-router.infra.svc:8080", `{"namespace":"team-a","name":"sb1"}`); !same(got,
+		"https://8888-sb1.team-a.sandbox.test/", "https://sandboxes.example.com/sb/team-a/sb1/8888/") {
+		t.Errorf("with a public URL, called in-cluster: %q", got)
+	}
+	c.sessions.Cookie = ""
+	if got := links("router.example", `{"namespace":"team-a","name":"sb1"}`); got != nil {
+		t.Errorf("sessions off: links %q", got)
+	}
+}
+
+// notSynced is a resolver that has not loaded the cluster yet.
+type notSynced struct{ uids }
+
+func (notSynced) Synced() bool { return false }
+
+// TestMintBeforeTheResolverSynced: an allowed caller gets 503, not a 404
+// for a sandbox the router has not seen yet.
+func TestMintBeforeTheResolverSynced(t *testing.T) {
+	m, c, _ := newTestMinter(t, Limits{})
+	c.sandboxes = notSynced{uids{sbA: "uid-a"}}
+	w := mintCall(m, http.MethodPost, "alice-token", `{"namespace":"team-a","name":"sb1"}`)
+	if w.Code != http.StatusServiceUnavailable || answerCode(w) != "router_not_ready" || w.Header().Get("Retry-After") == "" {
+		t.Errorf("before the sync: %d %s", w.Code, w.Body)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -101,10 +102,7 @@ func newMinter(cfg *config, checker *access.Checker) (*access.Minter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("authz-mint-signing-key %s: %w", cfg.AuthzMintKey, err)
 	}
-	kid := cfg.AuthzMintKeyID
-	if kid == "" {
-		kid = strings.TrimSuffix(filepath.Base(cfg.AuthzMintKey), ".key")
-	}
+	kid := cfg.mintKeyID()
 	pubPath := filepath.Join(cfg.AuthzScopedKeyDir, kid+".pem")
 	pubData, err := os.ReadFile(pubPath)
 	if err != nil {
@@ -119,8 +117,12 @@ func newMinter(cfg *config, checker *access.Checker) (*access.Minter, error) {
 	}
 	baseDomain := ""
 	if len(cfg.BaseDomains) > 0 {
-		baseDomain = cfg.BaseDomains[0]
+		baseDomain = strings.Trim(strings.ToLower(cfg.BaseDomains[0]), ".") // as the router reads it
+	}
+	var public *url.URL
+	if cfg.AuthzMintPublicURL != "" {
+		public, _ = url.Parse(cfg.AuthzMintPublicURL) // validated
 	}
 	return access.NewMinter(checker, access.MintOptions{Key: priv, KeyID: kid, DefaultTTL: cfg.AuthzMintDefaultTTL, MaxTTL: cfg.AuthzMintMaxTTL,
-		BaseDomain: baseDomain, PathPrefix: cfg.PathRoutingPrefix, EntryParam: cfg.AuthzCookieQueryParam})
+		PublicURL: public, BaseDomain: baseDomain, PathPrefix: cfg.PathRoutingPrefix, EntryParam: cfg.AuthzCookieQueryParam})
 }

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -107,6 +108,7 @@ type config struct {
 	AuthzTrustFwdProto    bool
 	AuthzMintKey          string
 	AuthzMintKeyID        string
+	AuthzMintPublicURL    string
 	AuthzMintDefaultTTL   time.Duration
 	AuthzMintMaxTTL       time.Duration
 
@@ -227,6 +229,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.BoolVar(&c.AuthzTrustFwdProto, "authz-trust-forwarded-proto", false, "read the scheme for sessions from X-Forwarded-Proto (only behind a proxy that sets it and strips clients')")
 	fs.StringVar(&c.AuthzMintKey, "authz-mint-signing-key", "", "serve POST "+access.MintPath+" on the router's own host: a caller Kubernetes lets reach a sandbox gets a short-lived v2 scoped token for it, signed with this Ed25519 private key (PEM PKCS #8, e.g. from sandbox-router keygen); needs authz-mode kubernetes,scoped-token with the key's public half in authz-scoped-token-public-keys")
 	fs.StringVar(&c.AuthzMintKeyID, "authz-mint-key-id", "", "the signing key's id; empty = the key file's name without .key")
+	fs.StringVar(&c.AuthzMintPublicURL, "authz-mint-public-url", "", "where users reach the router (scheme://host[:port]), for the entry links of minted tokens; empty = the scheme and host the minting caller used")
 	fs.DurationVar(&c.AuthzMintDefaultTTL, "authz-mint-default-ttl", 15*time.Minute, "the life of a minted token when the request names none")
 	fs.DurationVar(&c.AuthzMintMaxTTL, "authz-mint-max-ttl", time.Hour, "the longest life a request may ask for: a RoleBinding removed does not revoke tokens already minted")
 	fs.Float64Var(&c.LimitIdentityRPS, "limit-identity-rps", 0, "requests per second one identity may send (the client address when anonymous); 0 = no limit; past it 429 rate_limited")
@@ -553,9 +556,23 @@ func (c *config) validateAuthz(bad func(string, ...any)) {
 		if !slices.Contains(modes, access.ModeKubernetes) || c.AuthzScopedKeyDir == "" {
 			bad("authz-mint-signing-key needs authz-mode kubernetes,scoped-token with authz-scoped-token-public-keys: Kubernetes authorizes who mints, the public keys verify what was minted")
 		}
-		if c.AuthzMintDefaultTTL <= 0 || c.AuthzMintMaxTTL < c.AuthzMintDefaultTTL {
-			bad("authz-mint-default-ttl must be positive and at most authz-mint-max-ttl")
+		if c.AuthzMintDefaultTTL < access.MinMintTTL || c.AuthzMintMaxTTL < c.AuthzMintDefaultTTL {
+			bad("authz-mint-default-ttl must be at least %s and at most authz-mint-max-ttl", access.MinMintTTL)
 		}
+		if kid := c.mintKeyID(); !validKeyID(kid) {
+			bad("authz-mint-key-id %q: the verifier finds keys by <id>.pem; use letters, digits, '-', '_' and '.', not first", kid)
+		}
+		if p := c.PathRoutingPrefix; p != "" && strings.HasPrefix(access.MintPath+"/", p+"/") {
+			bad("path-routing-prefix %s covers the minting endpoint %s", p, access.MintPath)
+		}
+		if c.AuthzMintPublicURL != "" {
+			if u, err := url.Parse(c.AuthzMintPublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" ||
+				(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil || u.Fragment != "" {
+				bad("authz-mint-public-url: %q is not scheme://host[:port]", c.AuthzMintPublicURL)
+			}
+		}
+	} else if c.AuthzMintPublicURL != "" || c.AuthzMintKeyID != "" {
+		bad("authz-mint-public-url and authz-mint-key-id need authz-mint-signing-key")
 	}
 	if c.Routes != "" && (slices.Contains(modes, access.ModeTokenReview) || slices.Contains(modes, access.ModeKubernetes)) {
 		bad("authz-mode=%s reviews tokens with the cluster's API server; it needs the cluster resolver, not routes", c.AuthzMode)
@@ -566,6 +583,15 @@ func (c *config) validateAuthz(bad func(string, ...any)) {
 	if c.ForwardAuth {
 		bad("authz-mode=%s cannot be combined with forward-authorization: the router's credential never reaches the sandbox", c.AuthzMode)
 	}
+}
+
+// mintKeyID is the minting key's id: given, or the key file's name
+// without .key.
+func (c *config) mintKeyID() string {
+	if c.AuthzMintKeyID != "" {
+		return c.AuthzMintKeyID
+	}
+	return strings.TrimSuffix(filepath.Base(c.AuthzMintKey), ".key")
 }
 
 // validCookieName reports whether s is an RFC 6265 cookie name (a token).

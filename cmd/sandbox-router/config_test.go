@@ -130,6 +130,12 @@ func TestConfigErrors(t *testing.T) {
 		{name: "mint without scoped tokens", args: []string{"--authz-mode", "kubernetes", "--authz-mint-signing-key", "k1.key"}, wantErr: "authz-mint-signing-key needs"},
 		{name: "mint without kubernetes", args: []string{"--routes", "r", "--authz-mode", "scoped-token", "--authz-scoped-token-public-keys", "keys", "--authz-mint-signing-key", "k1.key"}, wantErr: "authz-mint-signing-key needs"},
 		{name: "mint default above max", args: []string{"--authz-mode", "kubernetes,scoped-token", "--authz-scoped-token-public-keys", "keys", "--authz-mint-signing-key", "k1.key", "--authz-mint-default-ttl", "2h"}, wantErr: "authz-mint-default-ttl"},
+		{name: "mint ttl under the minimum", args: []string{"--authz-mode", "kubernetes,scoped-token", "--authz-scoped-token-public-keys", "keys", "--authz-mint-signing-key", "k1.key", "--authz-mint-default-ttl", "1s", "--authz-mint-max-ttl", "5s"}, wantErr: "authz-mint-default-ttl must be at least"},
+		{name: "mint key id with a path", args: []string{"--authz-mode", "kubernetes,scoped-token", "--authz-scoped-token-public-keys", "keys", "--authz-mint-signing-key", "k1.key", "--authz-mint-key-id", "../other/k9"}, wantErr: "authz-mint-key-id"},
+		{name: "mint key file with a dot", args: []string{"--authz-mode", "kubernetes,scoped-token", "--authz-scoped-token-public-keys", "keys", "--authz-mint-signing-key", "keys/.k1.key"}, wantErr: "authz-mint-key-id"},
+		{name: "path prefix over the mint path", args: []string{"--authz-mode", "kubernetes,scoped-token", "--authz-scoped-token-public-keys", "keys", "--authz-mint-signing-key", "k1.key", "--path-routing-prefix", "/sandbox-router"}, wantErr: "covers the minting endpoint"},
+		{name: "bad mint public url", args: []string{"--authz-mode", "kubernetes,scoped-token", "--authz-scoped-token-public-keys", "keys", "--authz-mint-signing-key", "k1.key", "--authz-mint-public-url", "https://sb.example.com/x"}, wantErr: "authz-mint-public-url"},
+		{name: "mint public url without a key", args: []string{"--authz-mode", "kubernetes", "--authz-mint-public-url", "https://sb.example.com"}, wantErr: "need authz-mint-signing-key"},
 		{name: "zero client timeout cap", args: []string{"--routes", "r", "--max-client-timeout", "0s"}, wantErr: "max-client-timeout must be positive"},
 	}
 	for _, tt := range tests {

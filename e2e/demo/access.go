@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -150,7 +151,8 @@ func waitGuarded(ctx context.Context, p *routerproc.Proc, g *guarded) error {
 // the agent.
 func mintRequest(g *guarded) request {
 	return request{method: http.MethodPost, url: "http://" + g.http + "/sandbox-router/v1/tokens",
-		headers: [][2]string{{"Authorization", "Bearer " + g.token}}, body: `{"namespace":"team-a","name":"beta","ttl":"10m"}`}
+		headers: [][2]string{{"Authorization", "Bearer " + g.token}, {"Content-Type", "application/json"}},
+		body:    `{"namespace":"team-a","name":"beta","ttl":"10m"}`}
 }
 
 // accessChecks show the guarded router: no credential, the agent's token
@@ -193,6 +195,9 @@ func accessChecks(e *env) []check {
 			if len(via) == 1 {
 				firstStatus = req.Response.StatusCode
 			}
+			if len(via) >= 10 {
+				return errors.New("stopped after 10 redirects")
+			}
 			return nil
 		}}
 	_, port, _ := net.SplitHostPort(g.http)
@@ -208,7 +213,8 @@ func accessChecks(e *env) []check {
 		httpCheck(client, []string{"the agent's token (TokenRequest) on its sandbox, and on another"},
 			betaReq, "", "", display(betaReq, ""), expect{status: 200, sandbox: "beta"}),
 		httpCheck(client, nil, alphaReq, "", "", display(alphaReq, ""), expect{status: 403, code: "sandbox_forbidden"}),
-		httpCheck(client, []string{"the agent mints a 10-minute preview link for beta (no signing key needed)"},
+		httpCheck(client, []string{"the agent mints a 10-minute preview link for beta (no signing key needed); the demo minted",
+			"the LINK below the same way before these requests"},
 			mint, "", "", display(mint, ""), expect{status: 201, contains: `"links":["http://8888-beta.team-a.` + baseDomain}),
 		{
 			note: []string{"open the preview link as a browser would: 302 with a session cookie, then the page",
@@ -216,6 +222,7 @@ func accessChecks(e *env) []check {
 			curl: "curl -s -L " + jarFlags + ` "$LINK"`,
 			want: "302, then 200 from beta",
 			do: func(ctx context.Context) (string, bool) {
+				firstStatus = 0
 				got, ok := browse(ctx, browser, g.link, "beta")
 				u, _ := url.Parse(betaHost)
 				set := slices.ContainsFunc(jar.Cookies(u), func(c *http.Cookie) bool { return c.Name == cookieName })
