@@ -32,7 +32,7 @@ import (
 
 func main() {
 	if len(os.Args) > 1 {
-		sub := map[string]func([]string, io.Writer, io.Writer) error{"token": runToken, "keygen": runKeygen}[os.Args[1]]
+		sub := map[string]func([]string, io.Writer, io.Writer) error{"token": runToken, "keygen": runKeygen, "version": runVersion}[os.Args[1]]
 		if sub != nil {
 			if err := sub(os.Args[2:], os.Stdout, os.Stderr); err != nil {
 				if !errors.Is(err, flag.ErrHelp) {

@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -104,5 +105,20 @@ func TestMinterKeyMustBeVerifiable(t *testing.T) {
 		if _, err := newMinter(cfg, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: %v, want it to mention %q", tc.name, err, tc.want)
 		}
+	}
+}
+
+// TestVersionText: the version subcommand says module version, commit
+// (and whether the tree was modified) and Go version from the build info.
+func TestVersionText(t *testing.T) {
+	info := &debug.BuildInfo{GoVersion: "go1.26.8", Main: debug.Module{Version: "v0.3.0"}, Settings: []debug.BuildSetting{
+		{Key: "vcs.revision", Value: "abc123"}, {Key: "vcs.time", Value: "2026-12-06T03:00:00Z"}, {Key: "vcs.modified", Value: "true"}}}
+	want := "sandbox-router v0.3.0\ncommit abc123 (modified)\ncommitted 2026-12-06T03:00:00Z\ngo go1.26.8\n"
+	if got := versionText(info); got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	info.Settings = nil
+	if got := versionText(info); !strings.Contains(got, "commit unknown\n") {
+		t.Errorf("without VCS info: %q", got)
 	}
 }
