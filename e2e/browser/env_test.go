@@ -235,20 +235,5 @@ func (e *env) startRouter(t *testing.T, args ...string) *routerproc.Proc {
 	}
 	args = append([]string{"--kubeconfig", kubeconfig, "--namespaces", namespace, "--allow-loopback-pod-ip",
 		"--activator=false", "--access-log", "stderr"}, args...)
-	p, err := routerproc.Start(t.Context(), routerproc.Options{Bin: bin, Args: args})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Stop(); err != nil {
-			t.Errorf("router exit: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("router log:\n%s", p.Log())
-		}
-	})
-	if err := p.WaitReady(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return routerproc.ForTest(t, routerproc.Options{Bin: bin, Args: args})
 }

@@ -262,22 +262,7 @@ func (e *env) startRouter(t *testing.T, args ...string) *routerproc.Proc {
 		t.Fatal(err)
 	}
 	args = append([]string{"--kubeconfig", kubeconfig, "--allow-loopback-pod-ip", "--access-log", "off", "--activator=false"}, args...)
-	p, err := routerproc.Start(t.Context(), routerproc.Options{Bin: e.bin, Args: args})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := p.Stop(); err != nil {
-			t.Errorf("router exit: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("router log:\n%s", p.Log())
-		}
-	})
-	if err := p.WaitReady(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	return p
+	return routerproc.ForTest(t, routerproc.Options{Bin: e.bin, Args: args})
 }
 
 // bearer is the RoundTripper a user of the SDK passes as its
