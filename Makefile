@@ -4,7 +4,7 @@ BIN     := bin
 PKGS    := ./...
 FUZZTIME ?= 10s
 
-.PHONY: build test bench fuzz lint demo image clean
+.PHONY: build test bench fuzz lint demo image image-push clean
 
 build:
 	$(GO) build -o $(BIN)/sandbox-router ./cmd/sandbox-router
@@ -61,9 +61,26 @@ demo: build
 	$(GO) build -o $(BIN)/demo ./e2e/demo
 	$(BIN)/demo --router $(BIN)/sandbox-router $(DEMOFLAGS)
 
-# Container image (needs a Docker engine; none runs on the CI machines).
+# The router's OCI image, built without a Docker engine (images/): one
+# index for linux/amd64 and linux/arm64, reproducible (the creation time
+# and every mtime are SOURCE_DATE_EPOCH, by default the commit's time).
+# Writes $(IMAGE_DIR)/oci (an OCI layout), $(IMAGE_DIR)/sandbox-router-oci.tar
+# (podman load; docker load with the containerd image store) and
+# $(IMAGE_DIR)/sandbox-router-linux-<arch>.tar (docker load, any store).
+# The CA bundle comes from Debian's ca-certificates (installed if missing).
+IMAGE_DIR ?= dist/image
+IMAGE_TAG ?= sandbox-router:dev
 image:
-	docker build -t sandbox-router:dev .
+	test -f /etc/ssl/certs/ca-certificates.crt || { S=$$([ "$$(id -u)" -eq 0 ] || echo sudo); $$S apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y -qq --no-install-recommends ca-certificates; }
+	$(GO) run ./images/cmd/image build -out $(IMAGE_DIR) -tag $(IMAGE_TAG)
+
+# Builds the image, then pushes its index to REGISTRY=host/repo[:tag]
+# (:latest without a tag) with credentials from the Docker config (docker
+# login, credential helpers); prints the pushed reference by digest.
+image-push:
+	@test -n "$(REGISTRY)" || { echo 'usage: make image-push REGISTRY=host/repo[:tag]'; exit 2; }
+	$(MAKE) --no-print-directory image
+	$(GO) run ./images/cmd/image push -layout $(IMAGE_DIR)/oci $(REGISTRY)
 
 clean:
 	rm -rf $(BIN)
