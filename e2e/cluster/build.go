@@ -22,9 +22,14 @@ type binaries struct {
 	apiserver, etcd string
 }
 
-// tool is one binary built from the tools module.
+// tool is one binary built from a tools module.
 type tool struct {
 	name, pkg, ldflags string
+	// module is the tools module's directory below e2e/tools ("" for
+	// e2e/tools itself).
+	module string
+	// static builds with CGO_ENABLED=0, as the tool's release build does.
+	static bool
 }
 
 // kubeVersion stamps kube-apiserver the way release builds do, so /version
@@ -35,10 +40,22 @@ const kubeVersion = "-X k8s.io/component-base/version.gitVersion=v1.37.2" +
 	" -X k8s.io/component-base/version.gitMinor=37" +
 	" -X k8s.io/component-base/version.gitTreeState=clean"
 
-var tools = []tool{
-	{"kube-apiserver", "k8s.io/kubernetes/cmd/kube-apiserver", kubeVersion},
-	{"etcd", "go.etcd.io/etcd/server/v3", ""},
-}
+// helmVersion stamps helm as its release build does (its Makefile's
+// LDFLAGS for a tag), so `helm version` reports v4.3.2. Keep it in step
+// with e2e/tools/helm/go.mod.
+const helmVersion = "-X helm.sh/helm/v4/internal/version.version=v4.3.2" +
+	" -X helm.sh/helm/v4/internal/version.gitTreeState=clean"
+
+// tools are built by every cluster; kubectl and helm only when a test asks
+// (KubectlBinary, HelmBinary): most e2e packages never run them.
+var (
+	tools = []tool{
+		{name: "kube-apiserver", pkg: "k8s.io/kubernetes/cmd/kube-apiserver", ldflags: kubeVersion},
+		{name: "etcd", pkg: "go.etcd.io/etcd/server/v3"},
+	}
+	kubectlTool = tool{name: "kubectl", pkg: "k8s.io/kubernetes/cmd/kubectl", ldflags: kubeVersion, static: true}
+	helmTool    = tool{name: "helm", pkg: "helm.sh/helm/v4/cmd/helm", ldflags: helmVersion, module: "helm", static: true}
+)
 
 // repoRoot walks up from the working directory to the go.mod of the main
 // module, and failing that from this source file's directory (a demo
@@ -80,38 +97,79 @@ func isMainModule(goMod string) bool {
 	return false
 }
 
-// ensureBinaries builds the tools into e2e/tools/bin when they are missing
-// or older than the tools module's go.mod/go.sum. A flock on bin/.lock keeps
-// test packages running in parallel from building at the same time.
+// ensureBinaries builds kube-apiserver and etcd into e2e/tools/bin when
+// they are missing or older than the tools module's go.mod/go.sum.
 func ensureBinaries(ctx context.Context, logf func(string, ...any)) (binaries, error) {
-	root, err := repoRoot()
+	paths, err := ensureTools(ctx, logf, ".lock", tools...)
 	if err != nil {
 		return binaries{}, err
+	}
+	return binaries{apiserver: paths[0], etcd: paths[1]}, nil
+}
+
+// KubectlBinary returns the path of a real kubectl built from the tools
+// module's k8s.io/kubernetes (cmd/kubectl, the API server's version),
+// building it into e2e/tools/bin first when it is missing or older than
+// the module's go.mod/go.sum. logf receives progress lines (nil discards
+// them).
+func KubectlBinary(ctx context.Context, logf func(string, ...any)) (string, error) {
+	paths, err := ensureTools(ctx, logf, ".lock-kubectl", kubectlTool)
+	if err != nil {
+		return "", err
+	}
+	return paths[0], nil
+}
+
+// HelmBinary returns the path of the real helm CLI (helm.sh/helm/v4
+// cmd/helm, built as its release is from the module e2e/tools/helm),
+// building it into e2e/tools/bin first as KubectlBinary does.
+func HelmBinary(ctx context.Context, logf func(string, ...any)) (string, error) {
+	paths, err := ensureTools(ctx, logf, ".lock-helm", helmTool)
+	if err != nil {
+		return "", err
+	}
+	return paths[0], nil
+}
+
+// ensureTools builds each tool into e2e/tools/bin when it is missing or
+// older than its module's go.mod/go.sum, and returns their paths. A flock
+// on bin/<lockName> keeps test packages running in parallel from building
+// the same tools at the same time; each set of tools has its own lock, so
+// a package waiting for kube-apiserver does not wait for helm too.
+func ensureTools(ctx context.Context, logf func(string, ...any), lockName string, want ...tool) ([]string, error) {
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	root, err := repoRoot()
+	if err != nil {
+		return nil, err
 	}
 	toolsDir := filepath.Join(root, "e2e", "tools")
 	binDir := filepath.Join(toolsDir, "bin")
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
-		return binaries{}, err
+		return nil, err
 	}
-	lock, err := os.OpenFile(filepath.Join(binDir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	lock, err := os.OpenFile(filepath.Join(binDir, lockName), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
-		return binaries{}, err
+		return nil, err
 	}
 	defer lock.Close() // closing the file releases the lock
 	if err := flock(lock); err != nil {
-		return binaries{}, fmt.Errorf("lock %s: %w", lock.Name(), err)
-	}
-
-	newest, err := newestModTime(filepath.Join(toolsDir, "go.mod"), filepath.Join(toolsDir, "go.sum"))
-	if err != nil {
-		return binaries{}, fmt.Errorf("tools module: %w", err)
+		return nil, fmt.Errorf("lock %s: %w", lock.Name(), err)
 	}
 	goBin, err := goCommand()
 	if err != nil {
-		return binaries{}, err
+		return nil, err
 	}
-	for _, tl := range tools {
+	var paths []string
+	for _, tl := range want {
+		modDir := filepath.Join(toolsDir, tl.module)
+		newest, err := newestModTime(filepath.Join(modDir, "go.mod"), filepath.Join(modDir, "go.sum"))
+		if err != nil {
+			return nil, fmt.Errorf("tools module: %w", err)
+		}
 		out := filepath.Join(binDir, tl.name)
+		paths = append(paths, out)
 		if fi, err := os.Stat(out); err == nil && fi.ModTime().After(newest) {
 			continue
 		}
@@ -119,21 +177,21 @@ func ensureBinaries(ctx context.Context, logf func(string, ...any)) (binaries, e
 		start := time.Now()
 		tmp := out + ".tmp"
 		cmd := exec.CommandContext(ctx, goBin, "build", "-o", tmp, "-ldflags="+tl.ldflags, tl.pkg)
-		cmd.Dir = toolsDir
+		cmd.Dir = modDir
 		cmd.Env = append(os.Environ(), "GOWORK=off")
+		if tl.static {
+			cmd.Env = append(cmd.Env, "CGO_ENABLED=0")
+		}
 		if msg, err := cmd.CombinedOutput(); err != nil {
 			_ = os.Remove(tmp)
-			return binaries{}, fmt.Errorf("go build %s: %w\n%s", tl.pkg, err, msg)
+			return nil, fmt.Errorf("go build %s: %w\n%s", tl.pkg, err, msg)
 		}
 		if err := os.Rename(tmp, out); err != nil {
-			return binaries{}, err
+			return nil, err
 		}
 		logf("cluster: built %s in %s", tl.name, time.Since(start).Round(time.Millisecond))
 	}
-	return binaries{
-		apiserver: filepath.Join(binDir, "kube-apiserver"),
-		etcd:      filepath.Join(binDir, "etcd"),
-	}, nil
+	return paths, nil
 }
 
 // flock takes an exclusive lock, retrying when a signal interrupts the wait.

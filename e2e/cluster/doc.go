@@ -7,6 +7,14 @@
 // for tests (skipped with -short, closed by t.Cleanup, process output
 // printed when the test failed).
 //
+// KubectlBinary and HelmBinary build, on demand and cached beside them, a
+// real kubectl (k8s.io/kubernetes cmd/kubectl from the same tools module,
+// the API server's version) and the real helm CLI (helm.sh/helm/v4
+// cmd/helm from e2e/tools/helm, a module of its own so that helm's
+// dependency versions are its own), for the tests of deploy/ (kubectl
+// apply -k, helm lint, template and install) against the cluster's
+// kubeconfig.
+//
 // Identities: the static token file holds "admin" (system:masters) and
 // "router" (no group, so RBAC decides). AdminConfig, RouterConfig and
 // WriteKubeconfig hand them to client-go and to the router binary.
