@@ -31,8 +31,14 @@ func get(v any, path ...any) any {
 func TestEveryYAMLDocumentParses(t *testing.T) {
 	var files int
 	err := filepath.WalkDir(deployDir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		if err != nil {
 			return err
+		}
+		if d.IsDir() {
+			if path == chartsDir {
+				return filepath.SkipDir // Helm templates, tested by helm_test.go
+			}
+			return nil
 		}
 		if ext := filepath.Ext(path); ext != ".yaml" && ext != ".yml" {
 			return nil
@@ -175,7 +181,7 @@ func args(c map[string]any) []string {
 
 func TestRBACRules(t *testing.T) {
 	cluster := mustRender(t, "rbac")
-	wantIDs := []string{idClusterRole, idCRB, idAccessRole, idAccessCRB, idLeaseRole, idLeaseRB}
+	wantIDs := []string{idClusterRole, idCRB, idLeaseRole, idLeaseRB}
 	sort.Strings(wantIDs)
 	if got, want := ids(cluster), wantIDs; !reflect.DeepEqual(got, want) {
 		t.Fatalf("deploy/rbac renders %v, want %v", got, want)
@@ -207,12 +213,17 @@ func TestRBACRules(t *testing.T) {
 		t.Errorf("deploy/rbac/leader-election renders %v", got)
 	}
 
-	// The reviews of --authz-mode: create TokenReviews and
-	// SubjectAccessReviews, nothing else.
-	if got := get(cluster[idAccessRole].m, "rules"); !reflect.DeepEqual(got, accessRules) {
+	// The reviews of --authz-mode tokenreview and kubernetes: create
+	// TokenReviews and SubjectAccessReviews, nothing else, and only in
+	// rbac/access (overlays/kubernetes-authz adds it).
+	access := mustRender(t, "rbac/access")
+	if got := ids(access); !reflect.DeepEqual(got, []string{idAccessRole, idAccessCRB}) {
+		t.Fatalf("deploy/rbac/access renders %v", got)
+	}
+	if got := get(access[idAccessRole].m, "rules"); !reflect.DeepEqual(got, accessRules) {
 		t.Errorf("review ClusterRole rules = %v, want %v", got, accessRules)
 	}
-	if got := get(cluster[idAccessCRB].m, "subjects"); !reflect.DeepEqual(got, routerSubject) {
+	if got := get(access[idAccessCRB].m, "subjects"); !reflect.DeepEqual(got, routerSubject) {
 		t.Errorf("review ClusterRoleBinding subjects = %v, want %v", got, routerSubject)
 	}
 
@@ -237,7 +248,9 @@ func TestRBACRules(t *testing.T) {
 
 func TestBaseRunsTheClusterResolver(t *testing.T) {
 	base := mustRender(t, "base")
-	want := []string{idNamespace, idService, idSA, idPDB, idDeployment, idNetPol, idClusterRole, idCRB, idAccessRole, idAccessCRB, idLeaseRole, idLeaseRB}
+	// No review ClusterRole: allow-all never asks the API server about
+	// callers.
+	want := []string{idNamespace, idService, idSA, idPDB, idDeployment, idNetPol, idClusterRole, idCRB, idLeaseRole, idLeaseRB}
 	sort.Strings(want)
 	if got := ids(base); !reflect.DeepEqual(got, want) {
 		t.Fatalf("deploy/base renders\n  %v\nwant\n  %v", got, want)
@@ -331,6 +344,30 @@ func TestStaticOverlay(t *testing.T) {
 	}
 	if get(spec, "automountServiceAccountToken") != false {
 		t.Error("the static router must not mount a service-account token")
+	}
+	// Pods anywhere (the sandboxes), and no API server.
+	egress := get(objs[idNetPol].m, "spec", "egress").([]any)
+	if len(egress) != 1 || get(egress[0], "ports") != nil || get(egress[0], "to", 0, "namespaceSelector") == nil {
+		t.Errorf("static NetworkPolicy egress %v, want only pods in any namespace", egress)
+	}
+}
+
+func TestKubernetesAuthzOverlay(t *testing.T) {
+	base := mustRender(t, "base")
+	objs := mustRender(t, "overlays/kubernetes-authz")
+	want := append(ids(base), idAccessRole, idAccessCRB)
+	sort.Strings(want)
+	if got := ids(objs); !reflect.DeepEqual(got, want) {
+		t.Fatalf("overlays/kubernetes-authz renders %v, want the base and the review ClusterRole: %v", got, want)
+	}
+	if got := get(objs[idAccessRole].m, "rules"); !reflect.DeepEqual(got, accessRules) {
+		t.Errorf("review ClusterRole rules = %v, want %v", got, accessRules)
+	}
+	if got := get(objs[idAccessCRB].m, "subjects"); !reflect.DeepEqual(got, routerSubject) {
+		t.Errorf("review ClusterRoleBinding subjects = %v, want %v", got, routerSubject)
+	}
+	if a := args(container(t, objs)); !slices.Contains(a, "--authz-mode=kubernetes") {
+		t.Errorf("args %v lack --authz-mode=kubernetes", a)
 	}
 }
 

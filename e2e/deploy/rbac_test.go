@@ -65,37 +65,18 @@ type identity struct {
 // leader-election Lease in the router's namespace in both. Last, every
 // kustomization applies.
 func TestRBACOnAPIServer(t *testing.T) {
-	c := cluster.Start(t)
+	c := apiServer(t)
 	ctx := t.Context()
-	if err := c.ApplyCRDs(ctx); err != nil {
-		t.Fatalf("ApplyCRDs: %v", err)
-	}
 	admin := kubernetes.NewForConfigOrDie(c.AdminConfig())
-	adminDyn := dynamic.NewForConfigOrDie(c.AdminConfig())
 
 	// The router's namespace and ServiceAccount as deploy/base renders
-	// them, and a sandbox and a pod in each of two namespaces.
+	// them; the sandboxes and pods of team-a and team-b are the shared
+	// cluster's (apiServer).
 	base := mustRender(t, "base")
 	if got := base[idNamespace].name(); got != cluster.RouterNamespace {
 		t.Fatalf("deploy/base installs the router in %q, cluster.RouterNamespace is %q", got, cluster.RouterNamespace)
 	}
 	apply(t, c, base[idNamespace], base[idSA])
-	for _, ns := range []string{"team-a", "team-b"} {
-		if _, err := admin.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		sb := &unstructured.Unstructured{Object: map[string]any{
-			"apiVersion": "agents.x-k8s.io/v1beta1", "kind": "Sandbox",
-			"metadata": map[string]any{"name": "s"},
-			"spec":     map[string]any{"operatingMode": "Running"},
-		}}
-		if _, err := adminDyn.Resource(sandboxesV1beta1).Namespace(ns).Create(ctx, sb, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := admin.CoreV1().Pods(ns).Create(ctx, testPod("p"), metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	tok, err := admin.CoreV1().ServiceAccounts(routerNS).CreateToken(ctx, "sandbox-router",
 		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: new(int64(3600))}}, metav1.CreateOptions{})
 	if err != nil {
@@ -107,7 +88,10 @@ func TestRBACOnAPIServer(t *testing.T) {
 			groups: []string{"system:serviceaccounts", "system:serviceaccounts:sandbox-router", "system:authenticated"}},
 	}
 
-	// Runs first: nothing cluster-wide is bound yet.
+	// Other tests of the package (and an earlier -count run) may have
+	// bound the router's roles cluster-wide: unbind them first.
+	unbindClusterWide(t, admin, ids)
+
 	t.Run("namespaced", func(t *testing.T) {
 		var rbac []*object
 		for _, o := range mustRender(t, "overlays/namespaced") {
@@ -129,9 +113,11 @@ func TestRBACOnAPIServer(t *testing.T) {
 				expect(t, id, allowed(id.cfg, "team-b"), false)
 				expect(t, id, allowed(id.cfg, metav1.NamespaceAll), false)
 				expect(t, id, denied(id.cfg, "team-a"), false)
-				expect(t, id, []probe{leaderElection(id.cfg, admin, fmt.Sprintf("namespaced-%d", i))}, true)
-				expect(t, id, leaseDenied(id.cfg, "team-a"), false)
-				accessMatrix(t, admin, id, map[string]bool{"team-a": true})
+				expect(t, id, []probe{leaderElection(id.cfg, admin, routerNS, fmt.Sprintf("namespaced-%d", i))}, true)
+				expect(t, id, leaseDenied(id.cfg, routerNS, "team-a"), false)
+				expect(t, id, reviews(id.cfg), false)
+				accessMatrix(t, admin, id, grants{namespaces: map[string]bool{"team-a": true}, patch: true, leaseNS: routerNS},
+					"team-a", "team-b", routerNS)
 			})
 		}
 	})
@@ -150,10 +136,14 @@ func TestRBACOnAPIServer(t *testing.T) {
 				}
 				for _, ns := range []string{"team-a", "team-b"} {
 					expect(t, id, denied(id.cfg, ns), false)
-					expect(t, id, leaseDenied(id.cfg, ns), false)
+					expect(t, id, leaseDenied(id.cfg, routerNS, ns), false)
 				}
-				expect(t, id, []probe{leaderElection(id.cfg, admin, fmt.Sprintf("cluster-wide-%d", i))}, true)
-				accessMatrix(t, admin, id, map[string]bool{"": true, "team-a": true, "team-b": true})
+				expect(t, id, []probe{leaderElection(id.cfg, admin, routerNS, fmt.Sprintf("cluster-wide-%d", i))}, true)
+				// GrantRouter applies deploy/rbac/access too.
+				waitAllowed(t, id, reviews(id.cfg)[0])
+				expect(t, id, reviews(id.cfg), true)
+				accessMatrix(t, admin, id, grants{namespaces: map[string]bool{"": true}, patch: true, leaseNS: routerNS, reviews: true},
+					"team-a", "team-b", routerNS)
 			})
 		}
 	})
@@ -234,11 +224,18 @@ type probe struct {
 }
 
 // allowed are the requests the router makes in ns (all namespaces when
-// empty): the resolver's lists and watches of both Sandbox versions and of
-// the labelled pods, gets, and (in a namespace) the activator's merge
-// patches of a sandbox: suspend and resume through either version and
-// the activity annotation.
+// empty): reads, and (in a namespace) the activator's patches.
 func allowed(cfg *rest.Config, ns string) []probe {
+	if ns == "" {
+		return reads(cfg, ns)
+	}
+	return append(reads(cfg, ns), patches(cfg, ns)...)
+}
+
+// reads are the resolver's requests in ns (all namespaces when empty):
+// lists and watches of both Sandbox versions and of the labelled pods,
+// and (in a namespace) gets.
+func reads(cfg *rest.Config, ns string) []probe {
 	dyn := dynamic.NewForConfigOrDie(cfg)
 	cs := kubernetes.NewForConfigOrDie(cfg)
 	where := ns
@@ -277,12 +274,6 @@ func allowed(cfg *rest.Config, ns string) []probe {
 	if ns == "" {
 		return ps
 	}
-	patch := func(what string, gvr schema.GroupVersionResource, body string) probe {
-		return probe{what + " in " + ns, func(ctx context.Context) error {
-			_, err := dyn.Resource(gvr).Namespace(ns).Patch(ctx, "s", types.MergePatchType, []byte(body), metav1.PatchOptions{})
-			return err
-		}}
-	}
 	return append(ps,
 		probe{"get sandbox in " + ns, func(ctx context.Context) error {
 			_, err := dyn.Resource(sandboxesV1beta1).Namespace(ns).Get(ctx, "s", metav1.GetOptions{})
@@ -292,13 +283,102 @@ func allowed(cfg *rest.Config, ns string) []probe {
 			_, err := cs.CoreV1().Pods(ns).Get(ctx, "p", metav1.GetOptions{})
 			return err
 		}},
+	)
+}
+
+// patches are the activator's merge patches of sandbox "s" in ns: suspend
+// and resume through either version and the activity annotation.
+func patches(cfg *rest.Config, ns string) []probe {
+	dyn := dynamic.NewForConfigOrDie(cfg)
+	patch := func(what string, gvr schema.GroupVersionResource, body string) probe {
+		return probe{what + " in " + ns, func(ctx context.Context) error {
+			_, err := dyn.Resource(gvr).Namespace(ns).Patch(ctx, "s", types.MergePatchType, []byte(body), metav1.PatchOptions{})
+			return err
+		}}
+	}
+	return []probe{
 		patch("suspend sandbox (v1beta1 merge patch)", sandboxesV1beta1, `{"spec":{"operatingMode":"Suspended"}}`),
 		patch("resume sandbox (v1beta1 merge patch)", sandboxesV1beta1, `{"spec":{"operatingMode":"Running"}}`),
 		patch("suspend sandbox (v1alpha1 merge patch)", sandboxesV1alpha1, `{"spec":{"replicas":0}}`),
 		patch("resume sandbox (v1alpha1 merge patch)", sandboxesV1alpha1, `{"spec":{"replicas":1}}`),
 		patch("annotate sandbox activity", sandboxesV1beta1,
 			`{"metadata":{"annotations":{"sandbox-router.dev/last-activity":"`+time.Now().UTC().Format(time.RFC3339)+`"}}}`),
-	)
+	}
+}
+
+// reviews are the requests of authz modes tokenreview and kubernetes: a
+// TokenReview and a SubjectAccessReview (their answers do not matter).
+func reviews(cfg *rest.Config) []probe {
+	cs := kubernetes.NewForConfigOrDie(cfg)
+	return []probe{
+		{"create TokenReview", func(ctx context.Context) error {
+			_, err := cs.AuthenticationV1().TokenReviews().Create(ctx,
+				&authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: "not-a-token"}}, metav1.CreateOptions{})
+			return err
+		}},
+		{"create SubjectAccessReview", func(ctx context.Context) error {
+			_, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{
+				Spec: authorizationv1.SubjectAccessReviewSpec{User: "someone", ResourceAttributes: &authorizationv1.ResourceAttributes{
+					Namespace: "team-a", Verb: "create", Group: "agents.x-k8s.io", Resource: "sandboxes", Subresource: "proxy", Name: "s"}}},
+				metav1.CreateOptions{})
+			return err
+		}},
+	}
+}
+
+// unbindClusterWide deletes every ClusterRoleBinding that binds one of
+// ids (by user name) and waits until none of them may list sandboxes in
+// all namespaces or create TokenReviews any more.
+func unbindClusterWide(t *testing.T, admin kubernetes.Interface, ids []identity) {
+	t.Helper()
+	crbs, err := admin.RbacV1().ClusterRoleBindings().List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, crb := range crbs.Items {
+		for _, s := range crb.Subjects {
+			name := s.Name
+			if s.Kind == "ServiceAccount" {
+				name = "system:serviceaccount:" + s.Namespace + ":" + s.Name
+			}
+			if slices.ContainsFunc(ids, func(id identity) bool { return id.user == name }) {
+				if err := admin.RbacV1().ClusterRoleBindings().Delete(t.Context(), crb.Name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+					t.Fatal(err)
+				}
+				break
+			}
+		}
+	}
+	for _, id := range ids {
+		for _, a := range []authorizationv1.ResourceAttributes{
+			{Verb: "list", Group: "agents.x-k8s.io", Resource: "sandboxes"},
+			{Verb: "create", Group: "authentication.k8s.io", Resource: "tokenreviews"},
+		} {
+			waitSAR(t, admin, id, a, false)
+		}
+	}
+}
+
+// waitSAR waits until a SubjectAccessReview of attrs for id answers want.
+func waitSAR(t *testing.T, admin kubernetes.Interface, id identity, attrs authorizationv1.ResourceAttributes, want bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), rbacWait)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+			User: id.user, Groups: id.groups, ResourceAttributes: &attrs}}
+		got, err := admin.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+		if err == nil && got.Status.Allowed == want {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s: %s %s.%s in %q: still not allowed=%v (err %v)", id.name, attrs.Verb, attrs.Resource, attrs.Group, attrs.Namespace, want, err)
+		case <-tick.C:
+		}
+	}
 }
 
 // denied are requests the router must never be allowed, in ns.
@@ -372,7 +452,7 @@ func getLease(cfg *rest.Config, ns string) probe {
 // router's namespace, as the router's idle suspender does: it creates the
 // lease, becomes the leader, and on cancel releases the lease (an update),
 // which admin then sees. name makes the lease and identity unique.
-func leaderElection(cfg *rest.Config, admin kubernetes.Interface, name string) probe {
+func leaderElection(cfg *rest.Config, admin kubernetes.Interface, routerNS, name string) probe {
 	cs := kubernetes.NewForConfigOrDie(cfg)
 	lease := "e2e-election-" + name
 	identity := "e2e-" + name
@@ -441,7 +521,7 @@ func leaderElection(cfg *rest.Config, admin kubernetes.Interface, name string) p
 // leaseDenied are the lease requests the router must not be allowed: any
 // lease verb outside its namespace, and in it anything but get, create
 // and update.
-func leaseDenied(cfg *rest.Config, otherNS string) []probe {
+func leaseDenied(cfg *rest.Config, routerNS, otherNS string) []probe {
 	cs := kubernetes.NewForConfigOrDie(cfg)
 	newLease := func(name string) *coordinationv1.Lease {
 		return &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name}}
@@ -518,43 +598,65 @@ func waitAllowed(t *testing.T, id identity, p probe) {
 	}
 }
 
+// grants is what an identity of the router may do, and nothing more.
+type grants struct {
+	// namespaces where it reads sandboxes and pods ("" = all of them).
+	namespaces map[string]bool
+	// patch: it may also patch sandboxes there (the activator).
+	patch bool
+	// leaseNS is the namespace of its leader-election Lease; "" = none.
+	leaseNS string
+	// reviews: it may create TokenReviews and SubjectAccessReviews.
+	reviews bool
+}
+
 // accessMatrix asks the API server (SubjectAccessReview) about every verb
-// on the resources a router could be tempted to touch, in each namespace
-// and cluster-wide. Only these may be allowed: get, list, watch and patch
-// of sandboxes (not their status) and get, list and watch of pods, in the
-// namespaces granted ("" = cluster-wide); and get, create and update of
-// leases in the router's namespace (whatever else is granted).
-func accessMatrix(t *testing.T, admin kubernetes.Interface, id identity, granted map[string]bool) {
+// on the resources a router could be tempted to touch, cluster-wide and in
+// each of namespaces. Only g may be allowed: get, list and watch (and patch
+// with g.patch) of sandboxes (not their status) and get, list and watch of
+// pods in g.namespaces; get, create and update of leases in g.leaseNS;
+// create of TokenReviews and SubjectAccessReviews with g.reviews.
+func accessMatrix(t *testing.T, admin kubernetes.Interface, id identity, g grants, namespaces ...string) {
 	t.Helper()
 	type res struct{ group, resource, sub string }
 	resources := []res{
-		{"agents.x-k8s.io", "sandboxes", ""}, {"agents.x-k8s.io", "sandboxes", "status"},
+		{"agents.x-k8s.io", "sandboxes", ""}, {"agents.x-k8s.io", "sandboxes", "status"}, {"agents.x-k8s.io", "sandboxes", "proxy"},
 		{"", "pods", ""}, {"", "pods", "status"}, {"", "pods", "log"}, {"", "pods", "exec"}, {"", "pods", "portforward"},
 		{"", "secrets", ""}, {"", "configmaps", ""}, {"", "services", ""}, {"", "events", ""},
 		{"", "serviceaccounts", "token"}, {"coordination.k8s.io", "leases", ""}, {"rbac.authorization.k8s.io", "rolebindings", ""},
+		{"authentication.k8s.io", "tokenreviews", ""}, {"authorization.k8s.io", "subjectaccessreviews", ""},
+		{"authorization.k8s.io", "localsubjectaccessreviews", ""},
 	}
 	verbs := []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
 	type query struct {
 		ns, verb string
 		r        res
 	}
+	sandboxVerbs := []string{"get", "list", "watch"}
+	if g.patch {
+		sandboxVerbs = append(sandboxVerbs, "patch")
+	}
 	want := func(q query) bool {
 		if q.r.sub != "" {
 			return false
 		}
-		inGranted := granted[q.ns] || granted[""]
+		inGranted := g.namespaces[q.ns] || g.namespaces[""]
 		switch q.r {
 		case res{"agents.x-k8s.io", "sandboxes", ""}:
-			return inGranted && slices.Contains([]string{"get", "list", "watch", "patch"}, q.verb)
+			return inGranted && slices.Contains(sandboxVerbs, q.verb)
 		case res{"", "pods", ""}:
 			return inGranted && slices.Contains([]string{"get", "list", "watch"}, q.verb)
 		case res{"coordination.k8s.io", "leases", ""}:
-			return q.ns == routerNS && slices.Contains([]string{"get", "create", "update"}, q.verb)
+			return g.leaseNS != "" && q.ns == g.leaseNS && slices.Contains([]string{"get", "create", "update"}, q.verb)
+		case res{"authentication.k8s.io", "tokenreviews", ""}, res{"authorization.k8s.io", "subjectaccessreviews", ""}:
+			// Cluster-scoped: a ClusterRoleBinding allows them whatever
+			// namespace the review names.
+			return g.reviews && q.verb == "create"
 		}
 		return false
 	}
 	var qs []query
-	for _, ns := range []string{"", "team-a", "team-b", routerNS} {
+	for _, ns := range append([]string{""}, namespaces...) {
 		for _, r := range resources {
 			for _, v := range verbs {
 				qs = append(qs, query{ns, v, r})

@@ -17,6 +17,13 @@ import (
 // deployDir is the repository's deploy/ directory, seen from this package.
 const deployDir = "../../deploy"
 
+// chartsDir holds the Helm charts (helm_test.go), which are not plain
+// manifests; chartDir is the router's chart.
+var (
+	chartsDir = filepath.Join(deployDir, "helm")
+	chartDir  = filepath.Join(chartsDir, "sandbox-router")
+)
+
 // object is one manifest document.
 type object struct {
 	source string // file#document, for messages
@@ -78,6 +85,12 @@ func decodeDocuments(path string) ([]*object, error) {
 	if err != nil {
 		return nil, err
 	}
+	return decodeYAML(data, path)
+}
+
+// decodeYAML is decodeDocuments for the bytes of a file (or a command's
+// output) named path in messages.
+func decodeYAML(data []byte, path string) ([]*object, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var out []*object
 	for doc := 1; ; doc++ {
