@@ -43,6 +43,9 @@ func TestMain(m *testing.M) {
 		}
 	}
 	routerproc.RemoveShared()
+	if toolHomeDir.dir != "" {
+		os.RemoveAll(toolHomeDir.dir)
+	}
 	os.Exit(code)
 }
 
@@ -218,14 +221,19 @@ func mustRun(t *testing.T, bin string, stdin []byte, args ...string) []byte {
 	return out
 }
 
-// toolHome is one directory per test binary for the tools' caches.
-var toolHomeDir = sync.OnceValues(func() (string, error) { return os.MkdirTemp("", "sandbox-router-deploy-tools-") })
+// toolHomeDir is one directory per test binary for the tools' caches and
+// configuration; TestMain removes it.
+var toolHomeDir struct {
+	once sync.Once
+	dir  string
+	err  error
+}
 
 func toolHome(t *testing.T) string {
 	t.Helper()
-	d, err := toolHomeDir()
-	if err != nil {
-		t.Fatal(err)
+	toolHomeDir.once.Do(func() { toolHomeDir.dir, toolHomeDir.err = os.MkdirTemp("", "sandbox-router-deploy-tools-") })
+	if toolHomeDir.err != nil {
+		t.Fatal(toolHomeDir.err)
 	}
-	return d
+	return toolHomeDir.dir
 }
