@@ -3,6 +3,8 @@
 # binary at /sandbox-router, Debian's CA bundle, /etc/passwd and /etc/group
 # with the user 65532 (nonroot), no shell, nothing else. The digests differ
 # (other tar and gzip bytes and times); files, user and entrypoint do not.
+# Needs BuildKit (Docker's default builder since 23.0) and the .git of a
+# work tree in the context:
 #   docker build -t sandbox-router:dev .
 #   docker buildx build --platform linux/amd64,linux/arm64 -t host/repo:tag --push .
 

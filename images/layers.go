@@ -126,7 +126,7 @@ func LayerBlob(files []File, mtime time.Time) ([]byte, error) {
 	}
 	var gzBuf bytes.Buffer
 	// A zero gzip.Header: no name, no comment, mtime 0, OS "unknown".
-	zw, err := gzip.NewWriterLevel(&gzBuf, gzip.BestCompression)
+	zw, err := gzip.NewWriterLevel(&gzBuf, gzip.DefaultCompression)
 	if err != nil {
 		return nil, err
 	}
