@@ -2,6 +2,7 @@ package images
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -84,9 +85,9 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("images: tag: %w", err)
 	}
-	caBundle, err := os.ReadFile(or(opts.CABundle, CABundlePath))
+	caBundle, err := ReadCABundle(or(opts.CABundle, CABundlePath))
 	if err != nil {
-		return nil, fmt.Errorf("images: CA bundle (Debian's ca-certificates package): %w", err)
+		return nil, err
 	}
 
 	res := &Result{Layout: filepath.Join(opts.OutDir, "oci"), OCIArchive: filepath.Join(opts.OutDir, "sandbox-router-oci.tar")}
@@ -167,6 +168,20 @@ func Build(ctx context.Context, opts Options) (*Result, error) {
 	logf("image index %s (%s), version %s, created %s", res.Digest, strings.Join(platformNames(platforms), ", "),
 		res.Metadata.Version, res.Metadata.Created.UTC().Format(time.RFC3339))
 	return res, nil
+}
+
+// ReadCABundle reads a PEM bundle of CA certificates and checks that Go
+// can use it: an empty or broken bundle would build an image whose every
+// TLS connection fails.
+func ReadCABundle(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("images: CA bundle (Debian's ca-certificates package): %w", err)
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(data) {
+		return nil, fmt.Errorf("images: CA bundle %s holds no certificate", path)
+	}
+	return data, nil
 }
 
 func platformNames(ps []v1.Platform) []string {
