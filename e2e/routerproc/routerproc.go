@@ -57,7 +57,12 @@ func Build(ctx context.Context, dir string) (string, error) {
 	}
 	root := filepath.Join(filepath.Dir(file), "..", "..")
 	bin := filepath.Join(dir, "sandbox-router")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/sandbox-router")
+	// Static and -trimpath, as make image builds it (images/binary.go):
+	// the tests run what ships, and on a fresh machine the image's amd64
+	// build reuses the packages compiled here instead of compiling them
+	// all again.
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", bin, "./cmd/sandbox-router")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOAMD64=v1")
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("routerproc: build: %v\n%s", err, out)
