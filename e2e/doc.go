@@ -10,7 +10,9 @@
 // and e2e/propagation (the Ready-to-routable latency), e2e/access (who may
 // reach which sandbox: RBAC, scoped tokens, client certificates, limits,
 // minting), e2e/browser (headless Chromium through browser sessions),
-// e2e/sdk (the stock upstream agent-sandbox Go SDK through the router
+// e2e/images (the image of make image pushed to an in-process registry,
+// pulled by digest and checked, its binary run on the real API server;
+// two builds, one digest), e2e/sdk (the stock upstream agent-sandbox Go SDK through the router
 // binary; a Go module of its own, run with cd e2e/sdk && go test ./...),
 // and the local demo
 // (e2e/demo: the router binary in front of the sim on the real API
