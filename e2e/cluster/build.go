@@ -28,7 +28,8 @@ type tool struct {
 	// module is the tools module's directory below e2e/tools ("" for
 	// e2e/tools itself).
 	module string
-	// static builds with CGO_ENABLED=0, as the tool's release build does.
+	// static builds with CGO_ENABLED=0, as the tool's release build does
+	// (helm; kubectl shares kube-apiserver's build instead).
 	static bool
 }
 
@@ -53,7 +54,10 @@ var (
 		{name: "kube-apiserver", pkg: "k8s.io/kubernetes/cmd/kube-apiserver", ldflags: kubeVersion},
 		{name: "etcd", pkg: "go.etcd.io/etcd/server/v3"},
 	}
-	kubectlTool = tool{name: "kubectl", pkg: "k8s.io/kubernetes/cmd/kubectl", ldflags: kubeVersion, static: true}
+	// kubectl is built as kube-apiserver is (same module, same cgo
+	// setting) and after it, so that it reuses kube-apiserver's compiled
+	// packages instead of compiling client-go and the rest again.
+	kubectlTool = tool{name: "kubectl", pkg: "k8s.io/kubernetes/cmd/kubectl", ldflags: kubeVersion}
 	helmTool    = tool{name: "helm", pkg: "helm.sh/helm/v4/cmd/helm", ldflags: helmVersion, module: "helm", static: true}
 )
 
@@ -110,9 +114,12 @@ func ensureBinaries(ctx context.Context, logf func(string, ...any)) (binaries, e
 // KubectlBinary returns the path of a real kubectl built from the tools
 // module's k8s.io/kubernetes (cmd/kubectl, the API server's version),
 // building it into e2e/tools/bin first when it is missing or older than
-// the module's go.mod/go.sum. logf receives progress lines (nil discards
-// them).
+// the module's go.mod/go.sum, after kube-apiserver and etcd (whose build
+// it reuses). logf receives progress lines (nil discards them).
 func KubectlBinary(ctx context.Context, logf func(string, ...any)) (string, error) {
+	if _, err := ensureBinaries(ctx, logf); err != nil {
+		return "", err
+	}
 	paths, err := ensureTools(ctx, logf, ".lock-kubectl", kubectlTool)
 	if err != nil {
 		return "", err
