@@ -138,6 +138,28 @@ func HelmBinary(ctx context.Context, logf func(string, ...any)) (string, error) 
 	return paths[0], nil
 }
 
+// BuildAll builds every tool of the harness that is missing or stale, in
+// the order the tests would (kube-apiserver and etcd, kubectl, helm), and
+// returns their paths by name. A make target runs it before the e2e tests
+// (e2e/cluster/buildtools), so that the builds neither count against a
+// test package's -timeout nor compete for the CPU with the tests of other
+// packages.
+func BuildAll(ctx context.Context, logf func(string, ...any)) (map[string]string, error) {
+	b, err := ensureBinaries(ctx, logf)
+	if err != nil {
+		return nil, err
+	}
+	kubectl, err := KubectlBinary(ctx, logf)
+	if err != nil {
+		return nil, err
+	}
+	helm, err := HelmBinary(ctx, logf)
+	if err != nil {
+		return nil, err
+	}
+	return map[string]string{"kube-apiserver": b.apiserver, "etcd": b.etcd, "kubectl": kubectl, "helm": helm}, nil
+}
+
 // ensureTools builds each tool into e2e/tools/bin when it is missing or
 // older than its module's go.mod/go.sum, and returns their paths. A flock
 // on bin/<lockName> keeps test packages running in parallel from building

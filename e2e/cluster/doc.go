@@ -13,7 +13,8 @@
 // cmd/helm from e2e/tools/helm, a module of its own so that helm's
 // dependency versions are its own), for the tests of deploy/ (kubectl
 // apply -k, helm lint, template and install) against the cluster's
-// kubeconfig.
+// kubeconfig. BuildAll (go run ./e2e/cluster/buildtools) builds every tool
+// ahead of the tests.
 //
 // Identities: the static token file holds "admin" (system:masters) and
 // "router" (no group, so RBAC decides). AdminConfig, RouterConfig and
