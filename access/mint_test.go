@@ -4,14 +4,10 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -27,16 +23,7 @@ import (
 // not exist) and its Minter, the key "k1" among the verifier's.
 func newTestMinter(t *testing.T, limits Limits) (*Minter, *Checker, *fakeAuthority) {
 	t.Helper()
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	der, _ := x509.MarshalPKIXPublicKey(pub)
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "k1.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	v, err := scoped.NewVerifier(scoped.VerifierOptions{PublicKeyDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv, v := newTestVerifier(t)
 	f := newAuthority()
 	f.grants["alice"] = append(f.grants["alice"], "team-a/gone")
 	c, err := New(Options{Modes: []Mode{ModeKubernetes, ModeScopedToken}, Tokens: f, Access: f, Scoped: v,
@@ -229,16 +216,7 @@ func FuzzMintRequest(f *testing.F) {
 		`{"namespace":"a","name":"b","ttl":"1ns"}`, `{}`, `[]`, `{"namespace":"a","name":"b","pathPrefix":"/\u0000"}`} {
 		f.Add(s)
 	}
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	der, _ := x509.MarshalPKIXPublicKey(pub)
-	dir := f.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "k1.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
-		f.Fatal(err)
-	}
-	v, err := scoped.NewVerifier(scoped.VerifierOptions{PublicKeyDir: dir})
-	if err != nil {
-		f.Fatal(err)
-	}
+	priv, v := newTestVerifier(f)
 	m := &Minter{opts: MintOptions{Key: priv, KeyID: "k1", DefaultTTL: 15 * time.Minute, MaxTTL: time.Hour}, now: time.Now, c: &Checker{}}
 	f.Fuzz(func(t *testing.T, body string) {
 		req, claims, err := m.parse(strings.NewReader(body))

@@ -46,16 +46,7 @@ func TestParseModes(t *testing.T) {
 // together, a scoped token is verified here (a v2 one against the
 // sandbox's current UID) and any other bearer token by the API server.
 func TestScopedTokensBesideKubernetes(t *testing.T) {
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	der, _ := x509.MarshalPKIXPublicKey(pub)
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "k1.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	v, err := scoped.NewVerifier(scoped.VerifierOptions{PublicKeyDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	priv, v := newTestVerifier(t)
 	f := newAuthority()
 	sandboxes := uids{sbA: "uid-a", sbB: "uid-b"}
 	c, err := New(Options{Modes: []Mode{ModeKubernetes, ModeScopedToken}, Tokens: f, Access: f, Scoped: v, Sandboxes: sandboxes,
@@ -101,4 +92,21 @@ func TestScopedTokensBesideKubernetes(t *testing.T) {
 	if f.tokenN.Load() != 1 {
 		t.Errorf("%d TokenReviews, want 1: scoped tokens never go to the API server", f.tokenN.Load())
 	}
+}
+
+// newTestVerifier makes an Ed25519 key "k1" and a verifier that holds its
+// public half, as a key directory of the router fleet would.
+func newTestVerifier(tb testing.TB) (ed25519.PrivateKey, *scoped.Verifier) {
+	tb.Helper()
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(pub)
+	dir := tb.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "k1.pem"), pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	v, err := scoped.NewVerifier(scoped.VerifierOptions{PublicKeyDir: dir})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return priv, v
 }
