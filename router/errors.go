@@ -26,6 +26,10 @@ const (
 	CodeUnsupportedMethod = "unsupported_method"
 	CodeUpstreamBusy      = "upstream_busy"
 	CodeInvalidTimeout    = "invalid_timeout"
+	// The router is at one of its connection caps (limits.go).
+	CodeConnectionLimit = "connection_limit"
+	CodeTunnelLimit     = "tunnel_limit"
+	CodeUpstreamLimit   = "upstream_connection_limit"
 )
 
 // StatusError is an error that knows its HTTP status and error code. The

@@ -46,6 +46,20 @@ func (rt *Router) forwardOnce(ctx context.Context, w http.ResponseWriter, r *htt
 		rec.abort = rec.abort || !complete && !left
 		return nil
 	}
+	if upgrade != "" {
+		// A place under the tunnel cap, taken before the sandbox hears of
+		// the upgrade; the tunnel gives it back when it closes.
+		if !rt.limits.tunnels.acquire() {
+			rt.metrics.refused("tunnel_limit")
+			rt.warnLimits.log(rt.log, "at the tunnel limit: refusing upgrades", "limit", rt.limits.tunnels.max)
+			return tunnelLimitError
+		}
+		defer func() {
+			if !rec.tunneled {
+				rt.limits.tunnels.release()
+			}
+		}()
+	}
 	ex, err := rt.roundTripHTTP1(ctx, w, r, t.addr, t.fresh, &fwd, upgrade)
 	t.headArrived()
 	if err != nil {

@@ -25,18 +25,17 @@ func (e *dialError) Unwrap() error { return e.err }
 // gRPC and for sandboxes configured as h2c. HTTP/2 multiplexes, so one
 // connection per endpoint serves every concurrent stream; net/http's own
 // pool is the right tool here.
-func newH2CTransport(opts PoolOptions, responseHeaderTimeout time.Duration) *http.Transport {
+func newH2CTransport(opts PoolOptions, responseHeaderTimeout time.Duration, dial func(ctx context.Context, addr string) (net.Conn, error)) *http.Transport {
 	var protocols http.Protocols
 	protocols.SetUnencryptedHTTP2(true)
-	dialer := &net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second}
 	return &http.Transport{
 		Protocols: &protocols,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := dialer.DialContext(ctx, network, addr)
-			if err != nil {
+			c, err := dial(ctx, addr)
+			if err != nil && !errors.Is(err, errUpstreamLimit) {
 				return nil, &dialError{err}
 			}
-			return c, nil
+			return c, err
 		},
 		MaxIdleConns:        opts.MaxIdleTotal,
 		MaxIdleConnsPerHost: opts.MaxIdlePerEndpoint,
@@ -107,6 +106,8 @@ func (rt *Router) roundTripH2C(ctx context.Context, r *http.Request, addr netip.
 		// Before the dial check: a dial the client's departure (or its
 		// deadline) cut short is not the sandbox refusing.
 		return nil, &attemptError{contextFailure(ctx), err}
+	case errors.Is(err, errUpstreamLimit):
+		return nil, upstreamLimitError
 	case errors.As(err, &de):
 		return nil, &attemptError{failDial, err}
 	case isMaxBytes(err):

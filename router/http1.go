@@ -92,6 +92,8 @@ func (rt *Router) roundTripHTTP1(ctx context.Context, w http.ResponseWriter, r *
 		switch {
 		case errors.Is(err, errConnQueueFull), errors.Is(err, errConnWaitTimeout):
 			return nil, &attemptError{failBusy, err}
+		case errors.Is(err, errUpstreamLimit):
+			return nil, upstreamLimitError
 		case ctx.Err() != nil:
 			return nil, &attemptError{contextFailure(ctx), err}
 		}

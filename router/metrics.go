@@ -25,8 +25,13 @@ type Metrics struct {
 	connWaitSeconds prometheus.Observer
 	connOverflows   *prometheus.CounterVec
 	accessLogErrors prometheus.Counter
-	requestsCounter sync.Map // requestsKey -> prometheus.Counter, avoids label hashing per request
-	durationObs     sync.Map // protocol -> prometheus.Observer
+	openConns       *prometheus.GaugeVec   // side: client, upstream
+	connLimits      *prometheus.GaugeVec   // kind: client, tunnel, upstream
+	refusals        *prometheus.CounterVec // reason: client_limit, tunnel_limit, upstream_limit
+	fdErrors        *prometheus.CounterVec // op: accept, dial
+	fdLimits        *prometheus.GaugeVec   // kind: soft, hard
+	requestsCounter sync.Map               // requestsKey -> prometheus.Counter, avoids label hashing per request
+	durationObs     sync.Map               // protocol -> prometheus.Observer
 }
 
 type requestsKey struct {
@@ -97,11 +102,50 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	})
 	m.connWaitSeconds = connWaitSeconds
+	m.openConns = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sandbox_router_open_connections",
+		Help: "Open connections: side=client (the data listeners, tunnels included) or upstream (to sandboxes: pooled, h2c and tunnels).",
+	}, []string{"side"})
+	m.connLimits = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sandbox_router_connection_limit",
+		Help: "The caps on client connections, tunnels and upstream connections (0: no cap).",
+	}, []string{"kind"})
+	m.refusals = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sandbox_router_connections_refused_total",
+		Help: "Connections and requests refused at a cap: reason=client_limit, tunnel_limit or upstream_limit.",
+	}, []string{"reason"})
+	m.fdErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sandbox_router_descriptor_exhaustion_total",
+		Help: "Accepts and dials that failed because the process or system was out of file descriptors.",
+	}, []string{"op"})
+	m.fdLimits = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sandbox_router_descriptor_limit",
+		Help: "The process's file descriptor limit (RLIMIT_NOFILE): kind=soft (in force) or hard.",
+	}, []string{"kind"})
+	for _, side := range []string{"client", "upstream"} {
+		m.openConns.WithLabelValues(side)
+	}
+	for _, r := range []string{"client_limit", "tunnel_limit", "upstream_limit"} {
+		m.refusals.WithLabelValues(r)
+	}
+	for _, op := range []string{"accept", "dial"} {
+		m.fdErrors.WithLabelValues(op)
+	}
 	reg.MustRegister(m.requests, m.duration, m.inFlight, m.upstreamErrors, m.retries,
 		m.upgradedOpen, m.upgradedTotal, m.bytesIn, m.bytesOut,
-		m.upstreamConns, m.connWaits, connWaitSeconds, m.connOverflows, m.accessLogErrors)
+		m.upstreamConns, m.connWaits, connWaitSeconds, m.connOverflows, m.accessLogErrors,
+		m.openConns, m.connLimits, m.refusals, m.fdErrors, m.fdLimits)
 	return m
 }
+
+// SetDescriptorLimits reports the process's descriptor limits.
+func (m *Metrics) SetDescriptorLimits(soft, hard uint64) {
+	m.fdLimits.WithLabelValues("soft").Set(float64(soft))
+	m.fdLimits.WithLabelValues("hard").Set(float64(hard))
+}
+
+func (m *Metrics) refused(reason string)     { m.refusals.WithLabelValues(reason).Inc() }
+func (m *Metrics) descriptorError(op string) { m.fdErrors.WithLabelValues(op).Inc() }
 
 func (m *Metrics) connOverflow(reason string) {
 	m.connOverflows.WithLabelValues(reason).Inc()

@@ -164,7 +164,7 @@ type endpoint struct {
 // costs a file descriptor and two buffers, nothing more.
 type connPool struct {
 	opts    PoolOptions
-	dialer  net.Dialer
+	dialer  func(ctx context.Context, addr string) (net.Conn, error)
 	metrics *Metrics
 
 	mu        sync.Mutex
@@ -174,11 +174,12 @@ type connPool struct {
 	stop      chan struct{}
 }
 
-func newConnPool(opts PoolOptions, m *Metrics) *connPool {
+// dial opens connections: the router's, under its upstream cap.
+func newConnPool(opts PoolOptions, m *Metrics, dial func(ctx context.Context, addr string) (net.Conn, error)) *connPool {
 	opts.setDefaults()
 	p := &connPool{
 		opts:      opts,
-		dialer:    net.Dialer{Timeout: opts.DialTimeout, KeepAlive: 30 * time.Second},
+		dialer:    dial,
 		metrics:   m,
 		endpoints: make(map[netip.AddrPort]*endpoint),
 		stop:      make(chan struct{}),
@@ -300,7 +301,7 @@ func (p *connPool) take(ctx context.Context, addr netip.AddrPort, c *upConn, fre
 // dial opens a new connection to addr in a place already counted; a
 // failed dial frees it.
 func (p *connPool) dial(ctx context.Context, addr netip.AddrPort) (*upConn, error) {
-	nc, err := p.dialer.DialContext(ctx, "tcp", addr.String())
+	nc, err := p.dialer(ctx, addr.String())
 	if err != nil {
 		p.releasePlace(addr)
 		return nil, err
@@ -448,4 +449,28 @@ func (p *connPool) close() {
 	for _, c := range idle {
 		c.discard()
 	}
+}
+
+// closeOneIdle closes the oldest idle connection of some endpoint, to make
+// room under the router's upstream cap. It reports whether there was one.
+// It scans the endpoints, which happens only at the cap.
+func (p *connPool) closeOneIdle() bool {
+	p.mu.Lock()
+	var victim *upConn
+	for _, ep := range p.endpoints {
+		if n := len(ep.idle); n > 0 {
+			victim = ep.idle[0]
+			copy(ep.idle, ep.idle[1:])
+			ep.idle[n-1] = nil
+			ep.idle = ep.idle[:n-1]
+			p.idleTotal--
+			break
+		}
+	}
+	p.mu.Unlock()
+	if victim == nil {
+		return false
+	}
+	victim.discard()
+	return true
 }

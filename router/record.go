@@ -39,6 +39,9 @@ type record struct {
 	abort bool
 	// served: the request path returned; false in end means it panicked.
 	served bool
+	// tunneled: a tunnel carries the request on and finishes its record
+	// when it closes.
+	tunneled bool
 }
 
 // statusClientClosed is logged when the client left before the answer
@@ -72,6 +75,16 @@ func (rt *Router) end(r *http.Request, rec *record) {
 			defer panic(p)
 		}
 	}
+	if rec.tunneled {
+		return
+	}
+	rt.finishRecord(r, rec)
+}
+
+// finishRecord closes the request's bookkeeping: the sandbox's activity
+// mark, what the access check held, the in-flight gauge, metrics, span and
+// access log.
+func (rt *Router) finishRecord(r *http.Request, rec *record) {
 	if rec.activity != nil {
 		rec.activity.End()
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/netip"
 	"sync"
@@ -131,6 +132,15 @@ type Options struct {
 	MaxClientTimeout time.Duration
 
 	Pool PoolOptions
+	// MaxTunnels caps the open tunnels (WebSocket and other upgraded
+	// connections); an upgrade past it is answered 503 tunnel_limit
+	// before it reaches the sandbox. 0: no cap.
+	MaxTunnels int
+	// MaxUpstreamConns caps the connections open to sandboxes, pooled,
+	// h2c and tunnels together: each is a file descriptor. At the cap an
+	// idle pooled connection is closed to make room, else the request is
+	// answered 503 upstream_connection_limit. 0: no cap.
+	MaxUpstreamConns int
 	// ResponseHeaderTimeout bounds the wait for the sandbox's response
 	// head; 0 = no limit (agents may think for minutes before answering).
 	ResponseHeaderTimeout time.Duration
@@ -158,8 +168,11 @@ type Router struct {
 	tracing  *tracing
 	log      *slog.Logger
 
-	upgradesMu sync.Mutex
-	upgrades   map[*upgradedConn]struct{}
+	limits     limits
+	warnLimits rareWarning
+
+	tunnelsMu sync.Mutex
+	tunnels   map[*tunnel]struct{} // nil once CloseUpgraded ran
 
 	accessLogBroken atomic.Bool // the first access-log failure was logged
 }
@@ -201,13 +214,22 @@ func New(opts Options) (*Router, error) {
 		},
 		forward: forwardPolicy{trustedProxies: opts.TrustedProxies, forwardAuthorization: opts.ForwardAuthorization,
 			sessionCookie: opts.SessionCookie},
-		pool:     newConnPool(opts.Pool, opts.Metrics),
-		h2c:      newH2CTransport(opts.Pool, opts.ResponseHeaderTimeout),
-		metrics:  opts.Metrics,
-		tracing:  newTracing(opts.TracerProvider),
-		log:      opts.Log,
-		upgrades: make(map[*upgradedConn]struct{}),
+		metrics: opts.Metrics,
+		tracing: newTracing(opts.TracerProvider),
+		log:     opts.Log,
+		tunnels: make(map[*tunnel]struct{}),
 	}
+	rt.limits.tunnels.max = int64(max(opts.MaxTunnels, 0))
+	rt.limits.upstream.max = int64(max(opts.MaxUpstreamConns, 0))
+	rt.warnLimits.every = 10 * time.Second
+	rt.metrics.connLimits.WithLabelValues("tunnel").Set(float64(rt.limits.tunnels.max))
+	rt.metrics.connLimits.WithLabelValues("upstream").Set(float64(rt.limits.upstream.max))
+	dialer := &net.Dialer{Timeout: opts.Pool.DialTimeout, KeepAlive: 30 * time.Second}
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		return rt.dialUpstream(func() (net.Conn, error) { return dialer.DialContext(ctx, "tcp", addr) })
+	}
+	rt.pool = newConnPool(opts.Pool, opts.Metrics, dial)
+	rt.h2c = newH2CTransport(opts.Pool, opts.ResponseHeaderTimeout, dial)
 	return rt, nil
 }
 

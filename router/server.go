@@ -34,6 +34,13 @@ type ServerOptions struct {
 	AdminAddr   string
 	EnablePprof bool
 
+	// MaxClientConns caps the client connections of the HTTP and HTTPS
+	// listeners together (tunnels included); past it a cleartext
+	// connection is answered 503 connection_limit and a TLS one closed,
+	// at once, while established ones go on. 0: no cap. The admin
+	// listener is never capped: health and metrics stay reachable.
+	MaxClientConns int
+
 	ReadHeaderTimeout    time.Duration
 	IdleTimeout          time.Duration
 	MaxHeaderBytes       int
@@ -67,6 +74,13 @@ type Server struct {
 	tlsIndex     int // index of the HTTPS server in proxyServers, or -1
 	admin        *http.Server
 	adminLn      net.Listener
+
+	// What the data listeners share: the client-connection count, the
+	// spare descriptor, the refusals in progress.
+	clientConns slots
+	spare       *spareDescriptor
+	refusals    *refusals
+	warnLimits  rareWarning
 }
 
 // NewServer binds the listeners at once so that callers (and tests) can
@@ -78,7 +92,10 @@ func NewServer(rt *Router, opts ServerOptions) (*Server, error) {
 	if opts.Ready == nil {
 		opts.Ready = func() bool { return true }
 	}
-	s := &Server{opts: opts, router: rt, tlsIndex: -1}
+	s := &Server{opts: opts, router: rt, tlsIndex: -1, spare: newSpareDescriptor(), refusals: newRefusals(64)}
+	s.clientConns.max = int64(max(opts.MaxClientConns, 0))
+	s.warnLimits.every = 10 * time.Second
+	rt.metrics.connLimits.WithLabelValues("client").Set(float64(s.clientConns.max))
 	ok := false
 	defer func() {
 		if !ok {
@@ -93,7 +110,7 @@ func NewServer(rt *Router, opts ServerOptions) (*Server, error) {
 		var p http.Protocols
 		p.SetHTTP1(true)
 		p.SetUnencryptedHTTP2(true)
-		s.add(s.proxyServer(&p, nil), ln)
+		s.add(s.proxyServer(&p, nil), s.limited(ln, s.refusals.refuseCleartext))
 	}
 	if opts.HTTPSAddr != "" {
 		certs, err := newCertReloader(opts.CertFile, opts.KeyFile, opts.ClientCAFile, opts.ClientAuth, opts.Log)
@@ -109,7 +126,7 @@ func NewServer(rt *Router, opts ServerOptions) (*Server, error) {
 		p.SetHTTP1(true)
 		p.SetHTTP2(true)
 		s.tlsIndex = len(s.proxyServers)
-		s.add(s.proxyServer(&p, certs.tlsConfig()), ln)
+		s.add(s.proxyServer(&p, certs.tlsConfig()), s.limited(ln, refuseClose))
 	}
 	if opts.AdminAddr != "" {
 		ln, err := net.Listen("tcp", opts.AdminAddr)
@@ -121,6 +138,12 @@ func NewServer(rt *Router, opts ServerOptions) (*Server, error) {
 	}
 	ok = true
 	return s, nil
+}
+
+// limited puts a data listener under the client-connection cap.
+func (s *Server) limited(ln net.Listener, refuse func(net.Conn)) net.Listener {
+	return &limitedListener{Listener: ln, open: &s.clientConns, refuse: refuse, spare: s.spare,
+		metrics: s.router.metrics, log: s.opts.Log, warn: &s.warnLimits}
 }
 
 func (s *Server) add(srv *http.Server, ln net.Listener) {
@@ -234,8 +257,11 @@ func (s *Server) drain() {
 		}()
 	}
 	wg.Wait()
+	// Tunnels last: they may live for days, so the drain does not wait
+	// for them, but every request that could finish has.
 	n := s.router.CloseUpgraded()
-	log.Info("drained", "upgraded_closed", n)
+	log.Info("drained; closed the open tunnels", "tunnels_closed", n)
+	s.spare.close()
 	if s.admin != nil {
 		actx, acancel := context.WithTimeout(context.Background(), time.Second)
 		_ = s.admin.Shutdown(actx)
@@ -250,6 +276,7 @@ func (s *Server) closeListeners() {
 	if s.adminLn != nil {
 		s.adminLn.Close()
 	}
+	s.spare.close()
 }
 
 // Ready reports whether /readyz passes.

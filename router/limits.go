@@ -1,0 +1,284 @@
+package router
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// The connection budget. Every client connection, tunnel and connection
+// to a sandbox costs a file descriptor; a router that runs out cannot
+// accept, dial, answer /metrics or reach the API server, and its clients
+// time out instead of hearing "no". So the router counts what it holds
+// under caps set below the process's descriptor limit (cmd derives them,
+// leaving a reserve for the admin listener, the API server and files),
+// and past a cap it refuses new work at once while what is established
+// goes on.
+
+// Errors of a request refused at a cap.
+var (
+	errUpstreamLimit   = errors.New("the router is at its limit of connections to sandboxes")
+	upstreamLimitError = &httpError{status: http.StatusServiceUnavailable, code: CodeUpstreamLimit,
+		detail: "the router is at its limit of connections to sandboxes", retryAfter: 1}
+	tunnelLimitError = &httpError{status: http.StatusServiceUnavailable, code: CodeTunnelLimit,
+		detail: "the router is at its limit of open tunnels", retryAfter: 1}
+)
+
+// slots counts what is held against a cap; max 0 means no cap.
+type slots struct {
+	max int64
+	n   atomic.Int64
+}
+
+func (s *slots) acquire() bool {
+	if s.n.Add(1) > s.max && s.max > 0 {
+		s.n.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (s *slots) release() { s.n.Add(-1) }
+
+// limits are the router's own caps; the client-connection cap is the
+// server's (limitedListener).
+type limits struct {
+	tunnels  slots
+	upstream slots
+}
+
+// countedConn holds one place under a cap until it is closed, however
+// many times and by whom. It keeps what the router needs of the socket
+// under it visible: the raw descriptor (the tunnel's readiness wait, the
+// pool's liveness peek) and the half-close.
+type countedConn struct {
+	net.Conn
+	released atomic.Bool
+	release  func()
+}
+
+func (c *countedConn) Close() error {
+	err := c.Conn.Close()
+	if !c.released.Swap(true) {
+		c.release()
+	}
+	return err
+}
+
+func (c *countedConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
+}
+
+func (c *countedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+// isDescriptorExhaustion reports whether err is the process (EMFILE) or
+// the system (ENFILE) out of file descriptors.
+func isDescriptorExhaustion(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+}
+
+// rareWarning logs at most once per interval and says how many it held
+// back: at a limit the same event repeats thousands of times a second.
+type rareWarning struct {
+	every time.Duration
+	next  atomic.Int64 // unix nanoseconds before which nothing is logged
+	held  atomic.Int64
+}
+
+func (w *rareWarning) log(l *slog.Logger, msg string, args ...any) {
+	now := time.Now().UnixNano()
+	next := w.next.Load()
+	if now < next || !w.next.CompareAndSwap(next, now+int64(w.every)) {
+		w.held.Add(1)
+		return
+	}
+	l.Warn(msg, append(args, "suppressed_since_last", w.held.Swap(0))...)
+}
+
+// dialUpstream opens a connection to a sandbox under the upstream cap.
+// At the cap it first closes one idle pooled connection, which frees a
+// place if there is one; else it fails with errUpstreamLimit.
+func (rt *Router) dialUpstream(dial func() (net.Conn, error)) (net.Conn, error) {
+	if !rt.limits.upstream.acquire() {
+		if !rt.pool.closeOneIdle() || !rt.limits.upstream.acquire() {
+			rt.metrics.refused("upstream_limit")
+			rt.warnLimits.log(rt.log, "at the upstream connection limit: refusing requests that need a new connection",
+				"limit", rt.limits.upstream.max)
+			return nil, errUpstreamLimit
+		}
+	}
+	nc, err := dial()
+	if err != nil {
+		rt.limits.upstream.release()
+		if isDescriptorExhaustion(err) {
+			rt.metrics.descriptorError("dial")
+			rt.warnLimits.log(rt.log, "out of file descriptors dialing a sandbox", "err", err)
+		}
+		return nil, err
+	}
+	rt.metrics.openConns.WithLabelValues("upstream").Inc()
+	return &countedConn{Conn: nc, release: rt.releaseUpstream}, nil
+}
+
+func (rt *Router) releaseUpstream() {
+	rt.limits.upstream.release()
+	rt.metrics.openConns.WithLabelValues("upstream").Dec()
+}
+
+// limitedListener caps the client connections of the data listeners
+// (shared between them) and refuses the ones past the cap at once: over
+// cleartext with a 503 and code connection_limit, over TLS by closing
+// the connection (an answer would need a handshake). When the process is
+// out of descriptors anyway it sheds waiting connections with a spare
+// descriptor, so clients are refused, not left to time out.
+type limitedListener struct {
+	net.Listener
+	open    *slots
+	refuse  func(net.Conn)
+	spare   *spareDescriptor
+	metrics *Metrics
+	log     *slog.Logger
+	warn    *rareWarning
+}
+
+func (l *limitedListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			if isDescriptorExhaustion(err) {
+				l.metrics.descriptorError("accept")
+				l.warn.log(l.log, "out of file descriptors accepting a client connection", "err", err)
+				if l.spare.shed(l.Listener) {
+					continue
+				}
+			}
+			return nil, err
+		}
+		if !l.open.acquire() {
+			l.metrics.refused("client_limit")
+			l.warn.log(l.log, "at the client connection limit: refusing new connections", "limit", l.open.max)
+			l.refuse(c)
+			continue
+		}
+		l.metrics.openConns.WithLabelValues("client").Inc()
+		return &countedConn{Conn: c, release: l.release}, nil
+	}
+}
+
+func (l *limitedListener) release() {
+	l.open.release()
+	l.metrics.openConns.WithLabelValues("client").Dec()
+}
+
+// connectionLimitResponse is the whole answer to a cleartext connection
+// past the cap, written before its request is read.
+var connectionLimitResponse = func() []byte {
+	body := `{"detail":"the router is at its limit of client connections","code":"` + CodeConnectionLimit + `"}` + "\n"
+	return []byte("HTTP/1.1 503 Service Unavailable\r\n" +
+		"Content-Type: application/json\r\nCache-Control: no-store\r\nRetry-After: 1\r\nConnection: close\r\n" +
+		"Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + body)
+}()
+
+// refusals bounds the refused connections being closed gracefully.
+type refusals struct{ slots chan struct{} }
+
+func newRefusals(n int) *refusals { return &refusals{slots: make(chan struct{}, n)} }
+
+// refuseCleartext writes the 503 and closes. Closing a socket with unread
+// bytes (the request) makes the kernel send a reset, which can destroy
+// the answer before the client reads it; so the write side is closed
+// first and the request drained briefly, in a bounded number of
+// goroutines. Past that bound the connection is closed at once.
+func (rf *refusals) refuseCleartext(c net.Conn) {
+	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write(connectionLimitResponse); err != nil {
+		c.Close()
+		return
+	}
+	select {
+	case rf.slots <- struct{}{}:
+	default:
+		c.Close()
+		return
+	}
+	go func() {
+		defer func() { <-rf.slots }()
+		if cw, ok := c.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+		}
+		_ = c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		var b [512]byte
+		for {
+			if _, err := c.Read(b[:]); err != nil {
+				break
+			}
+		}
+		c.Close()
+	}()
+}
+
+func refuseClose(c net.Conn) { c.Close() }
+
+// spareDescriptor is one descriptor kept open to be given up when the
+// process runs out: closing it lets one waiting connection be accepted
+// and closed at once.
+type spareDescriptor struct {
+	mu   sync.Mutex
+	file *os.File // nil: none (it could not be reopened)
+}
+
+func newSpareDescriptor() *spareDescriptor {
+	s := &spareDescriptor{}
+	s.reopen()
+	return s
+}
+
+func (s *spareDescriptor) reopen() {
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		f = nil
+	}
+	s.file = f
+}
+
+func (s *spareDescriptor) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.file != nil {
+		s.file.Close()
+		s.file = nil
+	}
+}
+
+// shed accepts and closes one waiting connection with the spare
+// descriptor; false when there is no spare (another listener holds it).
+func (s *spareDescriptor) shed(ln net.Listener) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.file == nil {
+		return false
+	}
+	s.file.Close()
+	s.file = nil
+	c, err := ln.Accept()
+	if err == nil {
+		c.Close()
+	}
+	s.reopen()
+	return err == nil
+}
