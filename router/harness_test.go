@@ -109,6 +109,13 @@ type proxyEnv struct {
 // (running, protocol auto). mod may adjust the options before New.
 func newProxyEnv(t *testing.T, mod func(*Options)) *proxyEnv {
 	t.Helper()
+	return newProxyEnvServer(t, mod, nil)
+}
+
+// newProxyEnvServer is newProxyEnv with smod adjusting the server's
+// options too.
+func newProxyEnvServer(t *testing.T, mod func(*Options), smod func(*ServerOptions)) *proxyEnv {
+	t.Helper()
 	res := newSandboxResolver()
 	res.set("default", "sb1", resolver.StateRunning, resolver.ProtocolAuto)
 	reg := prometheus.NewRegistry()
@@ -126,14 +133,18 @@ func newProxyEnv(t *testing.T, mod func(*Options)) *proxyEnv {
 		t.Fatal(err)
 	}
 	certFile, keyFile, roots := writeTestCert(t)
-	srv, err := NewServer(rt, ServerOptions{
+	sopts := ServerOptions{
 		HTTPAddr:          "127.0.0.1:0",
 		HTTPSAddr:         "127.0.0.1:0",
 		CertFile:          certFile,
 		KeyFile:           keyFile,
 		ReadHeaderTimeout: 10 * time.Second,
 		DrainTimeout:      5 * time.Second,
-	})
+	}
+	if smod != nil {
+		smod(&sopts)
+	}
+	srv, err := NewServer(rt, sopts)
 	if err != nil {
 		rt.Close()
 		t.Fatal(err)

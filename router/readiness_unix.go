@@ -12,7 +12,11 @@ import (
 // readiness waits until a socket has something to read (bytes, an end or
 // an error) without reading it, so a tunnel direction can park without a
 // buffer.
-type readiness struct{ raw syscall.RawConn }
+type readiness struct {
+	raw  syscall.RawConn
+	peek func(fd uintptr) bool // made once: no allocation per wait
+	err  error                 // what the last peek found wrong
+}
 
 // readinessOf returns a waiter for c, or nil when c cannot be waited on
 // without reading (a TLS connection: its records are decrypted only by
@@ -26,18 +30,30 @@ func readinessOf(c net.Conn) *readiness {
 	if err != nil {
 		return nil
 	}
-	return &readiness{raw: raw}
+	r := &readiness{raw: raw}
+	r.peek = r.readable
+	return r
 }
 
-// wait returns once the socket is readable; the poller parks the goroutine
-// in between. It fails only when the connection was closed.
-func (r *readiness) wait() error { return r.raw.Read(readable) }
+// wait returns nil once the socket has bytes or its orderly end to read;
+// the poller parks the goroutine in between. It returns the socket's
+// error (a reset) itself: the peek that finds an error consumes it, so a
+// Read after it would find nothing and park for good.
+func (r *readiness) wait() error {
+	if err := r.raw.Read(r.peek); err != nil {
+		return err
+	}
+	return r.err
+}
 
 // readable peeks one byte without blocking. It answers false (park and
-// try again when the poller says so) only while there is nothing at all:
-// data, an orderly end and an error all make the next Read return at once.
-func readable(fd uintptr) bool {
+// try again when the poller says so) only while there is nothing at all.
+func (r *readiness) readable(fd uintptr) bool {
 	var b [1]byte
 	_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
-	return err != unix.EAGAIN && err != unix.EWOULDBLOCK
+	if err == unix.EAGAIN || err == unix.EWOULDBLOCK {
+		return false
+	}
+	r.err = err
+	return true
 }

@@ -68,6 +68,13 @@ type config struct {
 	UpstreamConnWaitTimeout time.Duration
 	DialRetries             int
 
+	// The connection budget (limits.go): 0 derives a cap from the
+	// descriptor limit.
+	MaxClientConns    int
+	MaxTunnels        int
+	MaxUpstreamConns  int
+	DescriptorReserve int
+
 	DrainDelay   time.Duration
 	DrainTimeout time.Duration
 
@@ -188,6 +195,10 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.DurationVar(&c.UpstreamIdleTimeout, "upstream-idle-timeout", 30*time.Second, "close idle sandbox connections after this long")
 	fs.IntVar(&c.UpstreamMaxIdle, "upstream-max-idle-per-endpoint", 256, "idle keep-alive connections kept per sandbox endpoint (at most upstream-max-conns-per-endpoint)")
 	fs.IntVar(&c.UpstreamMaxIdleTotal, "upstream-max-idle-total", 10000, "idle keep-alive connections kept in all")
+	fs.IntVar(&c.MaxClientConns, "max-client-connections", 0, "client connections on the data listeners (tunnels included); past it new ones are refused with 503 connection_limit (TLS: closed). 0: half of the descriptor limit less the reserve")
+	fs.IntVar(&c.MaxTunnels, "max-tunnels", 0, "open tunnels (WebSocket and other upgrades); past it upgrades get 503 tunnel_limit. 0: the client connection cap")
+	fs.IntVar(&c.MaxUpstreamConns, "max-upstream-connections", 0, "connections to sandboxes (pooled, h2c, tunnels); past it requests needing a new one get 503 upstream_connection_limit. 0: the descriptor limit less the reserve and the client cap")
+	fs.IntVar(&c.DescriptorReserve, "descriptor-reserve", 256, "file descriptors kept out of the connection caps for the admin listener, the API server, logs and certificates")
 	fs.IntVar(&c.UpstreamMaxConns, "upstream-max-conns-per-endpoint", 256, "connections open to one sandbox endpoint (idle, in use, dialing); more requests wait for one")
 	fs.IntVar(&c.UpstreamMaxConnWaiters, "upstream-max-conn-waiters-per-endpoint", 1024, "requests that may wait for a connection to one endpoint at its cap; more get 503 upstream_busy")
 	fs.DurationVar(&c.UpstreamConnWaitTimeout, "upstream-conn-wait-timeout", 5*time.Second, "how long a request waits for a connection at the cap before 503 upstream_busy")
@@ -434,6 +445,9 @@ func (c *config) validate() error {
 	}
 	if c.MaxConcurrentStreams < 1 || c.UpstreamMaxIdle < 1 || c.UpstreamMaxIdleTotal < 1 || c.UpstreamMaxConns < 1 || c.UpstreamMaxConnWaiters < 1 {
 		bad("max-concurrent-streams, upstream-max-idle-per-endpoint, upstream-max-idle-total, upstream-max-conns-per-endpoint and upstream-max-conn-waiters-per-endpoint must be at least 1")
+	}
+	if c.MaxClientConns < 0 || c.MaxTunnels < 0 || c.MaxUpstreamConns < 0 || c.DescriptorReserve < 0 {
+		bad("max-client-connections, max-tunnels, max-upstream-connections and descriptor-reserve must not be negative")
 	}
 	if c.DialRetries < 0 || c.DialRetries > 10 {
 		bad("dial-retries must be between 0 and 10")

@@ -211,3 +211,39 @@ func FuzzNamespaceTimeouts(f *testing.F) {
 		}
 	})
 }
+
+func TestDeriveCaps(t *testing.T) {
+	cases := []struct {
+		name                      string
+		client, tunnels, upstream int
+		reserve                   int
+		soft                      uint64
+		want                      connectionCaps
+		wantErr                   bool
+	}{
+		{name: "derived", reserve: 256, soft: 20000, want: connectionCaps{client: 9872, tunnels: 9872, upstream: 9872}},
+		{name: "small limit", reserve: 256, soft: 512, want: connectionCaps{client: 128, tunnels: 128, upstream: 128}},
+		{name: "client set", client: 1000, reserve: 256, soft: 20000, want: connectionCaps{client: 1000, tunnels: 1000, upstream: 18744}},
+		{name: "upstream set", upstream: 744, reserve: 256, soft: 20000, want: connectionCaps{client: 19000, tunnels: 19000, upstream: 744}},
+		{name: "tunnels set", tunnels: 10, reserve: 256, soft: 512, want: connectionCaps{client: 128, tunnels: 10, upstream: 128}},
+		{name: "no rlimit", client: 5, soft: 0, want: connectionCaps{client: 5, tunnels: 5}},
+		{name: "over the limit", client: 20000, upstream: 1, reserve: 256, soft: 20000, wantErr: true},
+		{name: "tunnels over clients", client: 10, tunnels: 11, reserve: 256, soft: 20000, wantErr: true},
+		{name: "reserve eats all", reserve: 600, soft: 512, wantErr: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := &config{MaxClientConns: tc.client, MaxTunnels: tc.tunnels, MaxUpstreamConns: tc.upstream, DescriptorReserve: tc.reserve}
+			got, err := deriveCaps(cfg, tc.soft)
+			if tc.wantErr {
+				if err == nil {
+					t.Fatalf("deriveCaps = %+v, want an error", got)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Fatalf("deriveCaps = %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+}

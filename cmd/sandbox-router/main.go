@@ -81,6 +81,10 @@ func run(cfg *config) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := router.NewMetrics(reg)
+	caps, err := connectionBudget(cfg, metrics, log)
+	if err != nil {
+		return err
+	}
 
 	accessLog, closeAccessLog, err := openAccessLog(cfg.AccessLog, metrics, log)
 	if err != nil {
@@ -154,6 +158,8 @@ func run(cfg *config) error {
 			IdleTimeout:           cfg.UpstreamIdleTimeout,
 			DialTimeout:           cfg.UpstreamDialTimeout,
 		},
+		MaxTunnels:            caps.tunnels,
+		MaxUpstreamConns:      caps.upstream,
 		ResponseHeaderTimeout: cfg.UpstreamHeaderTimeout,
 		DialRetries:           dialRetries(cfg.DialRetries),
 		Metrics:               metrics,
@@ -179,6 +185,7 @@ func run(cfg *config) error {
 		IdleTimeout:          cfg.IdleTimeout,
 		MaxHeaderBytes:       cfg.MaxHeaderBytes,
 		MaxConcurrentStreams: cfg.MaxConcurrentStreams,
+		MaxClientConns:       caps.client,
 		DrainDelay:           cfg.DrainDelay,
 		DrainTimeout:         cfg.DrainTimeout,
 		DrainNow:             drainNow,

@@ -1,0 +1,240 @@
+package router
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// TestClientConnectionCap: past the cap a cleartext connection is answered
+// 503 connection_limit before its request is read, and a TLS one closed,
+// while the tunnels that hold the cap go on; once one closes, a new
+// connection is served again.
+func TestClientConnectionCap(t *testing.T) {
+	env := newProxyEnvServer(t, nil, func(o *ServerOptions) { o.MaxClientConns = 3 })
+	sb := startRawSandbox(t)
+	var ends []net.Conn
+	var readers []*bufio.Reader
+	for range 3 {
+		c, br, resp := openRawTunnel(t, env.httpAddr, sb.port)
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		ends, readers = append(ends, c), append(readers, br)
+	}
+	waitUntil(t, "3 client connections counted", func() bool {
+		return env.metric("sandbox_router_open_connections", map[string]string{"side": "client"}) == 3
+	})
+
+	_, _, resp := openRawTunnel(t, env.httpAddr, sb.port)
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("past the cap: status %d, Retry-After %q; want 503 with Retry-After", resp.StatusCode, resp.Header.Get("Retry-After"))
+	}
+	if ae, _ := readAPIError(t, resp); ae.Code != CodeConnectionLimit {
+		t.Fatalf("code %q, want %q", ae.Code, CodeConnectionLimit)
+	}
+	// TLS: a closed accept, not a hang.
+	tc, err := tls.DialWithDialer(&net.Dialer{Timeout: waitTimeout}, "tcp", env.tlsAddr, &tls.Config{RootCAs: env.roots, ServerName: "localhost"})
+	if err == nil {
+		_ = tc.SetDeadline(time.Now().Add(waitTimeout))
+		_, err = tc.Read(make([]byte, 1))
+		tc.Close()
+	}
+	if err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a TLS connection past the cap: %v; want it closed", err)
+	}
+	if got := env.metric("sandbox_router_connections_refused_total", map[string]string{"reason": "client_limit"}); got != 2 {
+		t.Errorf("refused{client_limit} = %v, want 2", got)
+	}
+	for i := range ends {
+		echoOnce(t, ends[i], readers[i], "still here")
+	}
+
+	ends[0].Close()
+	waitUntil(t, "a place to free up", func() bool {
+		return env.metric("sandbox_router_open_connections", map[string]string{"side": "client"}) == 2
+	})
+	c, br, resp := openRawTunnel(t, env.httpAddr, sb.port)
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("after a close: status %d, want 101", resp.StatusCode)
+	}
+	echoOnce(t, c, br, "welcome back")
+}
+
+// TestTunnelCap: past the tunnel cap an upgrade is refused before the
+// sandbox hears of it, while plain requests and open tunnels go on.
+func TestTunnelCap(t *testing.T) {
+	env := newProxyEnv(t, func(o *Options) { o.MaxTunnels = 2 })
+	sb := startRawSandbox(t)
+	a, abr, _ := openRawTunnel(t, env.httpAddr, sb.port)
+	openRawTunnel(t, env.httpAddr, sb.port)
+
+	_, _, resp := openRawTunnel(t, env.httpAddr, sb.port)
+	if ae, _ := readAPIError(t, resp); resp.StatusCode != http.StatusServiceUnavailable || ae.Code != CodeTunnelLimit {
+		t.Fatalf("third tunnel: %d %q, want 503 %q", resp.StatusCode, ae.Code, CodeTunnelLimit)
+	}
+	if got := sb.upgrades.Load(); got != 2 {
+		t.Errorf("the sandbox saw %d upgrades, want 2", got)
+	}
+	r := doRequest(env.client(viaH1), env.sandboxRequest(context.Background(), viaH1, "GET", "/plain", sb.port, nil))
+	if r.status != http.StatusOK {
+		t.Fatalf("a plain request at the tunnel cap: %d, want 200", r.status)
+	}
+	echoOnce(t, a, abr, "open tunnels go on")
+	if got := env.metric("sandbox_router_connections_refused_total", map[string]string{"reason": "tunnel_limit"}); got != 1 {
+		t.Errorf("refused{tunnel_limit} = %v, want 1", got)
+	}
+
+	a.Close()
+	waitUntil(t, "a tunnel to close", func() bool { return env.upgradedOpen() == 1 })
+	if _, _, resp := openRawTunnel(t, env.httpAddr, sb.port); resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("after a close: %d, want 101", resp.StatusCode)
+	}
+}
+
+// TestUpstreamConnectionCap: at the cap an idle pooled connection makes
+// room for a new one; with none idle, the request is answered 503
+// upstream_connection_limit at once.
+func TestUpstreamConnectionCap(t *testing.T) {
+	env := newProxyEnv(t, func(o *Options) { o.MaxUpstreamConns = 2 })
+	sb := startRawSandbox(t)
+	other := startRawSandbox(t)
+	client := env.client(viaH1)
+	get := func(port int) response {
+		return doRequest(client, env.sandboxRequest(context.Background(), viaH1, "GET", "/plain", port, nil))
+	}
+	openRawTunnel(t, env.httpAddr, sb.port) // 1: a tunnel
+	if r := get(other.port); r.status != http.StatusOK { // 2: pooled, idle after
+		t.Fatalf("second connection: %d", r.status)
+	}
+	// 3 would pass the cap: the idle one is closed to make room.
+	if _, _, resp := openRawTunnel(t, env.httpAddr, other.port); resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("a tunnel at the cap with an idle connection: %d, want 101", resp.StatusCode)
+	}
+	waitUntil(t, "two upstream connections (the tunnels)", func() bool {
+		return env.metric("sandbox_router_open_connections", map[string]string{"side": "upstream"}) == 2
+	})
+	r := get(other.port)
+	if r.status != http.StatusServiceUnavailable || !strings.Contains(r.body, CodeUpstreamLimit) {
+		t.Fatalf("at the cap with nothing idle: %d %q, want 503 %s", r.status, r.body, CodeUpstreamLimit)
+	}
+	if got := env.metric("sandbox_router_connections_refused_total", map[string]string{"reason": "upstream_limit"}); got != 1 {
+		t.Errorf("refused{upstream_limit} = %v, want 1", got)
+	}
+}
+
+// TestUpstreamCapEvictsIdle: an idle keep-alive connection to one sandbox
+// gives its place to a request for another.
+func TestUpstreamCapEvictsIdle(t *testing.T) {
+	env := newProxyEnv(t, func(o *Options) { o.MaxUpstreamConns = 1 })
+	ok := func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }
+	a := startBackend(t, http.HandlerFunc(ok), false)
+	b := startBackend(t, http.HandlerFunc(ok), false)
+	client := env.client(viaH1)
+	for _, port := range []int{a.port, b.port, a.port} {
+		r := doRequest(client, env.sandboxRequest(context.Background(), viaH1, "GET", "/", port, nil))
+		if r.status != http.StatusOK {
+			t.Fatalf("port %d: %d %q", port, r.status, r.body)
+		}
+	}
+	if got := env.metric("sandbox_router_connections_refused_total", map[string]string{"reason": "upstream_limit"}); got != 0 {
+		t.Errorf("refused{upstream_limit} = %v, want 0", got)
+	}
+}
+
+// fakeListener hands out scripted Accept results.
+type fakeListener struct {
+	results chan acceptResult
+	addr    net.Addr
+}
+
+type acceptResult struct {
+	c   net.Conn
+	err error
+}
+
+func (l *fakeListener) Accept() (net.Conn, error) {
+	r, ok := <-l.results
+	if !ok {
+		return nil, net.ErrClosed
+	}
+	return r.c, r.err
+}
+func (l *fakeListener) Close() error   { return nil }
+func (l *fakeListener) Addr() net.Addr { return l.addr }
+
+// TestAcceptDescriptorExhaustion: an accept that fails for want of
+// descriptors is counted and warned about (once, however often it
+// repeats), and the waiting connection is accepted with the spare
+// descriptor and closed at once instead of left to time out.
+func TestAcceptDescriptorExhaustion(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg)
+	var logs bytes.Buffer
+	var mu sync.Mutex
+	log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
+	shed1, shedPeer1 := net.Pipe()
+	shed2, shedPeer2 := net.Pipe()
+	kept, _ := net.Pipe()
+	emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	fl := &fakeListener{results: make(chan acceptResult, 8)}
+	fl.results <- acceptResult{err: emfile}
+	fl.results <- acceptResult{c: shed1} // taken by the spare
+	fl.results <- acceptResult{err: emfile}
+	fl.results <- acceptResult{c: shed2}
+	fl.results <- acceptResult{c: kept}
+	ln := &limitedListener{Listener: fl, open: &slots{}, refuse: refuseClose, spare: newSpareDescriptor(),
+		metrics: m, log: log, warn: &rareWarning{every: time.Hour}}
+	defer ln.spare.close()
+
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.(*countedConn).Conn != kept {
+		t.Fatal("Accept returned a shed connection")
+	}
+	for _, peer := range []net.Conn{shedPeer1, shedPeer2} {
+		if _, err := peer.Read(make([]byte, 1)); err != io.EOF {
+			t.Errorf("a shed connection's peer read %v, want EOF (closed)", err)
+		}
+	}
+	env := &proxyEnv{t: t, reg: reg}
+	if got := env.metric("sandbox_router_descriptor_exhaustion_total", map[string]string{"op": "accept"}); got != 2 {
+		t.Errorf("descriptor_exhaustion_total{accept} = %v, want 2", got)
+	}
+	mu.Lock()
+	out := logs.String()
+	mu.Unlock()
+	if n := strings.Count(out, "out of file descriptors"); n != 1 {
+		t.Errorf("%d warnings logged, want 1 (rate-limited):\n%s", n, out)
+	}
+	if !strings.Contains(out, "level=WARN") {
+		t.Errorf("the warning is not at warning level:\n%s", out)
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
