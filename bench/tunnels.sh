@@ -13,7 +13,13 @@
 #                    that fits the hard descriptor limit at 2 descriptors per
 #                    tunnel ((hard - 1000) / 2), capped at NMAX
 #   NMAX=9000        the cap of that default
+#                    (NS="" skips the WebSockets)
 #   SSE_N=1000       SSE streams per proxy (0 skips SSE)
+#   ROUTER_FLAGS=    extra sandbox-router flags, e.g.
+#                    "--upstream-max-conns-per-endpoint 20000": an SSE stream
+#                    holds one of the router's pooled upstream connections,
+#                    256 per sandbox endpoint by default, so past 256 streams
+#                    the rest wait (then time out) or get 503 upstream_busy
 #   IDLE=5s          idle-CPU window
 #   SUMMARY=FILE     also write the markdown summary to FILE
 #   KEEP=1           keep the work directory (client JSON, logs, configs)
@@ -28,6 +34,7 @@ SSE_N=${SSE_N:-1000}
 IDLE=${IDLE:-5s}
 SUMMARY=${SUMMARY:-}
 KEEP=${KEEP:-0}
+read -r -a ROUTER_FLAGS <<<"${ROUTER_FLAGS:-}"
 # The client's own deadlines bound a run to about two and a half minutes;
 # this is the net under them.
 CLIENT_TIMEOUT=300
@@ -67,7 +74,7 @@ ulimit -n "$HARD" || die "cannot raise the descriptor limit to $HARD"
 FIT=$(((HARD - 1000) / 2))
 ((FIT > 0)) || die "hard descriptor limit $HARD is too low"
 BIG=$((FIT < NMAX ? FIT : NMAX))
-if [ -z "${NS:-}" ]; then
+if [ -z "${NS+set}" ]; then
 	if ((BIG > 1000)); then NS="1000 $BIG"; else NS="$BIG"; fi
 fi
 for n in $NS; do
@@ -75,7 +82,7 @@ for n in $NS; do
 	((n <= FIT)) || log "warning: N=$n needs $((2 * n + 1000)) descriptors in a proxy, over the hard limit $HARD"
 done
 [[ $SSE_N =~ ^[0-9]+$ ]] || die "SSE_N: $SSE_N is not a count"
-log "descriptor limit $HARD (soft raised to $(ulimit -n)); WebSockets: $NS; SSE: $SSE_N"
+log "descriptor limit $HARD (soft raised to $(ulimit -n)); WebSockets: ${NS:-none}; SSE: $SSE_N"
 
 # ---------------------------------------------------------------- build
 log "building into bin/"
@@ -124,7 +131,7 @@ EOF
 	bin/sandbox-router --routes "$WORK/routes.yaml" --allow-loopback-pod-ip \
 		--listen-http "127.0.0.1:$PROXY_PORT" --listen-admin "127.0.0.1:$admin" \
 		--access-log "$WORK/router-access.log" --pprof --log-level warn \
-		--drain-delay 0s --drain-timeout 2s >>"$WORK/router.log" 2>&1 &
+		--drain-delay 0s --drain-timeout 2s "${ROUTER_FLAGS[@]}" >>"$WORK/router.log" 2>&1 &
 	PROXY_PID=$!
 	PIDS+=("$PROXY_PID")
 	PROXY_PIDS=$PROXY_PID
@@ -228,7 +235,7 @@ run_one() {
 		-kind "$kind" -n "$n" -sources "$SOURCES" -pid "$PROXY_PIDS" -idle "$IDLE" "${CLIENT_EXTRA[@]}" \
 		>"$out.json" 2>"$out.log" || rc=$?
 	[ "$rc" -eq 0 ] || log "client exited $rc: $(tail -3 "$out.log")"
-	[ -s "$out.json" ] && jq -r '"    opened \(.opened)/\(.n) in \(.open_seconds * 100 | round / 100)s, RSS/conn \(.per_conn.rss_kib // "-" | if type == "number" then (. * 100 | round / 100) else . end) KiB, fds/conn \(.per_conn.fds // "-")\(if .failed > 0 then ", failed \(.failed)" else "" end)\(if .skipped > 0 then ", skipped \(.skipped)" else "" end)"' "$out.json" >&2 || true
+	[ -s "$out.json" ] && jq -r '"    opened \(.opened)/\(.n) in \(.open_seconds * 100 | round / 100)s, RSS/conn \(.per_conn.rss_kib // "-" | if type == "number" then (. * 100 | round / 100) else . end) KiB, fds/conn \(.per_conn.fds // "-" | if type == "number" then (. * 100 | round / 100) else . end)\(if .failed > 0 then ", failed \(.failed)" else "" end)\(if .skipped > 0 then ", skipped \(.skipped)" else "" end)"' "$out.json" >&2 || true
 	stop "$PROXY_PID"
 	stop "$ORIGIN_PID"
 	RUNS+=("$proxy:$kind:$n")
@@ -280,6 +287,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
 	echo
 	echo "$(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)"
 	echo "$(go version | awk '{ print $3 }'), $("$NGINX" -v 2>&1 | sed 's/.*: //') (2 workers); descriptor limit $HARD; client sources ${SOURCES:-none (kernel-chosen)}; idle window $IDLE"
+	echo "router flags: defaults as bench/memory.sh, --pprof${ROUTER_FLAGS[*]:+ }${ROUTER_FLAGS[*]}"
 	echo
 	echo "| proxy | kind | N | opened | open time (s) | handshake p50 / p99 (ms) | RSS/conn (KiB) | fds/conn | goroutines/conn | idle CPU, % of a core (before opening) | echoes ok | fds left after close | RSS left after close+GC (KiB) | goroutines left |"
 	echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
@@ -308,6 +316,12 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
 	if [ -n "$failures" ]; then
 		echo
 		echo "Failures:$failures"
+		if [[ $failures == *"router sse"* ]]; then
+			echo
+			echo "An SSE stream holds one of the router's pooled upstream connections, at most 256 per sandbox endpoint by"
+			echo "default: past that, streams wait for one (and time out) or get 503 upstream_busy. To measure past it:"
+			echo "ROUTER_FLAGS=\"--upstream-max-conns-per-endpoint 20000\"."
+		fi
 	fi
 	echo
 	echo "Per connection: (measure with N open, after 1 s to settle − baseline) / opened. RSS is VmRSS summed over the proxy's"
@@ -315,8 +329,10 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
 	echo "PSS, from smaps_rollup, splits shared pages instead. nginx allocates its connection and event arrays for"
 	echo "worker_connections (2N+256 per worker) when it starts, so they sit in its baseline, not in RSS/conn. Idle CPU:"
 	echo "on-CPU time of all the proxy's threads (schedstat, ns) over the idle window with the N open, and in brackets"
-	echo "over the same window before anything opened. After close: the client waits for"
-	echo "the proxy's descriptors to stop falling (10 s at most), the router is asked to GC (pprof heap?gc=1), then 1 s."
+	echo "over the same window before anything opened. After close: the client waits for the proxy's descriptors to"
+	echo "stop falling (10 s at most), the router is asked to GC (pprof heap?gc=1), then 1 s."
+	echo "A router figure of −1 left: the upstream connection its readiness check left in the pool was taken by the"
+	echo "first tunnel and closed with it. The router's idle CPU before opening is its access log's 100 ms flush ticker."
 } >"$WORK/summary.md"
 
 echo

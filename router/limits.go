@@ -199,17 +199,14 @@ type refusals struct{ slots chan struct{} }
 
 func newRefusals(n int) *refusals { return &refusals{slots: make(chan struct{}, n)} }
 
-// refuseCleartext writes the 503 and closes. Closing a socket with unread
-// bytes (the request) makes the kernel send a reset, which can destroy
-// the answer before the client reads it; so the write side is closed
-// first and the request drained briefly, in a bounded number of
-// goroutines. Past that bound the connection is closed at once.
+// refuseCleartext answers 503 and closes, in a bounded number of
+// goroutines; past that bound the connection is closed at once. The
+// request head is read first (briefly, and bounded): clients take an
+// answer that comes before their request for a broken connection. The
+// write side is then closed before the rest is drained, because closing
+// a socket with unread bytes sends a reset that can destroy the answer
+// before the client reads it.
 func (rf *refusals) refuseCleartext(c net.Conn) {
-	_ = c.SetWriteDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write(connectionLimitResponse); err != nil {
-		c.Close()
-		return
-	}
 	select {
 	case rf.slots <- struct{}{}:
 	default:
@@ -218,6 +215,14 @@ func (rf *refusals) refuseCleartext(c net.Conn) {
 	}
 	go func() {
 		defer func() { <-rf.slots }()
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(time.Second))
+		if !skipRequestHead(c) {
+			return
+		}
+		if _, err := c.Write(connectionLimitResponse); err != nil {
+			return
+		}
 		if cw, ok := c.(interface{ CloseWrite() error }); ok {
 			_ = cw.CloseWrite()
 		}
@@ -225,11 +230,35 @@ func (rf *refusals) refuseCleartext(c net.Conn) {
 		var b [512]byte
 		for {
 			if _, err := c.Read(b[:]); err != nil {
-				break
+				return
 			}
 		}
-		c.Close()
 	}()
+}
+
+// maxRefusedHead bounds what is read of a refused connection's request.
+const maxRefusedHead = 16 << 10
+
+// skipRequestHead reads up to the blank line that ends a request head. It
+// reports false when the connection failed or ended first; a head larger
+// than maxRefusedHead is answered anyway.
+func skipRequestHead(c net.Conn) bool {
+	var b [1024]byte
+	var tail uint32 // the last four bytes read
+	for read := 0; read < maxRefusedHead; {
+		n, err := c.Read(b[:])
+		for _, x := range b[:n] {
+			tail = tail<<8 | uint32(x)
+			if tail == 0x0d0a0d0a { // \r\n\r\n
+				return true
+			}
+		}
+		read += n
+		if err != nil {
+			return false
+		}
+	}
+	return true
 }
 
 func refuseClose(c net.Conn) { c.Close() }
@@ -266,19 +295,38 @@ func (s *spareDescriptor) close() {
 }
 
 // shed accepts and closes one waiting connection with the spare
-// descriptor; false when there is no spare (another listener holds it).
+// descriptor. It reports whether it shed one: false when none waits (at
+// the limit accept fails whether or not a connection waits, so the spare
+// is given up only when one does) or when there is no spare (something
+// else took the descriptor between its close and its reopening, and none
+// has been freed since). Nothing here waits: a spare freed while waiting
+// would go to whatever else the process opens first. It is a last resort
+// for a misconfigured budget; the caps and the reserve keep the process
+// from getting here.
 func (s *spareDescriptor) shed(ln net.Listener) bool {
+	sc, ok := ln.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.file == nil {
-		return false
+		if s.reopen(); s.file == nil {
+			return false
+		}
 	}
-	s.file.Close()
-	s.file = nil
-	c, err := ln.Accept()
-	if err == nil {
-		c.Close()
-	}
-	s.reopen()
-	return err == nil
+	shed := false
+	_ = raw.Control(func(fd uintptr) {
+		if !connectionWaiting(fd) {
+			return
+		}
+		s.file.Close()
+		shed = acceptAndClose(fd)
+		s.reopen()
+	})
+	return shed
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -156,66 +157,81 @@ func TestUpstreamCapEvictsIdle(t *testing.T) {
 	}
 }
 
-// fakeListener hands out scripted Accept results.
-type fakeListener struct {
-	results chan acceptResult
-	addr    net.Addr
+// exhaustedListener is a real listener whose first Accepts fail as they
+// do when the process is out of descriptors (whether or not a connection
+// waits); the spare's own accept goes to the real socket.
+type exhaustedListener struct {
+	*net.TCPListener
+	failures atomic.Int32
 }
 
-type acceptResult struct {
-	c   net.Conn
-	err error
-}
-
-func (l *fakeListener) Accept() (net.Conn, error) {
-	r, ok := <-l.results
-	if !ok {
-		return nil, net.ErrClosed
+func (l *exhaustedListener) Accept() (net.Conn, error) {
+	if l.failures.Add(-1) >= 0 {
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
 	}
-	return r.c, r.err
+	return l.TCPListener.Accept()
 }
-func (l *fakeListener) Close() error   { return nil }
-func (l *fakeListener) Addr() net.Addr { return l.addr }
 
 // TestAcceptDescriptorExhaustion: an accept that fails for want of
 // descriptors is counted and warned about (once, however often it
-// repeats), and the waiting connection is accepted with the spare
-// descriptor and closed at once instead of left to time out.
+// repeats), and each waiting connection is accepted with the spare
+// descriptor and closed at once instead of left to time out. With none
+// waiting, the error goes back to the server, which retries later.
 func TestAcceptDescriptorExhaustion(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := NewMetrics(reg)
 	var logs bytes.Buffer
 	var mu sync.Mutex
 	log := slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))
-	shed1, shedPeer1 := net.Pipe()
-	shed2, shedPeer2 := net.Pipe()
-	kept, _ := net.Pipe()
-	emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
-	fl := &fakeListener{results: make(chan acceptResult, 8)}
-	fl.results <- acceptResult{err: emfile}
-	fl.results <- acceptResult{c: shed1} // taken by the spare
-	fl.results <- acceptResult{err: emfile}
-	fl.results <- acceptResult{c: shed2}
-	fl.results <- acceptResult{c: kept}
-	ln := &limitedListener{Listener: fl, open: &slots{}, refuse: refuseClose, spare: newSpareDescriptor(),
-		metrics: m, log: log, warn: &rareWarning{every: time.Hour}}
-	defer ln.spare.close()
-
-	c, err := ln.Accept()
+	tl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.(*countedConn).Conn != kept {
-		t.Fatal("Accept returned a shed connection")
+	defer tl.Close()
+	inner := &exhaustedListener{TCPListener: tl.(*net.TCPListener)}
+	ln := &limitedListener{Listener: inner, open: &slots{}, refuse: refuseClose, spare: newSpareDescriptor(),
+		metrics: m, log: log, warn: &rareWarning{every: time.Hour}}
+	defer ln.spare.close()
+
+	// Nothing waiting: nothing to shed; the error is the server's.
+	inner.failures.Store(1)
+	if _, err := ln.Accept(); !isDescriptorExhaustion(err) {
+		t.Fatalf("Accept = %v, want the EMFILE", err)
 	}
-	for _, peer := range []net.Conn{shedPeer1, shedPeer2} {
-		if _, err := peer.Read(make([]byte, 1)); err != io.EOF {
-			t.Errorf("a shed connection's peer read %v, want EOF (closed)", err)
+
+	var waiting []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", tl.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		waiting = append(waiting, c)
+	}
+	inner.failures.Store(3) // two sheds, then nothing waits: the error again
+	if _, err := ln.Accept(); !isDescriptorExhaustion(err) {
+		t.Fatalf("Accept = %v, want the EMFILE once no one waits", err)
+	}
+	for i, c := range waiting {
+		_ = c.SetReadDeadline(time.Now().Add(waitTimeout))
+		if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Errorf("waiting connection %d: read %v, want it closed", i, err)
 		}
 	}
+	kept, err := net.Dial("tcp", tl.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kept.Close()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatalf("Accept after the exhaustion passed: %v", err)
+	}
+	c.Close()
+
 	env := &proxyEnv{t: t, reg: reg}
-	if got := env.metric("sandbox_router_descriptor_exhaustion_total", map[string]string{"op": "accept"}); got != 2 {
-		t.Errorf("descriptor_exhaustion_total{accept} = %v, want 2", got)
+	if got := env.metric("sandbox_router_descriptor_exhaustion_total", map[string]string{"op": "accept"}); got != 4 {
+		t.Errorf("descriptor_exhaustion_total{accept} = %v, want 4", got)
 	}
 	mu.Lock()
 	out := logs.String()

@@ -322,6 +322,11 @@ func TestConnectionCapWaiterLeaves(t *testing.T) {
 	waitUntil(t, "the waiter queued", func() bool { return env.metric("sandbox_router_upstream_connection_waits_total", nil) == 1 })
 	cancel()
 	recv(t, left, "the departed waiter")
+	// The client returns at once; the router learns of it when the
+	// connection closes. Then only the blocked request is in flight.
+	waitUntil(t, "the router to see the waiter leave", func() bool {
+		return env.metric("sandbox_router_requests_in_flight", nil) == 1
+	})
 	// Its place is free: another waits (not a queue_full 503).
 	next := be.getAsync(context.Background())
 	waitUntil(t, "the next waiter queued", func() bool { return env.metric("sandbox_router_upstream_connection_waits_total", nil) == 2 })

@@ -2,7 +2,11 @@
 
 package router
 
-import "syscall"
+import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
 
 // RaiseDescriptorLimit raises the soft RLIMIT_NOFILE to the hard one and
 // returns both as they are then. The Go runtime does the same when the
@@ -21,4 +25,23 @@ func RaiseDescriptorLimit() (soft, hard uint64, err error) {
 		}
 	}
 	return uint64(lim.Cur), uint64(lim.Max), nil
+}
+
+// connectionWaiting reports whether the listening socket fd has a
+// connection to accept, without waiting.
+func connectionWaiting(fd uintptr) bool {
+	p := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(p, 0)
+	return err == nil && n == 1 && p[0].Revents&unix.POLLIN != 0
+}
+
+// acceptAndClose accepts one waiting connection on the listening socket
+// fd without waiting, and closes it at once.
+func acceptAndClose(fd uintptr) bool {
+	nfd, _, err := syscall.Accept4(int(fd), syscall.SOCK_CLOEXEC)
+	if err != nil {
+		return false
+	}
+	syscall.Close(nfd)
+	return true
 }

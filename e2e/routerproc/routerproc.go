@@ -7,6 +7,7 @@ package routerproc
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -77,6 +78,10 @@ type Options struct {
 	// Args are its flags. Listeners on free loopback ports and no drain
 	// delay come first, so Args may override them.
 	Args []string
+	// OpenFilesSoft and OpenFilesHard, when set, are the router's
+	// descriptor limit (RLIMIT_NOFILE) at start, set by the shell that
+	// execs it (the router keeps the PID).
+	OpenFilesSoft, OpenFilesHard uint64
 	// LogPath, when set, receives the router's log (stdout and stderr);
 	// otherwise it is kept in memory. Either way Log returns its tail.
 	LogPath string
@@ -103,7 +108,12 @@ const startTimeout = 30 * time.Second
 // Start runs the router and returns once it listens.
 func Start(ctx context.Context, opts Options) (*Proc, error) {
 	args := append([]string{"--listen-http", "127.0.0.1:0", "--listen-admin", "127.0.0.1:0", "--drain-delay", "0s"}, opts.Args...)
-	p := &Proc{cmd: exec.Command(opts.Bin, args...), logPath: opts.LogPath, done: make(chan struct{})}
+	cmd := exec.Command(opts.Bin, args...)
+	if opts.OpenFilesHard > 0 {
+		script := fmt.Sprintf(`ulimit -Sn %d && ulimit -Hn %d && exec "$0" "$@"`, cmp.Or(opts.OpenFilesSoft, opts.OpenFilesHard), opts.OpenFilesHard)
+		cmd = exec.Command("/bin/sh", append([]string{"-c", script, opts.Bin}, args...)...)
+	}
+	p := &Proc{cmd: cmd, logPath: opts.LogPath, done: make(chan struct{})}
 	// It dies with its parent; its own process group keeps a terminal's
 	// Ctrl-C from reaching it before the parent stops it by PID.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}

@@ -5,10 +5,11 @@
 // of its own so that its own connections do not count against the proxy.
 // It is driven by bench/tunnels.sh, against bench/tunnels/origin.
 //
-// Sequence: baseline; open N (a bounded pool of openers, failures counted,
-// not fatal); settle, measure, watch CPU over -idle; WebSocket only: one
-// echo per connection; close all, wait for the proxy's descriptors to stop
-// falling, force a GC (-gc), measure what is left.
+// Sequence: baseline (and idle CPU with nothing open); open N (a bounded
+// pool of openers, failures counted, not fatal); settle, measure, watch CPU
+// over -idle; WebSocket only: one echo per connection; close all, wait for
+// the proxy's descriptors to stop falling, force a GC (-gc), measure what
+// is left.
 package main
 
 import (
@@ -217,7 +218,7 @@ func run(c *config) *result {
 		res.Error = "baseline idle CPU: " + err.Error()
 		return res
 	}
-	logf("baseline: %+v; opening %d %s connections", res.Baseline, c.n, c.ep.kind)
+	logf("baseline: %v; opening %d %s connections", res.Baseline, c.n, c.ep.kind)
 
 	tunnels := openAll(ctx, c, res)
 	logf("opened %d, failed %d, skipped %d in %.2fs", res.Opened, res.Failed, res.Skipped, res.OpenSeconds)

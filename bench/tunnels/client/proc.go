@@ -23,6 +23,14 @@ type sample struct {
 	Goroutines *int  `json:"goroutines"` // go_goroutines from -metrics; null when not asked for or not answered
 }
 
+func (s sample) String() string {
+	g := "-"
+	if s.Goroutines != nil {
+		g = strconv.Itoa(*s.Goroutines)
+	}
+	return fmt.Sprintf("RSS %d KiB, PSS %d KiB, %d fds, goroutines %s", s.RSSKiB, s.PSSKiB, s.FDs, g)
+}
+
 // measure samples every PID, and the goroutine count when metricsURL is set.
 // A PID that cannot be read makes the sample an error: a proxy that died
 // must not look like a cheap one.
