@@ -118,7 +118,7 @@ func TestUpstreamConnectionCap(t *testing.T) {
 	get := func(port int) response {
 		return doRequest(client, env.sandboxRequest(context.Background(), viaH1, "GET", "/plain", port, nil))
 	}
-	openRawTunnel(t, env.httpAddr, sb.port) // 1: a tunnel
+	openRawTunnel(t, env.httpAddr, sb.port)              // 1: a tunnel
 	if r := get(other.port); r.status != http.StatusOK { // 2: pooled, idle after
 		t.Fatalf("second connection: %d", r.status)
 	}
