@@ -117,7 +117,8 @@ start_origin() {
 	wait_get "http://127.0.0.1:$ORIGIN_PORT/healthz"
 }
 
-# start_router: sets PROXY_PID, PROXY_PIDS, PROXY_PORT and CLIENT_EXTRA.
+# start_router [FLAGS...]: sets PROXY_PID, PROXY_PIDS, PROXY_PORT and
+# CLIENT_EXTRA.
 start_router() {
 	local admin
 	PROXY_PORT=$(free_port)
@@ -131,7 +132,7 @@ EOF
 	bin/sandbox-router --routes "$WORK/routes.yaml" --allow-loopback-pod-ip \
 		--listen-http "127.0.0.1:$PROXY_PORT" --listen-admin "127.0.0.1:$admin" \
 		--access-log "$WORK/router-access.log" --pprof --log-level warn \
-		--drain-delay 0s --drain-timeout 2s "${ROUTER_FLAGS[@]}" >>"$WORK/router.log" 2>&1 &
+		--drain-delay 0s --drain-timeout 2s "$@" "${ROUTER_FLAGS[@]}" >>"$WORK/router.log" 2>&1 &
 	PROXY_PID=$!
 	PIDS+=("$PROXY_PID")
 	PROXY_PIDS=$PROXY_PID
@@ -228,7 +229,15 @@ run_one() {
 	out="$WORK/$proxy-$kind-$n"
 	log "$proxy: $n $kind"
 	start_origin
-	if [ "$proxy" = router ]; then start_router; else start_nginx "$n"; fi
+	if [ "$proxy" = router ] && [ "$kind" = sse ]; then
+		# Every stream goes to the one sandbox, each on its own upstream
+		# connection: past the per-endpoint cap (256) they would queue.
+		start_router --upstream-max-conns-per-endpoint "$((n + 16))"
+	elif [ "$proxy" = router ]; then
+		start_router
+	else
+		start_nginx "$n"
+	fi
 	wait_get "http://127.0.0.1:$PROXY_PORT/healthz" -H "X-Sandbox-ID: bench" -H "X-Sandbox-Port: $ORIGIN_PORT"
 	timeout -k 10 "$CLIENT_TIMEOUT" bin/bench-tunnels-client -json \
 		-target "http://127.0.0.1:$PROXY_PORT" -header "X-Sandbox-ID: bench" -header "X-Sandbox-Port: $ORIGIN_PORT" \

@@ -239,3 +239,62 @@ func BenchmarkRoutingKey(b *testing.B) {
 type benchTracker struct{ t *activator.Tracker }
 
 func (b benchTracker) Begin(k resolver.Key) Activity { return b.t.Begin(k) }
+
+// BenchmarkTunnelBulk pushes bytes through one tunnel (an Upgrade), client
+// to sandbox, in 64 KiB writes, through net/http's server as in
+// production. It is how the tunnel's pooled-buffer copy compares with the
+// splice(2) it replaced (docs/benchmarks.md).
+func BenchmarkTunnelBulk(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				if _, err := http.ReadRequest(br); err != nil {
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: bulk\r\n\r\n")
+				n, _ := io.Copy(io.Discard, br)
+				io.WriteString(c, strconv.FormatInt(n, 10))
+			}()
+		}
+	}()
+	rt := newBenchRouter(b, nil, nil)
+	srv := httptest.NewServer(rt)
+	b.Cleanup(srv.Close)
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET / HTTP/1.1\r\nHost: router\r\nConnection: Upgrade\r\nUpgrade: bulk\r\nX-Sandbox-ID: bench\r\nX-Sandbox-Port: "+
+		strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)+"\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		b.Fatalf("upgrade: %v %v", resp, err)
+	}
+	chunk := make([]byte, 64<<10)
+	b.SetBytes(int64(len(chunk)))
+	sent := int64(0)
+	for b.Loop() {
+		if _, err := c.Write(chunk); err != nil {
+			b.Fatal(err)
+		}
+		sent += int64(len(chunk))
+	}
+	c.(*net.TCPConn).CloseWrite()
+	got, _ := io.ReadAll(br)
+	if string(got) != strconv.FormatInt(sent, 10) {
+		b.Fatalf("the sandbox got %s bytes, want %d", got, sent)
+	}
+}

@@ -29,7 +29,7 @@ func (rt *Router) forwardOnce(ctx context.Context, w http.ResponseWriter, r *htt
 		if err != nil {
 			return err
 		}
-		complete := rt.writeResponse(w, resp, connectionTokens(resp.Header), rec)
+		complete := rt.writeResponse(w, resp, connectionTokens(resp.Header), rec, nil)
 		// Judged now: interrupting the client's body read below ends the
 		// request's context, which must not pass for a departed client.
 		left := clientLeft(ctx)
@@ -79,7 +79,7 @@ func (rt *Router) forwardOnce(ctx context.Context, w http.ResponseWriter, r *htt
 		rt.serveUpgrade(w, r, ex, rec)
 		return nil
 	}
-	complete := rt.writeResponse(w, ex.resp, ex.connTokens, rec)
+	complete := rt.writeResponse(w, ex.resp, ex.connTokens, rec, ex.bodyReady())
 	// Judged before finish: interrupting the client's body read there
 	// ends the request's context, which must not pass for a departed
 	// client.
@@ -91,8 +91,9 @@ func (rt *Router) forwardOnce(ctx context.Context, w http.ResponseWriter, r *htt
 
 // writeResponse relays the response head, body and trailers. It returns
 // whether the body was relayed to its end. connTokens are the headers the
-// response's Connection header named.
-func (rt *Router) writeResponse(w http.ResponseWriter, resp *http.Response, connTokens []string, rec *record) bool {
+// response's Connection header named; bodyReady, when not nil, waits for
+// the body's next bytes without a buffer (copyBody).
+func (rt *Router) writeResponse(w http.ResponseWriter, resp *http.Response, connTokens []string, rec *record, bodyReady func() error) bool {
 	h := w.Header()
 	copyResponseHeaders(h, resp.Header, connTokens)
 	confineResponse(h, &rec.key)
@@ -123,7 +124,10 @@ func (rt *Router) writeResponse(w http.ResponseWriter, resp *http.Response, conn
 			f.Flush()
 		}
 	}
-	n, err := copyBody(w, resp.Body, flush)
+	if !flush {
+		bodyReady = nil // a body of known length is not waited on: it flows
+	}
+	n, err := copyBody(w, resp.Body, flush, bodyReady)
 	rec.bytesOut = n
 	if err != nil {
 		if errors.Is(err, errClientGone) {

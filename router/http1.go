@@ -181,6 +181,23 @@ func (ex *h1Exchange) armHeadDeadline() {
 	ex.headMu.Unlock()
 }
 
+// bodyReady waits, in the connection's own read buffer, until the
+// response body has more to give, for copyBody to hold no buffer while a
+// stream is idle. Only for bodies whose end comes as bytes (chunked) or
+// as the close: until the body reader has returned its end there are
+// bytes still to come, so the wait cannot outlast the body. A body of
+// known length may be read to its last byte with nothing more to come.
+func (ex *h1Exchange) bodyReady() func() error {
+	if ex.resp.ContentLength >= 0 || ex.resp.Body == http.NoBody {
+		return nil
+	}
+	br := ex.conn.br
+	return func() error {
+		_, err := br.Peek(1)
+		return err
+	}
+}
+
 // headRead marks the response head as received and lifts the timeout.
 func (ex *h1Exchange) headRead() {
 	ex.headMu.Lock()

@@ -37,27 +37,36 @@ func hasPrefixFold(s, prefix string) bool {
 
 // copyBody streams src to the client. It returns the bytes written and an
 // error that is errClientGone-wrapped when the client side failed, so the
-// caller can tell a broken sandbox from a departed client.
-func copyBody(w http.ResponseWriter, src io.Reader, flush bool) (int64, error) {
-	bp := copyBufPool.Get().(*[]byte)
-	defer copyBufPool.Put(bp)
-	buf := *bp
+// caller can tell a broken sandbox from a departed client. ready, when
+// not nil, waits until src has something to give (bytes, its end or an
+// error) without a copy buffer: a stream that sits idle between events
+// (server-sent events, a long poll) then holds no buffer while it waits,
+// and borrows one only while bytes flow.
+func copyBody(w http.ResponseWriter, src io.Reader, flush bool, ready func() error) (int64, error) {
 	var flusher http.Flusher
 	if flush {
 		flusher, _ = w.(http.Flusher)
 	}
 	var written int64
 	for {
-		n, rerr := src.Read(buf)
+		if ready != nil {
+			// An error here comes back from the Read below.
+			_ = ready()
+		}
+		bp := copyBufPool.Get().(*[]byte)
+		n, rerr := src.Read(*bp)
+		var werr error
 		if n > 0 {
-			m, werr := w.Write(buf[:n])
+			var m int
+			m, werr = w.Write((*bp)[:n])
 			written += int64(m)
-			if werr != nil {
-				return written, errors.Join(errClientGone, werr)
-			}
-			if flusher != nil {
-				flusher.Flush()
-			}
+		}
+		copyBufPool.Put(bp)
+		if werr != nil {
+			return written, errors.Join(errClientGone, werr)
+		}
+		if n > 0 && flusher != nil {
+			flusher.Flush()
 		}
 		if rerr == io.EOF {
 			return written, nil
