@@ -29,10 +29,11 @@ test:
 # against whole objects), and propagation on the real API server (1,000
 # pods, 10,000 other sandboxes, against a plain Pod informer), 100
 # suspend/resume cycles through the activator on the real API server, the
-# cost of a cached access check, and each access mode against allow-all
-# on the real API server.
+# cost of a cached access check, each access mode against allow-all
+# on the real API server, and idle WebSockets (1,000 and 9,000) and SSE
+# streams held open through the router and through nginx.
 bench:
-	bash bench/run.sh && bash bench/memory.sh
+	bash bench/run.sh && bash bench/memory.sh && bash bench/tunnels.sh
 	$(GO) test -run '^$$' -bench . -benchmem ./router/
 	$(GO) test -run '^$$' -bench Lookup -benchmem ./resolver/kube/
 	$(GO) test -run '^$$' -bench CacheMemory -benchtime 1x -timeout 30m ./resolver/kube/

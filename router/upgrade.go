@@ -2,6 +2,7 @@ package router
 
 import (
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -49,11 +50,22 @@ func (rt *Router) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *h1Exc
 		upstream:     up.nc,
 		fromClient:   buffered(brw.Reader.Buffered(), brw.Reader.Peek),
 		fromUpstream: buffered(up.br.Buffered(), up.br.Peek),
-		req:          r,
+		req:          loggedRequest(r),
 		rec:          *rec,
 	}
 	rec.tunneled = true
 	rt.openTunnel(t)
+}
+
+// loggedRequest keeps of r what the access log reads when the tunnel
+// closes, so that a tunnel does not hold the whole request (its headers,
+// its context) for its life.
+func loggedRequest(r *http.Request) *http.Request {
+	lr := &http.Request{Method: r.Method, URL: &url.URL{Path: r.URL.Path}, RemoteAddr: r.RemoteAddr}
+	if tp := r.Header["Traceparent"]; tp != nil {
+		lr.Header = http.Header{"Traceparent": tp}
+	}
+	return lr
 }
 
 // buffered copies the n bytes a buffered reader holds.
