@@ -191,7 +191,7 @@ func (w *fakeWaker) RecordActivity(ctx context.Context, k resolver.Key, at time.
 }
 
 // listen opens a loopback listener that accepts and closes connections.
-func listen(t *testing.T) (net.Listener, uint16) {
+func listen(t testing.TB) (net.Listener, uint16) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -227,7 +227,7 @@ var (
 	netip0   netip.Addr
 )
 
-func newTestActivator(t *testing.T, sb *fakeSandboxes, w *fakeWaker, mod func(*Options)) *Activator {
+func newTestActivator(t testing.TB, sb *fakeSandboxes, w *fakeWaker, mod func(*Options)) *Activator {
 	t.Helper()
 	opts := Options{Sandboxes: sb, Waker: w, Metrics: NewMetrics(prometheus.NewRegistry())}
 	if mod != nil {
@@ -241,7 +241,7 @@ func newTestActivator(t *testing.T, sb *fakeSandboxes, w *fakeWaker, mod func(*O
 }
 
 // eventually waits for cond with a deadline (no fixed sleeps).
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

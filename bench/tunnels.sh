@@ -262,7 +262,7 @@ fi
 row() {
 	local proxy=$1 kind=$2 n=$3 f="$WORK/$1-$2-$3.json"
 	if ! [ -s "$f" ] || ! jq -e . "$f" >/dev/null 2>&1; then
-		printf '| %s | %s | %s | client failed (see %s) | | | | | | | | | | |\n' "$proxy" "$kind" "$n" "$(basename "$f" .json).log"
+		printf '| %s | %s | %s | client failed (see %s) | | | | | | | | | | | |\n' "$proxy" "$kind" "$n" "$(basename "$f" .json).log"
 		return
 	fi
 	jq -r --arg proxy "$proxy" '
@@ -272,6 +272,7 @@ row() {
 		  (.open_seconds | r(2)),
 		  "\(.handshake_p50_ms | r(1)) / \(.handshake_p99_ms | r(1))",
 		  (.per_conn.rss_kib | r(2)),
+		  (.per_conn.live_kib | r(2)),
 		  (.per_conn.fds | r(2)),
 		  (.per_conn.goroutines | r(2)),
 		  "\(.idle_cpu_percent | r(3)) (\(.idle_cpu_baseline_percent | r(3)))",
@@ -298,8 +299,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
 	echo "$(go version | awk '{ print $3 }'), $("$NGINX" -v 2>&1 | sed 's/.*: //') (2 workers); descriptor limit $HARD; client sources ${SOURCES:-none (kernel-chosen)}; idle window $IDLE"
 	echo "router flags: defaults as bench/memory.sh, --pprof${ROUTER_FLAGS[*]:+ }${ROUTER_FLAGS[*]}"
 	echo
-	echo "| proxy | kind | N | opened | open time (s) | handshake p50 / p99 (ms) | RSS/conn (KiB) | fds/conn | goroutines/conn | idle CPU, % of a core (before opening) | echoes ok | fds left after close | RSS left after close+GC (KiB) | goroutines left |"
-	echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+	echo "| proxy | kind | N | opened | open time (s) | handshake p50 / p99 (ms) | RSS/conn (KiB) | Go live/conn after GC (KiB) | fds/conn | goroutines/conn | idle CPU, % of a core (before opening) | echoes ok | fds left after close | RSS left after close+GC (KiB) | goroutines left |"
+	echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 	for r in "${RUNS[@]}"; do
 		IFS=: read -r proxy kind n <<<"$r"
 		row "$proxy" "$kind" "$n"
@@ -336,7 +337,10 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
 	echo "Per connection: (measure with N open, after 1 s to settle − baseline) / opened. RSS is VmRSS summed over the proxy's"
 	echo "processes (nginx: master + 2 workers; pages they share count once per process, which the difference cancels);"
 	echo "PSS, from smaps_rollup, splits shared pages instead. nginx allocates its connection and event arrays for"
-	echo "worker_connections (2N+256 per worker) when it starts, so they sit in its baseline, not in RSS/conn. Idle CPU:"
+	echo "worker_connections (2N+256 per worker) when it starts, so they sit in its baseline, not in RSS/conn. Go live"
+	echo "(router): heap in use + goroutine stacks right after a forced GC, with N open less before opening; RSS also"
+	echo "holds the garbage the GC lets grow between cycles (up to 32 MiB, cmd/sandbox-router/gc.go), which weighs on"
+	echo "small N. Idle CPU:"
 	echo "on-CPU time of all the proxy's threads (schedstat, ns) over the idle window with the N open, and in brackets"
 	echo "over the same window before anything opened. After close: the client waits for the proxy's descriptors to"
 	echo "stop falling (10 s at most), the router is asked to GC (pprof heap?gc=1), then 1 s."

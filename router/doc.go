@@ -1,8 +1,8 @@
 // Package router is the data plane: it accepts client connections
 // (HTTP/1.1, h2 over TLS, h2c), reads the routing key from the host name or
 // the X-Sandbox-* headers, asks a Resolver which pod serves the sandbox,
-// and proxies the request there, streaming bodies both ways, splicing
-// upgraded connections and relaying gRPC trailers.
+// and proxies the request there, streaming bodies both ways, relaying
+// upgraded connections as tunnels and gRPC trailers.
 //
 // A request's steps, one file each, in the order it takes them:
 // router.go (ServeHTTP, the loop over attempts and the retry rule),
@@ -18,9 +18,13 @@
 // protocols), http1.go (the HTTP/1.1 exchange), pool.go and liveness_*.go
 // (the per-endpoint connection cap and the keep-alive pool), h2c.go
 // (HTTP/2 to sandboxes), streaming.go (body copy and trailers), upgrade.go
-// (WebSocket and other upgrades), server.go and certs.go (listeners, TLS
-// reload, drain), metrics.go, accesslog.go, tracing.go. router/faults holds
-// the fault-injection tests.
+// (the 101 handshake of WebSocket and other upgrades), tunnel.go and
+// readiness_*.go (the tunnel that carries an upgraded connection, parked
+// without a buffer while idle), limits.go and rlimit_*.go (the caps on
+// client connections, tunnels and sandbox connections under the
+// descriptor limit, and what happens past them), server.go and certs.go
+// (listeners, TLS reload, drain), metrics.go, accesslog.go, tracing.go.
+// router/faults holds the fault-injection tests.
 //
 // The package knows nothing of Kubernetes: the Resolver, Activator and
 // ActivityTracker interfaces are its only view of sandboxes.

@@ -72,7 +72,7 @@ func (rt *Router) forwardOnce(ctx context.Context, w http.ResponseWriter, r *htt
 		}
 		if !ex.stopCancel() {
 			// The client left (or its deadline passed) as the 101 came:
-			// the connection is closed already, nothing to splice.
+			// the connection is closed already, nothing to relay.
 			ex.conn.discard()
 			return &attemptError{contextFailure(ctx), context.Cause(ctx)}
 		}

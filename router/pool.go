@@ -133,7 +133,7 @@ func (c *upConn) discard() {
 }
 
 // detach takes the connection out of the pool's accounting without
-// closing it: an upgraded connection belongs to its splice from then on.
+// closing it: an upgraded connection belongs to its tunnel from then on.
 func (c *upConn) detach() {
 	if !c.gone.Swap(true) {
 		c.pool.metrics.upstreamConns.Dec()

@@ -2,6 +2,7 @@ package router
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -11,6 +12,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"io"
+	"log/slog"
 	"math/big"
 	"net"
 	"net/http"
@@ -19,6 +21,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -172,9 +175,12 @@ func TestGracefulDrain(t *testing.T) {
 	t.Cleanup(func() { backend.Close() })
 	port := bln.Addr().(*net.TCPAddr).Port
 
+	var logMu sync.Mutex
+	var logs bytes.Buffer
 	srv, stop := startServer(t, newTestRouter(t), ServerOptions{
 		HTTPAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", DrainTimeout: 30 * time.Second,
 		DrainDelay: 50 * time.Millisecond,
+		Log:        slog.New(slog.NewTextHandler(lockedWriter{&logMu, &logs}, nil)),
 	})
 	base := "http://" + srv.HTTPAddr()
 
@@ -258,6 +264,11 @@ func TestGracefulDrain(t *testing.T) {
 	up.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := upr.ReadByte(); err == nil || isTimeout(err) {
 		t.Fatalf("upgraded connection not closed at the end of the drain: %v", err)
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	if !strings.Contains(logs.String(), "tunnels_closed=1") {
+		t.Errorf("the drain did not log the tunnel it closed:\n%s", logs.String())
 	}
 }
 

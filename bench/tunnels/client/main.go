@@ -163,6 +163,10 @@ type result struct {
 		PSSKiB     *float64 `json:"pss_kib"`
 		FDs        *float64 `json:"fds"`
 		Goroutines *float64 `json:"goroutines"`
+		// LiveKiB: the Go runtime's heap in use and stacks right after a
+		// forced GC, with N open less before: what each connection holds,
+		// without the garbage the GC lets accumulate between cycles.
+		LiveKiB *float64 `json:"live_kib"`
 	} `json:"per_conn"`
 
 	IdleSeconds    float64  `json:"idle_seconds"`
@@ -218,6 +222,13 @@ func run(c *config) *result {
 		res.Error = "baseline idle CPU: " + err.Error()
 		return res
 	}
+	live0, liveOK := int64(0), false
+	if c.gcURL != "" && c.metricsURL != "" {
+		if err := forceGC(ctx, c.gcURL); err == nil {
+			live0, err = goLive(c.metricsURL)
+			liveOK = err == nil
+		}
+	}
 	logf("baseline: %v; opening %d %s connections", res.Baseline, c.n, c.ep.kind)
 
 	tunnels := openAll(ctx, c, res)
@@ -243,6 +254,15 @@ func run(c *config) *result {
 	if res.Opened > 0 {
 		v := idle.ns / 1e3 / float64(res.Opened) / idle.window.Seconds()
 		res.IdleCPUusConnS = &v
+	}
+
+	if liveOK && res.Opened > 0 {
+		if err := forceGC(ctx, c.gcURL); err == nil {
+			if live1, err := goLive(c.metricsURL); err == nil {
+				v := float64(live1-live0) / 1024 / float64(res.Opened)
+				res.PerConn.LiveKiB = &v
+			}
+		}
 	}
 
 	if c.ep.kind == "ws" {

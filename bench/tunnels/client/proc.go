@@ -206,6 +206,36 @@ func goroutines(metricsURL string) (int, error) {
 	return 0, fmt.Errorf("%s: no go_goroutines", metricsURL)
 }
 
+// goLive reads what the Go runtime holds live right after a GC: heap
+// spans in use plus goroutine stacks, from go_memstats_* in /metrics.
+func goLive(metricsURL string) (int64, error) {
+	resp, err := adminClient.Get(metricsURL)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var sum float64
+	found := 0
+	for sc.Scan() {
+		for _, name := range []string{"go_memstats_heap_inuse_bytes ", "go_memstats_stack_inuse_bytes "} {
+			if rest, ok := strings.CutPrefix(sc.Text(), name); ok {
+				f, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+				if err != nil {
+					return 0, err
+				}
+				sum += f
+				found++
+			}
+		}
+	}
+	if found != 2 {
+		return 0, fmt.Errorf("%s: no go_memstats_heap_inuse_bytes or go_memstats_stack_inuse_bytes", metricsURL)
+	}
+	return int64(sum), nil
+}
+
 // forceGC asks the proxy to collect (the router: /debug/pprof/heap?gc=1
 // runs runtime.GC before writing the profile) and discards the answer.
 func forceGC(ctx context.Context, gcURL string) error {
