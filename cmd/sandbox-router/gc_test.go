@@ -11,7 +11,8 @@ func TestGCPercentFor(t *testing.T) {
 		{4 << 20, 400},  // the data plane alone
 		{16 << 20, 200}, // 32 MiB of garbage allowed
 		{32 << 20, 100},
-		{800 << 20, 100}, // a million sandboxes: never below 100
+		{64 << 20, 50},
+		{800 << 20, 50}, // a million sandboxes, or 100,000 tunnels: never below 50
 	} {
 		if got := gcPercentFor(tt.live); got != tt.want {
 			t.Errorf("gcPercentFor(%d MiB) = %d, want %d", tt.live>>20, got, tt.want)
