@@ -75,7 +75,7 @@ func run(cfg *config) error {
 	drainNow := watchSignals(serveCtx, stopServing, log)
 
 	if os.Getenv("GOGC") == "" { // GOGC in the environment wins
-		go tuneGC(lifeCtx)
+		tuneGC(lifeCtx)
 	}
 
 	reg := prometheus.NewRegistry()
