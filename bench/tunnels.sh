@@ -3,8 +3,8 @@
 # sandbox-router and for nginx in the same run. For each size N, a fresh
 # origin (bench/tunnels/origin) and a fresh proxy are started, and
 # bench/tunnels/client, a separate process, opens N WebSockets (then SSE_N
-# SSE streams) through the proxy, lets them idle, echoes once on each
-# WebSocket, and closes them. It reads from /proc what the proxy's
+# SSE streams, then H2C_N HTTP/2 connections) through the proxy, lets them
+# idle, echoes once on each WebSocket, and closes them. It reads from /proc what the proxy's
 # processes hold: resident memory, descriptors, CPU while idle, and (router)
 # goroutines from /metrics; then what is left after the close and a GC.
 #
@@ -15,6 +15,9 @@
 #   NMAX=9000        the cap of that default
 #                    (NS="" skips the WebSockets)
 #   SSE_N=1000       SSE streams per proxy (0 skips SSE)
+#   H2C_N=1000       h2c connections per proxy (0 skips h2c): HTTP/2 with
+#                    prior knowledge, one GET /healthz each, then held idle
+#                    with no stream open
 #   ROUTER_FLAGS=    extra sandbox-router flags, e.g.
 #                    "--upstream-max-conns-per-endpoint 20000": an SSE stream
 #                    holds one of the router's pooled upstream connections,
@@ -31,6 +34,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 NMAX=${NMAX:-9000}
 SSE_N=${SSE_N:-1000}
+H2C_N=${H2C_N:-1000}
 IDLE=${IDLE:-5s}
 SUMMARY=${SUMMARY:-}
 KEEP=${KEEP:-0}
@@ -82,7 +86,8 @@ for n in $NS; do
 	((n <= FIT)) || log "warning: N=$n needs $((2 * n + 1000)) descriptors in a proxy, over the hard limit $HARD"
 done
 [[ $SSE_N =~ ^[0-9]+$ ]] || die "SSE_N: $SSE_N is not a count"
-log "descriptor limit $HARD (soft raised to $(ulimit -n)); WebSockets: ${NS:-none}; SSE: $SSE_N"
+[[ $H2C_N =~ ^[0-9]+$ ]] || die "H2C_N: $H2C_N is not a count"
+log "descriptor limit $HARD (soft raised to $(ulimit -n)); WebSockets: ${NS:-none}; SSE: $SSE_N; h2c: $H2C_N"
 
 # ---------------------------------------------------------------- build
 log "building into bin/"
@@ -140,12 +145,22 @@ EOF
 	CLIENT_EXTRA=(-metrics "http://127.0.0.1:$admin/metrics" -gc "http://127.0.0.1:$admin/debug/pprof/heap?gc=1")
 }
 
-# start_nginx N: sized so that either worker alone could hold all N tunnels
-# (nothing makes the kernel spread the accepts evenly). Sets the same as
-# start_router; PROXY_PIDS is the master and its workers.
+# start_nginx N KIND: sized so that either worker alone could hold all N
+# tunnels (nothing makes the kernel spread the accepts evenly). Sets the same
+# as start_router; PROXY_PIDS is the master and its workers. For h2c the
+# listener speaks HTTP/2 only (nginx 1.22: prior knowledge; HTTP/1.1 on it
+# fails), and an idle HTTP/2 connection lives for keepalive_timeout: since
+# 1.19.7 that directive governs HTTP/2 too, and http2_idle_timeout is
+# obsolete (accepted with a warning, without effect), so it is left out.
 start_nginx() {
-	local n=$1 user="" workers=""
+	local n=$1 kind=$2 user="" workers="" listen keepalive="" curl_h2=()
 	PROXY_PORT=$(free_port)
+	listen="127.0.0.1:$PROXY_PORT"
+	if [ "$kind" = h2c ]; then
+		listen="$listen http2"
+		keepalive="keepalive_timeout 1h;"
+		curl_h2=(--http2-prior-knowledge)
+	fi
 	rm -rf "$WORK/nginx"
 	mkdir -p "$WORK/nginx/logs" "$WORK/nginx/tmp"
 	[ "$(id -u)" -eq 0 ] && user="user root;"
@@ -169,7 +184,8 @@ http {
         server 127.0.0.1:$ORIGIN_PORT;
     }
     server {
-        listen 127.0.0.1:$PROXY_PORT;
+        listen $listen;
+        $keepalive
         # WebSocket: pass the upgrade, keep the tunnel for up to an hour idle.
         location /ws {
             proxy_pass http://origin;
@@ -194,7 +210,7 @@ EOF
 	"$NGINX" -p "$WORK/nginx" -e "$WORK/nginx/logs/error.log" -c "$WORK/nginx/nginx.conf" -g 'daemon off;' >"$WORK/nginx/stdout.log" 2>&1 &
 	PROXY_PID=$!
 	PIDS+=("$PROXY_PID")
-	wait_get "http://127.0.0.1:$PROXY_PORT/healthz"
+	wait_get "http://127.0.0.1:$PROXY_PORT/healthz" "${curl_h2[@]}"
 	for _ in $(seq 100); do
 		workers=$(pgrep -P "$PROXY_PID" | paste -sd, -) || true
 		[ "$(tr ',' '\n' <<<"$workers" | grep -c .)" -ge 2 ] && break
@@ -225,7 +241,8 @@ log "client source addresses: ${SOURCES:-none}"
 RUNS=()
 # run_one PROXY KIND N: fresh origin and proxy, one client run, both stopped.
 run_one() {
-	local proxy=$1 kind=$2 n=$3 out rc=0
+	local proxy=$1 kind=$2 n=$3 out rc=0 curl_h2=()
+	[ "$kind" = h2c ] && curl_h2=(--http2-prior-knowledge)
 	out="$WORK/$proxy-$kind-$n"
 	log "$proxy: $n $kind"
 	start_origin
@@ -236,15 +253,15 @@ run_one() {
 	elif [ "$proxy" = router ]; then
 		start_router
 	else
-		start_nginx "$n"
+		start_nginx "$n" "$kind"
 	fi
-	wait_get "http://127.0.0.1:$PROXY_PORT/healthz" -H "X-Sandbox-ID: bench" -H "X-Sandbox-Port: $ORIGIN_PORT"
+	wait_get "http://127.0.0.1:$PROXY_PORT/healthz" "${curl_h2[@]}" -H "X-Sandbox-ID: bench" -H "X-Sandbox-Port: $ORIGIN_PORT"
 	timeout -k 10 "$CLIENT_TIMEOUT" bin/bench-tunnels-client -json \
 		-target "http://127.0.0.1:$PROXY_PORT" -header "X-Sandbox-ID: bench" -header "X-Sandbox-Port: $ORIGIN_PORT" \
 		-kind "$kind" -n "$n" -sources "$SOURCES" -pid "$PROXY_PIDS" -idle "$IDLE" "${CLIENT_EXTRA[@]}" \
 		>"$out.json" 2>"$out.log" || rc=$?
 	[ "$rc" -eq 0 ] || log "client exited $rc: $(tail -3 "$out.log")"
-	[ -s "$out.json" ] && jq -r '"    opened \(.opened)/\(.n) in \(.open_seconds * 100 | round / 100)s, RSS/conn \(.per_conn.rss_kib // "-" | if type == "number" then (. * 100 | round / 100) else . end) KiB, fds/conn \(.per_conn.fds // "-" | if type == "number" then (. * 100 | round / 100) else . end)\(if .failed > 0 then ", failed \(.failed)" else "" end)\(if .skipped > 0 then ", skipped \(.skipped)" else "" end)"' "$out.json" >&2 || true
+	[ -s "$out.json" ] && jq -r '"    opened \(.opened)/\(.n) in \(.open_seconds * 100 | round / 100)s, RSS/conn \(.per_conn.rss_kib // "-" | if type == "number" then (. * 100 | round / 100) else . end) KiB, fds/conn \(.per_conn.fds // "-" | if type == "number" then (. * 100 | round / 100) else . end)\(if .failed > 0 then ", failed \(.failed)" else "" end)\(if .skipped > 0 then ", skipped \(.skipped)" else "" end)\(if .open_at_close != null then ", still open before the close \(.open_at_close)/\(.opened)" else "" end)"' "$out.json" >&2 || true
 	stop "$PROXY_PID"
 	stop "$ORIGIN_PID"
 	RUNS+=("$proxy:$kind:$n")
@@ -255,6 +272,9 @@ for n in $NS; do
 done
 if ((SSE_N > 0)); then
 	for proxy in router nginx; do run_one "$proxy" sse "$SSE_N"; done
+fi
+if ((H2C_N > 0)); then
+	for proxy in router nginx; do run_one "$proxy" h2c "$H2C_N"; done
 fi
 
 # ---------------------------------------------------------------- report
@@ -305,6 +325,10 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b + 0 == 0)
 		IFS=: read -r proxy kind n <<<"$r"
 		row "$proxy" "$kind" "$n"
 	done
+	if ((H2C_N > 0)); then
+		echo
+		echo "h2c: N HTTP/2 client connections with prior knowledge, each idle with no stream open after one GET /healthz went through (stream 1 ended, :status 200), and checked still open (no GOAWAY, FIN or RST) just before the close: what a proxy holds per idle HTTP/2 client, its upstream request long done (the router pools the HTTP/1.1 origin connections those GETs used, at most the client's 64 at once, for 30 s: they show in its fds/conn and fds left)."
+	fi
 	echo
 	echo "| router / nginx | RSS/conn | PSS/conn | fds/conn |"
 	echo "| --- | ---: | ---: | ---: |"

@@ -20,9 +20,11 @@
 // (HTTP/2 to sandboxes), streaming.go (body copy and trailers), upgrade.go
 // (the 101 handshake of WebSocket and other upgrades), tunnel.go and
 // readiness_*.go (the tunnel that carries an upgraded connection, parked
-// without a buffer while idle), limits.go and rlimit_*.go (the caps on
-// client connections, tunnels and sandbox connections under the
-// descriptor limit, and what happens past them), server.go and certs.go
+// without a buffer while idle), limits.go (the caps on client
+// connections, tunnels and sandbox connections under the descriptor
+// limit), listener.go and descriptors_*.go (the capped listener: what a
+// connection past the cap gets, and shedding when descriptors run out),
+// server.go and certs.go
 // (listeners, TLS reload, drain), metrics.go, accesslog.go, tracing.go.
 // router/faults holds the fault-injection tests.
 //

@@ -4,7 +4,7 @@ package router
 
 import "net"
 
-type readiness struct{}
+type readiness struct{ buffers bool }
 
 // readinessOf: without a non-blocking peek, directions read with their
 // buffer.

@@ -3,6 +3,7 @@
 package router
 
 import (
+	"crypto/tls"
 	"net"
 	"syscall"
 
@@ -16,12 +17,20 @@ type readiness struct {
 	raw  syscall.RawConn
 	peek func(fd uintptr) bool // made once: no allocation per wait
 	err  error                 // what the last peek found wrong
+	// buffers: the connection reads ahead of what it returns (TLS reads
+	// whole records, and more), so bytes may wait in it while its socket
+	// has nothing; the caller drains them after each read (drainBuffered).
+	buffers bool
 }
 
 // readinessOf returns a waiter for c, or nil when c cannot be waited on
-// without reading (a TLS connection: its records are decrypted only by
-// reading them), in which case the caller reads with its buffer.
+// without reading, in which case the caller reads with its buffer. For a
+// TLS connection it waits on the socket under it.
 func readinessOf(c net.Conn) *readiness {
+	buffers := false
+	if tc, ok := c.(*tls.Conn); ok {
+		c, buffers = tc.NetConn(), true
+	}
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return nil
@@ -30,7 +39,7 @@ func readinessOf(c net.Conn) *readiness {
 	if err != nil {
 		return nil
 	}
-	r := &readiness{raw: raw}
+	r := &readiness{raw: raw, buffers: buffers}
 	r.peek = r.readable
 	return r
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // tunnel relays bytes both ways between a client and a sandbox after an
@@ -89,6 +90,9 @@ func (t *tunnel) relay(dst, src net.Conn, pending []byte, n *int64) {
 			nw, werr = dst.Write((*bp)[:nr])
 			*n += int64(nw)
 		}
+		if werr == nil && rerr == nil && ready != nil && ready.buffers {
+			werr, rerr = drainBuffered(dst, src, *bp, n)
+		}
 		copyBufPool.Put(bp)
 		switch {
 		case werr != nil:
@@ -102,6 +106,32 @@ func (t *tunnel) relay(dst, src net.Conn, pending []byte, n *int64) {
 		case rerr != nil:
 			t.close()
 			return
+		}
+	}
+}
+
+// drainBuffered relays what src holds already read from its socket (TLS
+// records read ahead), which no readiness wait would see. Reads with a
+// deadline in the past return such bytes and time out at once when there
+// are none; crypto/tls keeps a partial record across the timeout, and
+// the rest of it arrives on the socket, which the wait sees.
+func drainBuffered(dst, src net.Conn, buf []byte, n *int64) (werr, rerr error) {
+	defer src.SetReadDeadline(time.Time{})
+	for {
+		_ = src.SetReadDeadline(aLongTimeAgo)
+		nr, err := src.Read(buf)
+		if nr > 0 {
+			nw, err := dst.Write(buf[:nr])
+			*n += int64(nw)
+			if err != nil {
+				return err, nil
+			}
+		}
+		if err != nil {
+			if isTimeout(err) {
+				return nil, nil
+			}
+			return nil, err
 		}
 	}
 }

@@ -6,6 +6,7 @@ package router
 
 import (
 	"bufio"
+	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
@@ -233,4 +234,58 @@ func openPipes(t *testing.T) int {
 		}
 	}
 	return n
+}
+
+// batchingConn holds its first write and sends it with the second, so two
+// TLS records reach the router in one segment.
+type batchingConn struct {
+	net.Conn
+	held []byte
+	arm  bool
+}
+
+func (b *batchingConn) Write(p []byte) (int, error) {
+	if b.arm {
+		b.arm = false
+		b.held = append(b.held[:0], p...)
+		return len(p), nil
+	}
+	if b.held != nil {
+		p = append(b.held, p...)
+		b.held = nil
+		n, err := b.Conn.Write(p)
+		return min(n, len(p)), err
+	}
+	return b.Conn.Write(p)
+}
+
+// TestTunnelTLSBufferedRecords: over TLS the router reads records ahead
+// of what it relays; a record that arrived with the one before it is
+// relayed at once, not when the client next sends something.
+func TestTunnelTLSBufferedRecords(t *testing.T) {
+	env := newProxyEnv(t, nil)
+	sb := startRawSandbox(t)
+	raw, err := net.Dial("tcp", env.tlsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc := &batchingConn{Conn: raw}
+	c := tls.Client(bc, &tls.Config{RootCAs: env.roots, ServerName: "localhost", NextProtos: []string{"http/1.1"}})
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(waitTimeout))
+	io.WriteString(c, "GET /tty HTTP/1.1\r\nHost: router\r\nConnection: Upgrade\r\nUpgrade: echo\r\n"+
+		HeaderSandboxID+": sb1\r\n"+HeaderSandboxPort+": "+strconv.Itoa(sb.port)+"\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade over TLS: %v %v", resp, err)
+	}
+	echoOnce(t, c, br, "warm")
+	bc.arm = true
+	io.WriteString(c, "first ") // held back...
+	io.WriteString(c, "second") // ...and sent with this one: two records, one segment
+	got := make([]byte, len("first second"))
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != "first second" {
+		t.Fatalf("echo %q, %v; want both records", got, err)
+	}
 }

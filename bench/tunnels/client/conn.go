@@ -23,17 +23,19 @@ import (
 type endpoint struct {
 	addr    string   // host:port to dial
 	host    string   // Host header
-	path    string   // /ws or /sse
-	kind    string   // ws or sse
+	path    string   // /ws, /sse or /healthz (h2c)
+	kind    string   // ws, sse or h2c
 	headers []string // extra "K: V" header lines
 	timeout time.Duration
 }
 
 // tunnel is one open connection through the proxy. br holds whatever the
 // proxy sent past the response head; a WebSocket's echo is read from it.
+// h2 is the HTTP/2 framing of an h2c connection (nil for the others).
 type tunnel struct {
 	conn net.Conn
 	br   *bufio.Reader
+	h2   *h2conn
 }
 
 // readBufSize is small on purpose: the client holds thousands of these and
@@ -56,9 +58,12 @@ func (e *endpoint) open(ctx context.Context, src net.IP) (*tunnel, error) {
 	}
 	conn.SetDeadline(deadline)
 	t := &tunnel{conn: conn, br: bufio.NewReaderSize(conn, readBufSize)}
-	if e.kind == "ws" {
+	switch e.kind {
+	case "ws":
 		err = e.handshakeWS(t)
-	} else {
+	case "h2c":
+		err = e.openH2C(t)
+	default:
 		err = e.openSSE(t)
 	}
 	if err != nil {
@@ -159,15 +164,19 @@ func (t *tunnel) echo(msg string, deadline time.Time) error {
 }
 
 // close ends the tunnel: a WebSocket says goodbye with a close frame
-// (status 1000) first, without waiting for the answer; an SSE stream just
-// hangs up, as a browser tab does. The frame's write gives up at deadline
-// (an idle connection's send buffer is empty, so it should not wait at all).
+// (status 1000) first, an h2c connection with a GOAWAY, neither waiting for
+// an answer; an SSE stream just hangs up, as a browser tab does. The frame's
+// write gives up at deadline (an idle connection's send buffer is empty, so
+// it should not wait at all).
 func (t *tunnel) close(kind string, deadline time.Time) {
-	if kind == "ws" {
+	switch kind {
+	case "ws":
 		t.conn.SetWriteDeadline(deadline)
 		var mask [4]byte
 		rand.Read(mask[:])
 		ws.WriteFrame(t.conn, true, ws.OpClose, []byte{0x03, 0xE8}, &mask)
+	case "h2c":
+		t.closeH2C(deadline)
 	}
 	t.conn.Close()
 }

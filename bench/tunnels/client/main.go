@@ -1,5 +1,6 @@
 // Command client measures what long-lived idle connections cost a proxy:
-// it opens N WebSockets or SSE streams through it, and reads the proxy's
+// it opens N WebSockets, SSE streams or idle h2c (HTTP/2 with prior
+// knowledge) connections through it, and reads the proxy's
 // memory, descriptors, goroutines and CPU from /proc (and the router's
 // /metrics) before, while they idle, and after they close. It is a process
 // of its own so that its own connections do not count against the proxy.
@@ -7,7 +8,8 @@
 //
 // Sequence: baseline (and idle CPU with nothing open); open N (a bounded
 // pool of openers, failures counted, not fatal); settle, measure, watch CPU
-// over -idle; WebSocket only: one echo per connection; close all, wait for
+// over -idle; WebSocket only: one echo per connection; h2c only: check that
+// the proxy still holds every connection; close all, wait for
 // the proxy's descriptors to stop falling, force a GC (-gc), measure what
 // is left.
 package main
@@ -72,7 +74,7 @@ func parseFlags() (*config, error) {
 	var headers listFlag
 	target := flag.String("target", "", "the proxy's base URL, e.g. http://127.0.0.1:8080")
 	flag.Var(&headers, "header", "extra request header 'K: V' (repeatable)")
-	kind := flag.String("kind", "ws", "ws (WebSocket) or sse (server-sent events)")
+	kind := flag.String("kind", "ws", "ws (WebSocket), sse (server-sent events) or h2c (HTTP/2 with prior knowledge: one GET /healthz, then idle)")
 	n := flag.Int("n", 1000, "connections to open")
 	sources := flag.String("sources", "", "comma-separated local addresses to dial from, round-robin (many loopback addresses avoid ephemeral-port exhaustion)")
 	pids := flag.String("pid", "", "comma-separated PIDs of the proxy's processes (nginx: master and workers)")
@@ -91,8 +93,8 @@ func parseFlags() (*config, error) {
 		n: *n, metricsURL: *metricsURL, gcURL: *gcURL, idle: *idle, settle: *settle,
 		concurrency: *conc, openLimit: *openLimit, closeWait: *closeWait, jsonOut: *jsonOut,
 	}
-	if *kind != "ws" && *kind != "sse" {
-		return nil, fmt.Errorf("-kind %q: want ws or sse", *kind)
+	if *kind != "ws" && *kind != "sse" && *kind != "h2c" {
+		return nil, fmt.Errorf("-kind %q: want ws, sse or h2c", *kind)
 	}
 	if *n <= 0 || *conc <= 0 {
 		return nil, fmt.Errorf("-n and -concurrency must be positive")
@@ -110,8 +112,12 @@ func parseFlags() (*config, error) {
 			return nil, fmt.Errorf("-header %q: want 'K: V'", h)
 		}
 	}
+	path := "/" + *kind
+	if *kind == "h2c" {
+		path = "/healthz"
+	}
 	c.ep = endpoint{
-		addr: addr, host: u.Host, path: strings.TrimSuffix(u.Path, "/") + "/" + *kind,
+		addr: addr, host: u.Host, path: strings.TrimSuffix(u.Path, "/") + path,
 		kind: *kind, headers: headers, timeout: *hsTimeout,
 	}
 	for s := range strings.SplitSeq(*sources, ",") {
@@ -178,6 +184,10 @@ type result struct {
 
 	EchoesOK    int `json:"echoes_ok"`
 	EchoesTried int `json:"echoes_tried"`
+
+	// h2c: connections the proxy still held just before the close (no
+	// GOAWAY, FIN or RST from it while they idled), of those opened.
+	OpenAtClose *int `json:"open_at_close"`
 
 	CloseSeconds float64 `json:"close_settle_seconds"` // from the first close to descriptors settling
 	Left         struct {
@@ -268,6 +278,10 @@ func run(c *config) *result {
 	if c.ep.kind == "ws" {
 		echoAll(c, res, tunnels)
 		logf("echoes: %d/%d", res.EchoesOK, res.EchoesTried)
+	}
+	if c.ep.kind == "h2c" {
+		checkOpen(res, tunnels)
+		logf("still open before the close: %d/%d", *res.OpenAtClose, res.Opened)
 	}
 
 	closeStart := time.Now()
@@ -478,6 +492,24 @@ func echoAll(c *config, res *result, tunnels []*tunnel) {
 	res.EchoesTried = len(tunnels)
 }
 
+// checkOpen counts the h2c connections the proxy has kept through the idle
+// window; the others go into res.Errors by how they ended ("idle: ...").
+func checkOpen(res *result, tunnels []*tunnel) {
+	open := 0
+	for _, t := range tunnels {
+		err := t.stillOpen(time.Now().Add(time.Second))
+		if err == nil {
+			open++
+			continue
+		}
+		if res.Errors == nil {
+			res.Errors = map[string]int{}
+		}
+		res.Errors[errClass(err)]++
+	}
+	res.OpenAtClose = &open
+}
+
 // stableFor is how long the descriptor count must hold still to count as
 // settled after the close.
 const stableFor = time.Second
@@ -529,6 +561,9 @@ func printText(r *result) {
 		r.IdleSeconds, r.IdleCPUPercent, r.IdleCPUSource, r.IdleCPUTicks, r.IdleCPUBasePct, f(r.IdleCPUusConnS))
 	if r.Kind == "ws" {
 		fmt.Printf("echoes ok: %d/%d\n", r.EchoesOK, r.EchoesTried)
+	}
+	if r.OpenAtClose != nil {
+		fmt.Printf("still open before the close: %d/%d\n", *r.OpenAtClose, r.Opened)
 	}
 	fmt.Printf("after close (%.1fs) and GC: fds left %d, RSS left %d KiB, PSS left %d KiB, goroutines left %s\n",
 		r.CloseSeconds, r.Left.FDs, r.Left.RSSKiB, r.Left.PSSKiB, g(r.Left.Goroutines))
