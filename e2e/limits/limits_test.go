@@ -106,6 +106,17 @@ func (c *client) get(ctx context.Context) (int, string, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.router.HTTPAddr+"/", nil)
 	req.Header.Set("X-Sandbox-ID", "ws")
 	req.Header.Set("X-Sandbox-Port", strconv.Itoa(c.port))
+	return fetch(req)
+}
+
+// admin GETs a path of the admin listener.
+func (c *client) admin(ctx context.Context, path string) (int, string, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.router.AdminAddr+path, nil)
+	return fetch(req)
+}
+
+// fetch sends req on a connection of its own and reads the whole answer.
+func fetch(req *http.Request) (int, string, error) {
 	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
 	if err != nil {
 		return 0, "", err
@@ -115,16 +126,21 @@ func (c *client) get(ctx context.Context) (int, string, error) {
 	return resp.StatusCode, string(b), nil
 }
 
-// admin GETs a path of the admin listener.
-func (c *client) admin(ctx context.Context, path string) (int, string, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+c.router.AdminAddr+path, nil)
-	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Do(req)
-	if err != nil {
-		return 0, "", err
+// closeAndRecover closes the WebSockets, waits until the router holds no
+// client connection, and checks it serves a request again.
+func (c *client) closeAndRecover(conns []*websocket.Conn) {
+	c.t.Helper()
+	for _, ws := range conns {
+		ws.Close(websocket.StatusNormalClosure, "")
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), nil
+	waitUntil(c.t, "every client connection to close", func() bool {
+		return c.metric("sandbox_router_open_connections", `side="client"`) == 0
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	if status, body, err := c.get(ctx); err != nil || status != http.StatusOK || body != "ok" {
+		c.t.Fatalf("after the load: %d %q %v", status, body, err)
+	}
 }
 
 // metric reads one sample of the router's /metrics: name{labels} as it
@@ -262,16 +278,8 @@ func TestAtTheCaps(t *testing.T) {
 	waitUntil(t, "the warning in the log", func() bool { return logged(p, "WARN", "client connection limit") })
 	echoAll(t, conns, "still")
 
-	for _, ws := range conns {
-		ws.Close(websocket.StatusNormalClosure, "")
-	}
+	c.closeAndRecover(conns)
 	conns = nil
-	waitUntil(t, "every client connection to close", func() bool {
-		return c.metric("sandbox_router_open_connections", `side="client"`) == 0
-	})
-	if status, body, err := c.get(ctx); err != nil || status != http.StatusOK || body != "ok" {
-		t.Fatalf("after the load: %d %q %v", status, body, err)
-	}
 	ws, _, err := c.dialWS(ctx)
 	if err != nil {
 		t.Fatalf("a WebSocket after the load: %v", err)
@@ -326,16 +334,6 @@ func TestPastTheLimit(t *testing.T) {
 	waitUntil(t, "the warning in the log", func() bool { return logged(p, "WARN", "out of file descriptors") })
 	echoAll(t, conns, "open ones")
 
-	for _, ws := range conns {
-		ws.Close(websocket.StatusNormalClosure, "")
-	}
+	c.closeAndRecover(conns)
 	conns = nil
-	waitUntil(t, "every client connection to close", func() bool {
-		return c.metric("sandbox_router_open_connections", `side="client"`) == 0
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
-	defer cancel()
-	if status, body, err := c.get(ctx); err != nil || status != http.StatusOK || body != "ok" {
-		t.Fatalf("after the load: %d %q %v", status, body, err)
-	}
 }
