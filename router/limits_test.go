@@ -254,3 +254,42 @@ func (l lockedWriter) Write(p []byte) (int, error) {
 	defer l.mu.Unlock()
 	return l.w.Write(p)
 }
+
+// FuzzSkipRequestHead: a refused connection's request head is read up to
+// its blank line and no further, whatever the bytes, and never past
+// maxRefusedHead.
+func FuzzSkipRequestHead(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: x\r\n\r\nbody"), 7)
+	f.Add([]byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), 1)
+	f.Add([]byte("\r\n\r"), 3)
+	f.Fuzz(func(t *testing.T, in []byte, chunk int) {
+		chunk = 1 + abs(chunk)%64
+		client, server := net.Pipe()
+		go func() {
+			for b := in; len(b) > 0; {
+				n := min(chunk, len(b))
+				if _, err := client.Write(b[:n]); err != nil {
+					break
+				}
+				b = b[n:]
+			}
+			client.Close()
+		}()
+		got := skipRequestHead(server)
+		server.Close()
+		// A blank line anywhere is found (one past the bound is found or
+		// the bound reached); without one, only a head as long as the
+		// bound is answered.
+		want := bytes.Contains(in, []byte("\r\n\r\n")) || len(in) >= maxRefusedHead
+		if got != want {
+			t.Fatalf("skipRequestHead = %v, want %v (%d bytes)", got, want, len(in))
+		}
+	})
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
