@@ -38,7 +38,9 @@ func connectionWaiting(fd uintptr) bool {
 // acceptAndClose accepts one waiting connection on the listening socket
 // fd without waiting, and closes it at once.
 func acceptAndClose(fd uintptr) bool {
-	nfd, _, err := syscall.Accept4(int(fd), syscall.SOCK_CLOEXEC)
+	// Closed at once, so no close-on-exec is needed (accept4 is not
+	// everywhere).
+	nfd, _, err := syscall.Accept(int(fd))
 	if err != nil {
 		return false
 	}

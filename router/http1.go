@@ -107,7 +107,7 @@ func (rt *Router) roundTripHTTP1(ctx context.Context, w http.ResponseWriter, r *
 	ex.stopCancel = context.AfterFunc(ctx, c.discard)
 
 	hasBody := r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0
-	writeRequestHead(c.bw, r, &rt.forward, fwd, upgrade, hasBody)
+	writeRequestHead(c.writer(), r, &rt.forward, fwd, upgrade, hasBody)
 	if hasBody {
 		if r.ProtoMajor == 1 {
 			// Let the sandbox answer while the client is still sending
@@ -128,9 +128,12 @@ func (rt *Router) roundTripHTTP1(ctx context.Context, w http.ResponseWriter, r *
 		}
 		ex.bodyDone = make(chan error, 1)
 		go ex.sendBody(r) // arms the response header timeout once the body is sent
-	} else if err := c.bw.Flush(); err != nil {
-		return nil, ex.fail(ctx, reused, true, r, err)
 	} else {
+		err := c.bw.Flush()
+		c.releaseWriter()
+		if err != nil {
+			return nil, ex.fail(ctx, reused, true, r, err)
+		}
 		ex.armHeadDeadline()
 	}
 
@@ -414,6 +417,7 @@ func (ex *h1Exchange) sendBody(r *http.Request) {
 			err = bw.Flush()
 		}
 	}
+	ex.conn.releaseWriter()
 	if err != nil {
 		// Whatever failed, the request is incomplete: stop the exchange.
 		ex.sendFailed.Store(true)

@@ -38,7 +38,7 @@ func (l *livenessProbe) check() bool {
 	}
 	if l.peek == nil {
 		l.peek = func(fd uintptr) bool {
-			n, _, err := unix.Recvfrom(int(fd), l.buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+			n, err := peekOne(fd, &l.buf)
 			// EAGAIN: open and quiet. n == 0: orderly close. n > 0: the
 			// server sent bytes nobody asked for; do not trust the stream.
 			l.ok = n < 0 && (err == unix.EAGAIN || err == unix.EWOULDBLOCK)

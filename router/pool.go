@@ -118,7 +118,7 @@ type upConn struct {
 	nc        net.Conn
 	limit     limitedReader
 	br        *bufio.Reader
-	bw        *bufio.Writer
+	bw        *bufio.Writer // only while a request is written: writer, releaseWriter
 	addr      netip.AddrPort
 	idleSince time.Time
 	alive     livenessProbe
@@ -311,12 +311,36 @@ func (p *connPool) dial(ctx context.Context, addr netip.AddrPort) (*upConn, erro
 		pool:  p,
 		nc:    nc,
 		limit: limitedReader{r: nc, remaining: -1},
-		bw:    bufio.NewWriterSize(nc, 4096),
 		addr:  addr,
 	}
 	c.br = bufio.NewReaderSize(&c.limit, 4096)
 	c.alive = newLivenessProbe(nc)
 	return c, nil
+}
+
+// upstreamWriters are the buffered writers of requests to sandboxes. A
+// connection holds one only while it writes a request, so the thousands
+// that sit idle in the pool, or under an open stream or tunnel, hold none.
+var upstreamWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4096) }}
+
+// writer is the connection's request writer, taken from the pool when it
+// has none.
+func (c *upConn) writer() *bufio.Writer {
+	if c.bw == nil {
+		c.bw = upstreamWriters.Get().(*bufio.Writer)
+		c.bw.Reset(c.nc)
+	}
+	return c.bw
+}
+
+// releaseWriter gives the writer back once the request is written (or
+// failed); whatever it still held is dropped with it.
+func (c *upConn) releaseWriter() {
+	if c.bw != nil {
+		c.bw.Reset(nil)
+		upstreamWriters.Put(c.bw)
+		c.bw = nil
+	}
 }
 
 // sound reports whether a connection that sat idle may carry a request:

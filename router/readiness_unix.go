@@ -59,7 +59,7 @@ func (r *readiness) wait() error {
 // try again when the poller says so) only while there is nothing at all.
 func (r *readiness) readable(fd uintptr) bool {
 	var b [1]byte
-	_, _, err := unix.Recvfrom(int(fd), b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	_, err := peekOne(fd, &b)
 	if err == unix.EAGAIN || err == unix.EWOULDBLOCK {
 		return false
 	}
