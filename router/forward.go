@@ -14,7 +14,7 @@ func (rt *Router) forwardOnce(ctx context.Context, w http.ResponseWriter, r *htt
 	defer t.headArrived() // on every early return
 	fwd := rt.forward.forwardedFor(r)
 	if rt.opts.IdentityHeaders {
-		fwd.caller = &rec.caller
+		fwd.caller = rec.caller
 	}
 	upgrade := ""
 	if r.ProtoMajor == 1 {

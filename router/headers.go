@@ -168,7 +168,9 @@ const (
 // X-Forwarded-* values, and the caller when the sandbox is told.
 type forwarded struct {
 	xff, proto, host string
-	caller           *access.Caller // nil: not told
+	// caller, by value: a pointer to the request's record would make the
+	// record escape to the heap on every request. Auth "": not told.
+	caller access.Caller
 }
 
 // each calls emit with the router's headers that have a valid value.
@@ -178,7 +180,7 @@ func (f *forwarded) each(emit func(k, v string)) {
 			emit(kv[0], kv[1])
 		}
 	}
-	if c := f.caller; c != nil && c.Auth != "" {
+	if c := &f.caller; c.Auth != "" {
 		emit(HeaderCallerAuth, c.Auth)
 		if c.User != "" && httpguts.ValidHeaderFieldValue(c.User) {
 			emit(HeaderCallerUser, c.User)
