@@ -51,7 +51,7 @@ func (rt *Router) forwardOnce(ctx context.Context, w http.ResponseWriter, r *htt
 		// the upgrade; the tunnel gives it back when it closes.
 		if !rt.limits.tunnels.acquire() {
 			rt.metrics.refused("tunnel_limit")
-			rt.warnLimits.log(rt.log, "at the tunnel limit: refusing upgrades", "limit", rt.limits.tunnels.max)
+			rt.warnings.tunnelCap.log(rt.log, "at the tunnel limit: refusing upgrades", "limit", rt.limits.tunnels.max)
 			return tunnelLimitError
 		}
 		defer func() {

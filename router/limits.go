@@ -89,6 +89,20 @@ func isDescriptorExhaustion(err error) bool {
 	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
+// budgetWarnings are the connection budget's warnings, one per event, so
+// that one that repeats cannot hide another.
+type budgetWarnings struct {
+	clientCap, tunnelCap, upstreamCap, acceptExhausted, dialExhausted rareWarning
+}
+
+func newBudgetWarnings(every time.Duration) *budgetWarnings {
+	w := &budgetWarnings{}
+	for _, r := range []*rareWarning{&w.clientCap, &w.tunnelCap, &w.upstreamCap, &w.acceptExhausted, &w.dialExhausted} {
+		r.every = every
+	}
+	return w
+}
+
 // rareWarning logs at most once per interval and says how many it held
 // back: at a limit the same event repeats thousands of times a second.
 type rareWarning struct {
@@ -114,7 +128,7 @@ func (rt *Router) dialUpstream(dial func() (net.Conn, error)) (net.Conn, error) 
 	if !rt.limits.upstream.acquire() {
 		if !rt.pool.closeOneIdle() || !rt.limits.upstream.acquire() {
 			rt.metrics.refused("upstream_limit")
-			rt.warnLimits.log(rt.log, "at the upstream connection limit: refusing requests that need a new connection",
+			rt.warnings.upstreamCap.log(rt.log, "at the upstream connection limit: refusing requests that need a new connection",
 				"limit", rt.limits.upstream.max)
 			return nil, errUpstreamLimit
 		}
@@ -124,7 +138,7 @@ func (rt *Router) dialUpstream(dial func() (net.Conn, error)) (net.Conn, error) 
 		rt.limits.upstream.release()
 		if isDescriptorExhaustion(err) {
 			rt.metrics.descriptorError("dial")
-			rt.warnLimits.log(rt.log, "out of file descriptors dialing a sandbox", "err", err)
+			rt.warnings.dialExhausted.log(rt.log, "out of file descriptors dialing a sandbox", "err", err)
 		}
 		return nil, err
 	}

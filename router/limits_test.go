@@ -190,7 +190,7 @@ func TestAcceptDescriptorExhaustion(t *testing.T) {
 	defer tl.Close()
 	inner := &exhaustedListener{TCPListener: tl.(*net.TCPListener)}
 	ln := &limitedListener{Listener: inner, open: &slots{}, refuse: refuseClose, spare: newSpareDescriptor(),
-		metrics: m, log: log, warn: &rareWarning{every: time.Hour}}
+		metrics: m, log: log, warnings: newBudgetWarnings(time.Hour)}
 	defer ln.spare.close()
 
 	// Nothing waiting: nothing to shed; the error is the server's.

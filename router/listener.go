@@ -18,12 +18,12 @@ import (
 // descriptor, so clients are refused, not left to time out.
 type limitedListener struct {
 	net.Listener
-	open    *slots
-	refuse  func(net.Conn)
-	spare   *spareDescriptor
-	metrics *Metrics
-	log     *slog.Logger
-	warn    *rareWarning
+	open     *slots
+	refuse   func(net.Conn)
+	spare    *spareDescriptor
+	metrics  *Metrics
+	log      *slog.Logger
+	warnings *budgetWarnings
 }
 
 func (l *limitedListener) Accept() (net.Conn, error) {
@@ -32,7 +32,7 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 		if err != nil {
 			if isDescriptorExhaustion(err) {
 				l.metrics.descriptorError("accept")
-				l.warn.log(l.log, "out of file descriptors accepting a client connection", "err", err)
+				l.warnings.acceptExhausted.log(l.log, "out of file descriptors accepting a client connection", "err", err)
 				if l.spare.shed(l.Listener) {
 					continue
 				}
@@ -41,7 +41,7 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 		}
 		if !l.open.acquire() {
 			l.metrics.refused("client_limit")
-			l.warn.log(l.log, "at the client connection limit: refusing new connections", "limit", l.open.max)
+			l.warnings.clientCap.log(l.log, "at the client connection limit: refusing new connections", "limit", l.open.max)
 			l.refuse(c)
 			continue
 		}
@@ -56,7 +56,7 @@ func (l *limitedListener) release() {
 }
 
 // connectionLimitResponse is the whole answer to a cleartext connection
-// past the cap, written before its request is read.
+// past the cap, written once its request head is read.
 var connectionLimitResponse = func() []byte {
 	body := `{"detail":"the router is at its limit of client connections","code":"` + CodeConnectionLimit + `"}` + "\n"
 	return []byte("HTTP/1.1 503 Service Unavailable\r\n" +

@@ -168,8 +168,8 @@ type Router struct {
 	tracing  *tracing
 	log      *slog.Logger
 
-	limits     limits
-	warnLimits rareWarning
+	limits   limits
+	warnings *budgetWarnings
 
 	tunnelsMu sync.Mutex
 	tunnels   map[*tunnel]struct{} // nil once CloseUpgraded ran
@@ -221,7 +221,7 @@ func New(opts Options) (*Router, error) {
 	}
 	rt.limits.tunnels.max = int64(max(opts.MaxTunnels, 0))
 	rt.limits.upstream.max = int64(max(opts.MaxUpstreamConns, 0))
-	rt.warnLimits.every = 10 * time.Second
+	rt.warnings = newBudgetWarnings(10 * time.Second)
 	rt.metrics.connLimits.WithLabelValues("tunnel").Set(float64(rt.limits.tunnels.max))
 	rt.metrics.connLimits.WithLabelValues("upstream").Set(float64(rt.limits.upstream.max))
 	dialer := &net.Dialer{Timeout: opts.Pool.DialTimeout, KeepAlive: 30 * time.Second}

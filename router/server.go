@@ -80,7 +80,6 @@ type Server struct {
 	clientConns slots
 	spare       *spareDescriptor
 	refusals    *refusals
-	warnLimits  rareWarning
 }
 
 // NewServer binds the listeners at once so that callers (and tests) can
@@ -94,7 +93,6 @@ func NewServer(rt *Router, opts ServerOptions) (*Server, error) {
 	}
 	s := &Server{opts: opts, router: rt, tlsIndex: -1, spare: newSpareDescriptor(), refusals: newRefusals(64)}
 	s.clientConns.max = int64(max(opts.MaxClientConns, 0))
-	s.warnLimits.every = 10 * time.Second
 	rt.metrics.connLimits.WithLabelValues("client").Set(float64(s.clientConns.max))
 	ok := false
 	defer func() {
@@ -143,7 +141,7 @@ func NewServer(rt *Router, opts ServerOptions) (*Server, error) {
 // limited puts a data listener under the client-connection cap.
 func (s *Server) limited(ln net.Listener, refuse func(net.Conn)) net.Listener {
 	return &limitedListener{Listener: ln, open: &s.clientConns, refuse: refuse, spare: s.spare,
-		metrics: s.router.metrics, log: s.opts.Log, warn: &s.warnLimits}
+		metrics: s.router.metrics, log: s.opts.Log, warnings: s.router.warnings}
 }
 
 func (s *Server) add(srv *http.Server, ln net.Listener) {

@@ -198,7 +198,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&c.MaxClientConns, "max-client-connections", 0, "client connections on the data listeners (tunnels included); past it new ones are refused with 503 connection_limit (TLS: closed). 0: half of the descriptor limit less the reserve")
 	fs.IntVar(&c.MaxTunnels, "max-tunnels", 0, "open tunnels (WebSocket and other upgrades); past it upgrades get 503 tunnel_limit. 0: the client connection cap")
 	fs.IntVar(&c.MaxUpstreamConns, "max-upstream-connections", 0, "connections to sandboxes (pooled, h2c, tunnels); past it requests needing a new one get 503 upstream_connection_limit. 0: the descriptor limit less the reserve and the client cap")
-	fs.IntVar(&c.DescriptorReserve, "descriptor-reserve", 256, "file descriptors kept out of the connection caps for the admin listener, the API server, logs and certificates")
+	fs.IntVar(&c.DescriptorReserve, "descriptor-reserve", 256, "file descriptors kept out of the connection caps for the admin listener, the API server, logs, certificates and the refused connections being answered (at most 64)")
 	fs.IntVar(&c.UpstreamMaxConns, "upstream-max-conns-per-endpoint", 256, "connections open to one sandbox endpoint (idle, in use, dialing); more requests wait for one")
 	fs.IntVar(&c.UpstreamMaxConnWaiters, "upstream-max-conn-waiters-per-endpoint", 1024, "requests that may wait for a connection to one endpoint at its cap; more get 503 upstream_busy")
 	fs.DurationVar(&c.UpstreamConnWaitTimeout, "upstream-conn-wait-timeout", 5*time.Second, "how long a request waits for a connection at the cap before 503 upstream_busy")
