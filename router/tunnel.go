@@ -15,6 +15,8 @@ import (
 // little as the design allows: its two connections (two descriptors) and
 // one goroutine per direction parked in the poller, with no buffer. A
 // direction borrows a copy buffer from the pool only while bytes flow.
+// No timeout applies: a healthy WebSocket may stay open for days; dead
+// peers are found by TCP keep-alive, and a drain closes the rest.
 //
 // Why not io.Copy between the two sockets: it uses splice(2), which holds
 // a pipe pair (two more descriptors) per direction for the tunnel's whole
