@@ -60,8 +60,11 @@ func (r *readiness) wait() error {
 func (r *readiness) readable(fd uintptr) bool {
 	var b [1]byte
 	_, err := peekOne(fd, &b)
-	if err == unix.EAGAIN || err == unix.EWOULDBLOCK {
+	switch err {
+	case unix.EAGAIN: // EWOULDBLOCK is the same error here
 		return false
+	case unix.EINTR:
+		err = nil // interrupted before it looked: let the Read find out
 	}
 	r.err = err
 	return true
