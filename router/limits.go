@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -83,6 +84,21 @@ func (c *countedConn) CloseWrite() error {
 	return errors.ErrUnsupported
 }
 
+// rawConnOf returns the raw descriptor of a socket (a connection or a
+// listener), or nil when it has none to give: what the tunnel's readiness
+// wait, the pool's liveness peek and the spare's shedding work on.
+func rawConnOf(x any) syscall.RawConn {
+	sc, ok := x.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
+}
+
 // isDescriptorExhaustion reports whether err is the process (EMFILE) or
 // the system (ENFILE) out of file descriptors.
 func isDescriptorExhaustion(err error) bool {
@@ -124,7 +140,7 @@ func (w *rareWarning) log(l *slog.Logger, msg string, args ...any) {
 // dialUpstream opens a connection to a sandbox under the upstream cap.
 // At the cap it first closes one idle pooled connection, which frees a
 // place if there is one; else it fails with errUpstreamLimit.
-func (rt *Router) dialUpstream(dial func() (net.Conn, error)) (net.Conn, error) {
+func (rt *Router) dialUpstream(ctx context.Context, addr string) (net.Conn, error) {
 	if !rt.limits.upstream.acquire() {
 		if !rt.pool.closeOneIdle() || !rt.limits.upstream.acquire() {
 			rt.metrics.refused("upstream_limit")
@@ -133,7 +149,7 @@ func (rt *Router) dialUpstream(dial func() (net.Conn, error)) (net.Conn, error) 
 			return nil, errUpstreamLimit
 		}
 	}
-	nc, err := dial()
+	nc, err := rt.dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		rt.limits.upstream.release()
 		if isDescriptorExhaustion(err) {
@@ -142,11 +158,11 @@ func (rt *Router) dialUpstream(dial func() (net.Conn, error)) (net.Conn, error) 
 		}
 		return nil, err
 	}
-	rt.metrics.openConns.WithLabelValues("upstream").Inc()
+	rt.metrics.upstreamOpen.Inc()
 	return &countedConn{Conn: nc, release: rt.releaseUpstream}, nil
 }
 
 func (rt *Router) releaseUpstream() {
 	rt.limits.upstream.release()
-	rt.metrics.openConns.WithLabelValues("upstream").Dec()
+	rt.metrics.upstreamOpen.Dec()
 }

@@ -6,7 +6,6 @@ import (
 	"os"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -45,14 +44,14 @@ func (l *limitedListener) Accept() (net.Conn, error) {
 			l.refuse(c)
 			continue
 		}
-		l.metrics.openConns.WithLabelValues("client").Inc()
+		l.metrics.clientConns.Inc()
 		return &countedConn{Conn: c, release: l.release}, nil
 	}
 }
 
 func (l *limitedListener) release() {
 	l.open.release()
-	l.metrics.openConns.WithLabelValues("client").Dec()
+	l.metrics.clientConns.Dec()
 }
 
 // connectionLimitResponse is the whole answer to a cleartext connection
@@ -174,12 +173,8 @@ func (s *spareDescriptor) close() {
 // for a misconfigured budget; the caps and the reserve keep the process
 // from getting here.
 func (s *spareDescriptor) shed(ln net.Listener) bool {
-	sc, ok := ln.(syscall.Conn)
-	if !ok {
-		return false
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
+	raw := rawConnOf(ln)
+	if raw == nil {
 		return false
 	}
 	s.mu.Lock()

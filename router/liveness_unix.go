@@ -20,15 +20,7 @@ type livenessProbe struct {
 }
 
 func newLivenessProbe(nc net.Conn) livenessProbe {
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return livenessProbe{}
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return livenessProbe{}
-	}
-	return livenessProbe{raw: raw}
+	return livenessProbe{raw: rawConnOf(nc)}
 }
 
 // check reports whether the connection is open with nothing unread.

@@ -26,6 +26,8 @@ type Metrics struct {
 	connOverflows   *prometheus.CounterVec
 	accessLogErrors prometheus.Counter
 	openConns       *prometheus.GaugeVec   // side: client, upstream
+	clientConns     prometheus.Gauge       // openConns{side="client"}, resolved once: it moves on every accept and close
+	upstreamOpen    prometheus.Gauge       // openConns{side="upstream"}, the same on every dial and close
 	connLimits      *prometheus.GaugeVec   // kind: client, tunnel, upstream
 	refusals        *prometheus.CounterVec // reason: client_limit, tunnel_limit, upstream_limit
 	fdErrors        *prometheus.CounterVec // op: accept, dial
@@ -122,9 +124,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "sandbox_router_descriptor_limit",
 		Help: "The process's file descriptor limit (RLIMIT_NOFILE): kind=soft (in force) or hard.",
 	}, []string{"kind"})
-	for _, side := range []string{"client", "upstream"} {
-		m.openConns.WithLabelValues(side)
-	}
+	m.clientConns = m.openConns.WithLabelValues("client")
+	m.upstreamOpen = m.openConns.WithLabelValues("upstream")
 	for _, r := range []string{"client_limit", "tunnel_limit", "upstream_limit"} {
 		m.refusals.WithLabelValues(r)
 	}

@@ -31,12 +31,8 @@ func readinessOf(c net.Conn) *readiness {
 	if tc, ok := c.(*tls.Conn); ok {
 		c, buffers = tc.NetConn(), true
 	}
-	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
+	raw := rawConnOf(c)
+	if raw == nil {
 		return nil
 	}
 	r := &readiness{raw: raw, buffers: buffers}

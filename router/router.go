@@ -169,6 +169,7 @@ type Router struct {
 	log      *slog.Logger
 
 	limits   limits
+	dialer   net.Dialer // to sandboxes, through dialUpstream
 	warnings *budgetWarnings
 
 	tunnelsMu sync.Mutex
@@ -224,12 +225,9 @@ func New(opts Options) (*Router, error) {
 	rt.warnings = newBudgetWarnings(10 * time.Second)
 	rt.metrics.connLimits.WithLabelValues("tunnel").Set(float64(rt.limits.tunnels.max))
 	rt.metrics.connLimits.WithLabelValues("upstream").Set(float64(rt.limits.upstream.max))
-	dialer := &net.Dialer{Timeout: opts.Pool.DialTimeout, KeepAlive: 30 * time.Second}
-	dial := func(ctx context.Context, addr string) (net.Conn, error) {
-		return rt.dialUpstream(func() (net.Conn, error) { return dialer.DialContext(ctx, "tcp", addr) })
-	}
-	rt.pool = newConnPool(opts.Pool, opts.Metrics, dial)
-	rt.h2c = newH2CTransport(opts.Pool, opts.ResponseHeaderTimeout, dial)
+	rt.dialer = net.Dialer{Timeout: opts.Pool.DialTimeout, KeepAlive: 30 * time.Second}
+	rt.pool = newConnPool(opts.Pool, opts.Metrics, rt.dialUpstream)
+	rt.h2c = newH2CTransport(opts.Pool, opts.ResponseHeaderTimeout, rt.dialUpstream)
 	return rt, nil
 }
 

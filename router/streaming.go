@@ -53,15 +53,8 @@ func copyBody(w http.ResponseWriter, src io.Reader, flush bool, ready func() err
 			// An error here comes back from the Read below.
 			_ = ready()
 		}
-		bp := copyBufPool.Get().(*[]byte)
-		n, rerr := src.Read(*bp)
-		var werr error
-		if n > 0 {
-			var m int
-			m, werr = w.Write((*bp)[:n])
-			written += int64(m)
-		}
-		copyBufPool.Put(bp)
+		n, rerr, werr := passOnce(w, src)
+		written += int64(n)
 		if werr != nil {
 			return written, errors.Join(errClientGone, werr)
 		}
@@ -75,6 +68,20 @@ func copyBody(w http.ResponseWriter, src io.Reader, flush bool, ready func() err
 			return written, rerr
 		}
 	}
+}
+
+// passOnce moves what one Read of src gives into dst, through a buffer
+// borrowed from the pool for that move only: between moves a stream or a
+// tunnel holds none. It returns the bytes written, the read's error and
+// the write's.
+func passOnce(dst io.Writer, src io.Reader) (n int, rerr, werr error) {
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	nr, rerr := src.Read(*bp)
+	if nr > 0 {
+		n, werr = dst.Write((*bp)[:nr])
+	}
+	return n, rerr, werr
 }
 
 // announceTrailers declares the trailer keys an upstream response announced,

@@ -28,9 +28,6 @@ type tunnel struct {
 	rt       *Router
 	client   net.Conn
 	upstream net.Conn
-	// fromClient and fromUpstream are bytes read past the handshake,
-	// sent ahead of everything else.
-	fromClient, fromUpstream []byte
 	// req and rec are the request's, finished when the tunnel closes.
 	req *http.Request
 	rec record
@@ -44,9 +41,10 @@ type tunnel struct {
 	in, out int64
 }
 
-// openTunnel registers t and starts its two directions. During a drain
-// that already closed the tunnels, t is closed at once.
-func (rt *Router) openTunnel(t *tunnel) {
+// openTunnel registers t and starts its two directions, each sending
+// first what was read past the handshake (fromClient, fromUpstream).
+// During a drain that already closed the tunnels, t is closed at once.
+func (rt *Router) openTunnel(t *tunnel, fromClient, fromUpstream []byte) {
 	rt.metrics.upgradedOpen.Inc()
 	rt.metrics.upgradedTotal.Inc()
 	if !rt.trackTunnel(t) {
@@ -55,9 +53,8 @@ func (rt *Router) openTunnel(t *tunnel) {
 		return
 	}
 	t.running.Store(2)
-	go t.relay(t.upstream, t.client, t.fromClient, &t.in)
-	go t.relay(t.client, t.upstream, t.fromUpstream, &t.out)
-	t.fromClient, t.fromUpstream = nil, nil
+	go t.relay(t.upstream, t.client, fromClient, &t.in)
+	go t.relay(t.client, t.upstream, fromUpstream, &t.out)
 }
 
 // relay copies src into dst until src ends. On a clean end it half-closes
@@ -84,18 +81,11 @@ func (t *tunnel) relay(dst, src net.Conn, pending []byte, n *int64) {
 				return
 			}
 		}
-		bp := copyBufPool.Get().(*[]byte)
-		nr, rerr := src.Read(*bp)
-		var werr error
-		if nr > 0 {
-			var nw int
-			nw, werr = dst.Write((*bp)[:nr])
-			*n += int64(nw)
-		}
+		m, rerr, werr := passOnce(dst, src)
+		*n += int64(m)
 		if werr == nil && rerr == nil && ready != nil && ready.buffers {
-			werr, rerr = drainBuffered(dst, src, *bp, n)
+			werr, rerr = drainBuffered(dst, src, n)
 		}
-		copyBufPool.Put(bp)
 		switch {
 		case werr != nil:
 			t.close()
@@ -117,23 +107,19 @@ func (t *tunnel) relay(dst, src net.Conn, pending []byte, n *int64) {
 // deadline in the past return such bytes and time out at once when there
 // are none; crypto/tls keeps a partial record across the timeout, and
 // the rest of it arrives on the socket, which the wait sees.
-func drainBuffered(dst, src net.Conn, buf []byte, n *int64) (werr, rerr error) {
+func drainBuffered(dst, src net.Conn, n *int64) (werr, rerr error) {
 	defer src.SetReadDeadline(time.Time{})
 	for {
 		_ = src.SetReadDeadline(aLongTimeAgo)
-		nr, err := src.Read(buf)
-		if nr > 0 {
-			nw, err := dst.Write(buf[:nr])
-			*n += int64(nw)
-			if err != nil {
-				return err, nil
-			}
-		}
-		if err != nil {
-			if isTimeout(err) {
-				return nil, nil
-			}
-			return nil, err
+		m, rerr, werr := passOnce(dst, src)
+		*n += int64(m)
+		switch {
+		case werr != nil:
+			return werr, nil
+		case rerr != nil && isTimeout(rerr):
+			return nil, nil
+		case rerr != nil:
+			return nil, rerr
 		}
 	}
 }
@@ -162,7 +148,6 @@ func (t *tunnel) finish() {
 	rt.limits.tunnels.release()
 	rt.metrics.upgradedOpen.Dec()
 	t.rec.bytesIn, t.rec.bytesOut = t.in, t.out
-	t.rec.served = true
 	rt.finishRecord(t.req, &t.rec)
 }
 

@@ -44,17 +44,9 @@ func (rt *Router) serveUpgrade(w http.ResponseWriter, r *http.Request, ex *h1Exc
 	// Bytes either side sent right behind the handshake are still in the
 	// buffered readers; copy them out so the readers (4 KiB each) are not
 	// kept for the life of the tunnel.
-	t := &tunnel{
-		rt:           rt,
-		client:       client,
-		upstream:     up.nc,
-		fromClient:   buffered(brw.Reader.Buffered(), brw.Reader.Peek),
-		fromUpstream: buffered(up.br.Buffered(), up.br.Peek),
-		req:          loggedRequest(r),
-		rec:          *rec,
-	}
+	t := &tunnel{rt: rt, client: client, upstream: up.nc, req: loggedRequest(r), rec: *rec}
 	rec.tunneled = true
-	rt.openTunnel(t)
+	rt.openTunnel(t, buffered(brw.Reader.Buffered(), brw.Reader.Peek), buffered(up.br.Buffered(), up.br.Peek))
 }
 
 // loggedRequest keeps of r what the access log reads when the tunnel
