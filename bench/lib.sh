@@ -1,9 +1,24 @@
 # bench/lib.sh: what bench/run.sh and bench/memory.sh share. Source it after
 # setting BENCH_NAME (used in messages and the work directory's name) and
 # KEEP. It creates $WORK, stops every PID pushed onto PIDS on exit, and
-# provides die, free_port and wait_get.
+# provides die, install_missing, free_port and wait_get.
 
 die() { printf '%s: %s\n' "$BENCH_NAME" "$*" >&2; exit 1; }
+
+# install_missing COMMAND:PACKAGE...: apt-installs the package of every
+# command that is missing (from PATH and from /usr/sbin, where nginx lives).
+install_missing() {
+	local need=() spec
+	for spec in "$@"; do
+		command -v "${spec%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${spec%%:*}" ] || need+=("${spec#*:}")
+	done
+	((${#need[@]} == 0)) && return 0
+	local sudo=()
+	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+	printf '==> %s: installing %s\n' "$BENCH_NAME" "${need[*]}" >&2
+	"${sudo[@]}" apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+}
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/sandbox-router-$BENCH_NAME.XXXXXX")
 PIDS=()

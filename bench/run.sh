@@ -35,28 +35,15 @@ KEEP=${KEEP:-0}
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-# ---------------------------------------------------------------- tools
-install_missing() {
-	local need=()
-	command -v wrk >/dev/null 2>&1 || need+=(wrk)
-	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
-	command -v h2load >/dev/null 2>&1 || need+=(nghttp2-client)
-	command -v curl >/dev/null 2>&1 || need+=(curl)
-	command -v ss >/dev/null 2>&1 || need+=(iproute2)
-	((${#need[@]} == 0)) && return 0
-	local sudo=()
-	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
-	log "installing ${need[*]}"
-	"${sudo[@]}" apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-}
-install_missing
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-
-# ---------------------------------------------------------------- processes
 BENCH_NAME=bench
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
+
+# ---------------------------------------------------------------- tools
+install_missing wrk:wrk nginx:nginx-light h2load:nghttp2-client curl:curl ss:iproute2
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+
+# ---------------------------------------------------------------- processes
 
 # ---------------------------------------------------------------- build
 log "building into bin/"

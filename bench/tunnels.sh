@@ -45,27 +45,13 @@ CLIENT_TIMEOUT=300
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-# ---------------------------------------------------------------- tools
-install_missing() {
-	local need=()
-	command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
-	command -v curl >/dev/null 2>&1 || need+=(curl)
-	command -v ss >/dev/null 2>&1 || need+=(iproute2)
-	command -v jq >/dev/null 2>&1 || need+=(jq)
-	command -v pgrep >/dev/null 2>&1 || need+=(procps)
-	((${#need[@]} == 0)) && return 0
-	local sudo=()
-	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
-	log "installing ${need[*]}"
-	"${sudo[@]}" apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-}
-install_missing
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
-
 BENCH_NAME=tunnels
 # shellcheck source=bench/lib.sh
 . bench/lib.sh
+
+# ---------------------------------------------------------------- tools
+install_missing nginx:nginx-light curl:curl ss:iproute2 jq:jq pgrep:procps
+NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 
 # ---------------------------------------------------------------- descriptors
 # Every process started from here inherits the soft limit: raise it to the
