@@ -17,6 +17,7 @@ import (
 
 	"github.com/sandbox-router/sandbox-router/activator"
 	"github.com/sandbox-router/sandbox-router/resolver"
+	"github.com/sandbox-router/sandbox-router/sandboxhost"
 )
 
 // startBenchOrigin is a minimal HTTP/1.1 backend on 127.0.0.1: it reads each
@@ -201,7 +202,7 @@ func BenchmarkProxyHTTP1(b *testing.B) {
 // BenchmarkRoutingKey measures keyParser.parse for the usual shapes of a
 // request.
 func BenchmarkRoutingKey(b *testing.B) {
-	p := &keyParser{baseDomains: normalizeDomains([]string{"sandbox.example.com"})}
+	p := &keyParser{baseDomains: sandboxhost.NewDomains([]string{"sandbox.example.com"})}
 	cases := []struct {
 		name    string
 		host    string

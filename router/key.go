@@ -9,6 +9,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"github.com/sandbox-router/sandbox-router/resolver"
+	"github.com/sandbox-router/sandbox-router/sandboxhost"
 )
 
 // The request headers of the existing router contract. SDKs send them
@@ -80,9 +81,8 @@ var (
 // keyParser turns a request into a routing key. It is immutable after
 // construction and safe for concurrent use.
 type keyParser struct {
-	// baseDomains are lower-case, without leading dot, longest first so
-	// that a more specific domain wins.
-	baseDomains []string
+	// baseDomains are the domains host routing serves.
+	baseDomains sandboxhost.Domains
 	// allowLoopbackPodIP admits 127.0.0.0/8 and ::1 in X-Sandbox-Pod-IP
 	// (tests and the local demo only).
 	allowLoopbackPodIP bool
@@ -102,7 +102,7 @@ func (p *keyParser) parse(r *http.Request) (routingKey, *keyError) {
 		// :authority, which is written into the sandbox's Host line.
 		return k, errMalformedHost
 	}
-	id, ns, port, matched, err := p.parseHost(r.Host)
+	addr, matched, err := p.parseHost(r.Host)
 	if err != nil {
 		return k, err
 	}
@@ -115,7 +115,7 @@ func (p *keyParser) parse(r *http.Request) (routingKey, *keyError) {
 	switch {
 	case k.PathPrefix != "":
 	case matched:
-		k.Name, k.Namespace, k.Port, k.FromHost = id, ns, port, true
+		k.Name, k.Namespace, k.Port, k.FromHost = addr.Name, addr.Namespace, addr.Port, true
 		if k.Port == 0 {
 			if k.Port, err = parsePortHeader(h); err != nil {
 				return k, err
@@ -146,7 +146,7 @@ func (p *keyParser) parse(r *http.Request) (routingKey, *keyError) {
 		}
 		// UUIDs are case-insensitive on input; Kubernetes writes them in
 		// lower case, and the resolver's index is keyed by that form.
-		k.UID = lowerASCII(uid)
+		k.UID = sandboxhost.LowerASCII(uid)
 	}
 	if ip := headerValue(h, HeaderSandboxPodIP); ip != "" && !p.ignorePodIP {
 		addr, err := p.parsePodIP(ip)
@@ -163,30 +163,11 @@ func parsePortHeader(h http.Header) (uint16, *keyError) {
 	if v == "" {
 		return DefaultPort, nil
 	}
-	port, ok := parsePort(v)
+	port, ok := sandboxhost.ParsePort(v)
 	if !ok {
 		return 0, errInvalidPort
 	}
 	return port, nil
-}
-
-// parsePort accepts 1..65535 written in decimal without sign or leading zeros.
-func parsePort(s string) (uint16, bool) {
-	if len(s) == 0 || len(s) > 5 || s[0] == '0' {
-		return 0, false
-	}
-	n := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	if n > 65535 {
-		return 0, false
-	}
-	return uint16(n), true
 }
 
 func (p *keyParser) parsePodIP(s string) (netip.Addr, *keyError) {
@@ -227,7 +208,7 @@ func (p *keyParser) parsePath(k *routingKey, target string) (bool, *keyError) {
 	if !resolver.IsDNSLabel(id) {
 		return true, errInvalidID
 	}
-	port, valid := parsePort(portText)
+	port, valid := sandboxhost.ParsePort(portText)
 	if !valid {
 		return true, errInvalidPath
 	}
@@ -278,74 +259,20 @@ func withoutPathPrefix(r *http.Request, k *routingKey) *http.Request {
 	return &r2
 }
 
-// parseHost recognises <port>-<id>.<ns>.<base> and <id>.<ns>.<base>. A host
-// that is not under a base domain, or is a base domain itself, does not
-// match and the caller falls back to headers. A host under a base domain
-// with the wrong shape is an error: guessing would route to the wrong
-// sandbox.
-//
-// A first label of the form <digits>-<rest> is read as port and id when the
-// digits are a valid port; sandbox names that start with digits and a dash
-// must therefore be addressed with an explicit port prefix
-// (8888-123-abc.ns.example.com).
-func (p *keyParser) parseHost(host string) (id, ns string, port uint16, matched bool, err *keyError) {
-	if len(p.baseDomains) == 0 || host == "" {
-		return "", "", 0, false, nil
+// parseHost reads the key from a host under a base domain, in the
+// grammar of package sandboxhost; matched is false for any other host.
+func (p *keyParser) parseHost(host string) (sandboxhost.Address, bool, *keyError) {
+	addr, matched, err := p.baseDomains.Parse(host)
+	switch err {
+	case nil:
+		return addr, matched, nil
+	case sandboxhost.ErrNamespace:
+		return addr, false, errInvalidNS
+	case sandboxhost.ErrID:
+		return addr, false, errInvalidID
+	default:
+		return addr, false, errInvalidHost
 	}
-	host = stripHostPort(host)
-	host = strings.TrimSuffix(host, ".")
-	host = lowerASCII(host)
-	for _, base := range p.baseDomains {
-		if host == base {
-			return "", "", 0, false, nil
-		}
-		if len(host) <= len(base)+1 || !strings.HasSuffix(host, base) || host[len(host)-len(base)-1] != '.' {
-			continue
-		}
-		rest := host[:len(host)-len(base)-1]
-		dot := strings.IndexByte(rest, '.')
-		if dot < 0 || strings.IndexByte(rest[dot+1:], '.') >= 0 {
-			return "", "", 0, false, errInvalidHost
-		}
-		first, ns := rest[:dot], rest[dot+1:]
-		if !resolver.IsDNSLabel(ns) {
-			return "", "", 0, false, errInvalidNS
-		}
-		if dash := strings.IndexByte(first, '-'); dash > 0 {
-			if pt, ok := parsePort(first[:dash]); ok && resolver.IsDNSLabel(first[dash+1:]) {
-				return first[dash+1:], ns, pt, true, nil
-			}
-		}
-		if !resolver.IsDNSLabel(first) {
-			return "", "", 0, false, errInvalidID
-		}
-		return first, ns, 0, true, nil
-	}
-	return "", "", 0, false, nil
-}
-
-// stripHostPort removes a trailing :port and IPv6 brackets.
-func stripHostPort(h string) string {
-	if len(h) > 0 && h[0] == '[' {
-		if end := strings.IndexByte(h, ']'); end > 0 {
-			return h[1:end]
-		}
-		return h
-	}
-	if i := strings.LastIndexByte(h, ':'); i >= 0 && strings.IndexByte(h, ':') == i {
-		return h[:i]
-	}
-	return h
-}
-
-// lowerASCII lower-cases without allocating when the input is already lower.
-func lowerASCII(s string) string {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; 'A' <= c && c <= 'Z' {
-			return strings.ToLower(s)
-		}
-	}
-	return s
 }
 
 // isUUID accepts the 8-4-4-4-12 hex form Kubernetes uses for UIDs.

@@ -5,10 +5,12 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"testing"
+
+	"github.com/sandbox-router/sandbox-router/sandboxhost"
 )
 
 func TestParseRoutingKey(t *testing.T) {
-	p := &keyParser{baseDomains: normalizeDomains([]string{"sandbox.example.com", "example.com", ".alt.test."})}
+	p := &keyParser{baseDomains: sandboxhost.NewDomains([]string{"sandbox.example.com", "example.com", ".alt.test."})}
 	tests := []struct {
 		name    string
 		host    string

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sandbox-router/sandbox-router/access"
 	"github.com/sandbox-router/sandbox-router/resolver"
+	"github.com/sandbox-router/sandbox-router/sandboxhost"
 )
 
 // Resolver answers which pod serves a sandbox. Lookups happen on every
@@ -208,7 +209,7 @@ func New(opts Options) (*Router, error) {
 		opts:     opts,
 		resolver: opts.Resolver,
 		keys: keyParser{
-			baseDomains:        normalizeDomains(opts.BaseDomains),
+			baseDomains:        sandboxhost.NewDomains(opts.BaseDomains),
 			allowLoopbackPodIP: opts.AllowLoopbackPodIP,
 			ignorePodIP:        opts.PodIPMode == PodIPOff,
 			pathPrefix:         opts.PathRoutingPrefix,
@@ -374,27 +375,4 @@ func (rt *Router) shouldRetry(ctx context.Context, ae *attemptError, st *retrySt
 		}
 	}
 	return false
-}
-
-func normalizeDomains(ds []string) []string {
-	out := make([]string, 0, len(ds))
-	for _, d := range ds {
-		d = lowerASCII(d)
-		for len(d) > 0 && d[0] == '.' {
-			d = d[1:]
-		}
-		for len(d) > 0 && d[len(d)-1] == '.' {
-			d = d[:len(d)-1]
-		}
-		if d != "" {
-			out = append(out, d)
-		}
-	}
-	// Longest first, so a.example.com wins over example.com.
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && len(out[j]) > len(out[j-1]); j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	return out
 }
