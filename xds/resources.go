@@ -246,6 +246,7 @@ func routeTo(clusterName string) *route.Route_Route {
 // cluster. It depends only on its name.
 func grpcListener(name string, t target) proto.Message {
 	manager := &hcm.HttpConnectionManager{
+		StatPrefix: "sandbox-grpc",
 		RouteSpecifier: &hcm.HttpConnectionManager_RouteConfig{RouteConfig: &route.RouteConfiguration{
 			Name: name,
 			VirtualHosts: []*route.VirtualHost{{
