@@ -152,3 +152,21 @@ func (c *certReloader) watch(ctx context.Context) error {
 		}
 	}
 }
+
+// ReloadingTLS is a server TLS configuration served from files and
+// reloaded when they change until ctx ends, as the HTTPS listener's is:
+// for other listeners of the process (the xDS server).
+func ReloadingTLS(ctx context.Context, certFile, keyFile, caFile string, clientAuth ClientAuth, log *slog.Logger) (*tls.Config, error) {
+	c, err := newCertReloader(certFile, keyFile, caFile, clientAuth, log)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		if err := c.watch(ctx); err != nil {
+			log.Warn("TLS reload disabled", "cert", certFile, "err", err)
+		}
+	}()
+	cfg := c.tlsConfig()
+	cfg.NextProtos = []string{"h2"}
+	return cfg, nil
+}

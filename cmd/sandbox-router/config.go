@@ -128,6 +128,8 @@ type config struct {
 	LimitFailedAuthBurst   int
 	LimitTableSize         int
 
+	XDS xdsConfig
+
 	AccessLog string
 	LogLevel  string
 }
@@ -251,6 +253,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.Float64Var(&c.LimitFailedAuthPerMin, "limit-failed-auth-per-minute", 30, "refused credentials (401) one client address may send per minute before it gets 429 too_many_failed_credentials; 0 = no limit")
 	fs.IntVar(&c.LimitFailedAuthBurst, "limit-failed-auth-burst", 30, "refused credentials one client address may send at once")
 	fs.IntVar(&c.LimitTableSize, "limit-table-size", 100000, "identities, addresses and sandboxes each limit remembers (LRU)")
+	c.XDS.flags(fs)
 	fs.StringVar(&c.AccessLog, "access-log", "stdout", "access log destination: stdout, stderr, off, or a file path (true and false, as upstream's boolean flag: stdout and off)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	return fs
@@ -452,6 +455,7 @@ func (c *config) validate() error {
 	if c.DialRetries < 0 || c.DialRetries > 10 {
 		bad("dial-retries must be between 0 and 10")
 	}
+	c.XDS.validate(c, bad)
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

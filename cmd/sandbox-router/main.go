@@ -28,6 +28,7 @@ import (
 	"github.com/sandbox-router/sandbox-router/resolver/kube"
 	"github.com/sandbox-router/sandbox-router/resolver/static"
 	"github.com/sandbox-router/sandbox-router/router"
+	"github.com/sandbox-router/sandbox-router/xds"
 )
 
 func main() {
@@ -110,6 +111,14 @@ func run(cfg *config) error {
 		return err
 	}
 	checker, minter, err := startAccess(lifeCtx, cfg, res, restCfg, reg, log)
+	if err != nil {
+		return err
+	}
+	var xdsRes xds.Resolver
+	if kr != nil {
+		xdsRes = kr
+	}
+	xdsAddr, err := startXDS(serveCtx, cfg, xdsRes, restCfg, reg, log)
 	if err != nil {
 		return err
 	}
@@ -196,7 +205,7 @@ func run(cfg *config) error {
 	if err != nil {
 		return err
 	}
-	log.Info("sandbox-router listening", "http", srv.HTTPAddr(), "https", srv.HTTPSAddr(), "admin", srv.AdminAddr())
+	log.Info("sandbox-router listening", "http", srv.HTTPAddr(), "https", srv.HTTPSAddr(), "admin", srv.AdminAddr(), "xds", xdsAddr)
 	if err := srv.Run(serveCtx); err != nil {
 		return err
 	}

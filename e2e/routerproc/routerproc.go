@@ -92,6 +92,8 @@ type Proc struct {
 	// HTTPAddr and AdminAddr are the bound listener addresses; HTTPSAddr
 	// too when the router was given --listen-https, else "".
 	HTTPAddr, HTTPSAddr, AdminAddr string
+	// XDSAddr is the xDS listener's, when --xds-listen is given.
+	XDSAddr string
 
 	cmd     *exec.Cmd
 	logPath string
@@ -178,9 +180,9 @@ func (p *Proc) readLog(r io.Reader, started chan<- struct{}) {
 		if started == nil {
 			continue
 		}
-		var m struct{ Msg, HTTP, HTTPS, Admin string }
+		var m struct{ Msg, HTTP, HTTPS, Admin, XDS string }
 		if json.Unmarshal(line, &m) == nil && m.Msg == "sandbox-router listening" {
-			p.HTTPAddr, p.HTTPSAddr, p.AdminAddr = m.HTTP, m.HTTPS, m.Admin
+			p.HTTPAddr, p.HTTPSAddr, p.AdminAddr, p.XDSAddr = m.HTTP, m.HTTPS, m.Admin, m.XDS
 			close(started)
 			started = nil
 		}
