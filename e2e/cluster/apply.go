@@ -114,13 +114,28 @@ subjects:
   - apiGroup: rbac.authorization.k8s.io
     kind: User
     name: router
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata:
+  name: sandbox-router-xds-e2e-user
+  namespace: ` + RouterNamespace + `
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: Role
+  name: sandbox-router-xds
+subjects:
+  - apiGroup: rbac.authorization.k8s.io
+    kind: User
+    name: router
 `
 
 // GrantRouter creates the router's namespace (deploy/base/namespace.yaml),
 // applies deploy/rbac as a real install does (the ClusterRole
 // sandbox-router and its binding to the ServiceAccount; the
 // leader-election Role and RoleBinding in RouterNamespace; the review
-// ClusterRole sandbox-router-access), and binds the roles to the user
+// ClusterRole sandbox-router-access; the xDS server's EndpointSlice Role
+// in RouterNamespace), and binds the roles to the user
 // "router" too, so that RouterConfig, RouterToken and a
 // WriteKubeconfig file act as the router. It returns once the API server's
 // authorizer allows the user every rule of those roles (a new binding
@@ -140,6 +155,7 @@ func (c *Cluster) GrantRouter(ctx context.Context) error {
 		filepath.Join(root, "deploy", "rbac"),
 		filepath.Join(root, "deploy", "rbac", "leader-election"),
 		filepath.Join(root, "deploy", "rbac", "access"),
+		filepath.Join(root, "deploy", "rbac", "xds"),
 		bindings,
 	}
 	if err := ApplyManifests(ctx, c.AdminConfig(), paths...); err != nil {
