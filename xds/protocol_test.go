@@ -183,3 +183,14 @@ func TestFeedPushes(t *testing.T) {
 	r.set("ns", "a", resolver.StateRunning, "10.0.0.1")
 	wantNames(t, c.next(), "sandboxes/a.ns.example.com@pod:10.0.0.1:8888")
 }
+
+// TestNamesPerStreamCap: past MaxNamesPerStream a subscribe is answered as
+// not found and nothing is indexed for it.
+func TestNamesPerStreamCap(t *testing.T) {
+	r := newFakeResolver()
+	s, addr := startServer(t, Options{Resolver: r, MaxNamesPerStream: 2})
+	c := dialDelta(t, addr, envoyNode("envoy-1"))
+	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: vh, ResourceNamesSubscribe: []string{"sandboxes/a.ns.example.com", "sandboxes/b.ns.example.com", "sandboxes/c.ns.example.com"}})
+	wantNames(t, c.next(), "sandboxes/a.ns.example.com@router", "sandboxes/b.ns.example.com@router", "?sandboxes/c.ns.example.com")
+	waitSubscriptions(t, s, vh, 2)
+}
