@@ -227,6 +227,22 @@ func TestRBACRules(t *testing.T) {
 		t.Errorf("review ClusterRoleBinding subjects = %v, want %v", got, routerSubject)
 	}
 
+	// The xDS server's read of the router Service's EndpointSlices: list
+	// and watch, in the router's namespace only (overlays/xds adds it).
+	xdsRBAC := mustRender(t, "rbac/xds")
+	xdsRole := xdsRBAC["rbac.authorization.k8s.io/Role sandbox-router/sandbox-router-xds"]
+	xdsRB := xdsRBAC["rbac.authorization.k8s.io/RoleBinding sandbox-router/sandbox-router-xds"]
+	if len(xdsRBAC) != 2 || xdsRole == nil || xdsRB == nil {
+		t.Fatalf("deploy/rbac/xds renders %v", ids(xdsRBAC))
+	}
+	wantXDS := []any{map[string]any{"apiGroups": []any{"discovery.k8s.io"}, "resources": []any{"endpointslices"}, "verbs": []any{"list", "watch"}}}
+	if got := get(xdsRole.m, "rules"); !reflect.DeepEqual(got, wantXDS) {
+		t.Errorf("xds Role rules = %v, want %v", got, wantXDS)
+	}
+	if got := get(xdsRB.m, "subjects"); !reflect.DeepEqual(got, routerSubject) {
+		t.Errorf("xds RoleBinding subjects = %v, want %v", got, routerSubject)
+	}
+
 	// The namespaced template: the ClusterRole's rules, the same subject,
 	// no namespace until stamped, and no Lease (granted once, above).
 	ns := mustRender(t, "rbac/namespaced")
