@@ -137,8 +137,12 @@ type onDemand struct {
 	byKey   map[resolver.Key][]*entry
 	routers routerSet
 	// pending bridges a request, seen first by the server's callback
-	// (which knows its stream ID), to the watch the server creates for it.
-	pending map[any]int64
+	// (which knows its stream ID), to the watch the server creates for it
+	// next; pendingOf is each stream's pending request, so that a request
+	// the server drops without a watch (a stale nonce) is forgotten when
+	// the next one comes.
+	pending   map[any]streamID
+	pendingOf map[streamID]any
 	streams map[streamID]*stream
 	nodes   map[string]*nodeMemory
 	version int64 // state-of-the-world version_info counter
@@ -153,7 +157,7 @@ func newOnDemand(lookup Lookup, kinds []*kind, m *Metrics, maxNames int) *onDema
 	c := &onDemand{
 		lookup: lookup, kinds: map[string]*kind{}, metrics: m, now: time.Now, maxNames: maxNames,
 		entries: map[string]map[string]*entry{}, byKey: map[resolver.Key][]*entry{},
-		pending: map[any]int64{}, streams: map[streamID]*stream{}, nodes: map[string]*nodeMemory{},
+		pending: map[any]streamID{}, pendingOf: map[streamID]any{}, streams: map[streamID]*stream{}, nodes: map[string]*nodeMemory{},
 	}
 	for _, k := range kinds {
 		c.kinds[k.typeURL] = k
@@ -169,23 +173,27 @@ var errNoStream = errors.New("xds: a watch for a request no stream callback saw"
 
 // noteRequest records which stream a request arrived on; the server calls
 // its callbacks just before it creates the watch.
-func (c *onDemand) noteRequest(req any, id int64) {
+func (c *onDemand) noteRequest(req any, sid streamID) {
 	c.mu.Lock()
-	c.pending[req] = id
+	if old, ok := c.pendingOf[sid]; ok {
+		delete(c.pending, old)
+	}
+	c.pending[req] = sid
+	c.pendingOf[sid] = req
 	c.mu.Unlock()
 }
 
 // streamFor finds (or starts) the stream a request arrived on.
-func (c *onDemand) streamFor(req any, delta bool, nodeID string, envoy bool) (*stream, error) {
-	id, ok := c.pending[req]
+func (c *onDemand) streamFor(req any, nodeID string, envoy bool) (*stream, error) {
+	sid, ok := c.pending[req]
 	if !ok {
 		return nil, errNoStream
 	}
 	delete(c.pending, req)
-	sid := streamID{delta, id}
+	delete(c.pendingOf, sid)
 	st := c.streams[sid]
 	if st == nil {
-		st = &stream{id: id, delta: delta, node: nodeID, envoy: envoy, types: map[string]*subscriber{}}
+		st = &stream{id: sid.id, delta: sid.delta, node: nodeID, envoy: envoy, types: map[string]*subscriber{}}
 		c.streams[sid] = st
 		nm := c.nodes[nodeID]
 		if nm == nil {
@@ -212,6 +220,10 @@ func (c *onDemand) closeStream(delta bool, id int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	sid := streamID{delta, id}
+	if req, ok := c.pendingOf[sid]; ok {
+		delete(c.pending, req)
+		delete(c.pendingOf, sid)
+	}
 	st := c.streams[sid]
 	if st == nil {
 		return
@@ -643,7 +655,7 @@ func (c *onDemand) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscript
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st, err := c.streamFor(req, true, req.GetNode().GetId(), isEnvoy(req.GetNode()))
+	st, err := c.streamFor(req, req.GetNode().GetId(), isEnvoy(req.GetNode()))
 	if err != nil {
 		return nil, err
 	}
@@ -696,7 +708,7 @@ func (c *onDemand) CreateWatch(req *cache.Request, sub cache.Subscription, ch ch
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st, err := c.streamFor(req, false, req.GetNode().GetId(), isEnvoy(req.GetNode()))
+	st, err := c.streamFor(req, req.GetNode().GetId(), isEnvoy(req.GetNode()))
 	if err != nil {
 		return nil, err
 	}

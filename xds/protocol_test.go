@@ -194,3 +194,27 @@ func TestNamesPerStreamCap(t *testing.T) {
 	wantNames(t, c.next(), "sandboxes/a.ns.example.com@router", "sandboxes/b.ns.example.com@router", "?sandboxes/c.ns.example.com")
 	waitSubscriptions(t, s, vh, 2)
 }
+
+// TestClosedStreamsLeaveNothing: once its streams close, the cache holds
+// no stream, no pending request and no entry.
+func TestClosedStreamsLeaveNothing(t *testing.T) {
+	r := newFakeResolver()
+	r.set("ns", "a", resolver.StateRunning, "10.0.0.1")
+	s, addr := startServer(t, Options{Resolver: r})
+	for i := range 3 {
+		c := dialDelta(t, addr, envoyNode("envoy-1"))
+		c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: vh, ResourceNamesSubscribe: []string{"sandboxes/a.ns.example.com", "sandboxes/b.ns.example.com"}})
+		c.ack(c.next())
+		if i == 0 {
+			// A stale acknowledgement: answered by nothing.
+			c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: vh, ResponseNonce: "stale"})
+		}
+		c.close()
+	}
+	waitFor(t, func() bool {
+		s.ondemand.mu.Lock()
+		defer s.ondemand.mu.Unlock()
+		return len(s.ondemand.streams) == 0 && len(s.ondemand.pending) == 0 && len(s.ondemand.pendingOf) == 0 &&
+			len(s.ondemand.entries[vh]) == 0 && len(s.ondemand.byKey) == 0
+	})
+}

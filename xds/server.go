@@ -259,7 +259,7 @@ func (s *Server) request(id streamID, typeURL string, node *core.Node, req any) 
 	}
 	s.mu.Unlock()
 	if node == nil || classify(typeURL, node) == classOnDemand {
-		s.ondemand.noteRequest(req, id.id)
+		s.ondemand.noteRequest(req, id)
 	}
 	return nil
 }
