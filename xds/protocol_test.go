@@ -218,3 +218,14 @@ func TestClosedStreamsLeaveNothing(t *testing.T) {
 			len(s.ondemand.entries[vh]) == 0 && len(s.ondemand.byKey) == 0
 	})
 }
+
+// TestLegacyWildcard: a first VHDS request naming nothing (the legacy
+// wildcard) is answered with nothing, not with every virtual host.
+func TestLegacyWildcard(t *testing.T) {
+	r := newFakeResolver()
+	r.set("ns", "a", resolver.StateRunning, "10.0.0.1")
+	_, addr := startServer(t, Options{Resolver: r})
+	c := dialDelta(t, addr, envoyNode("envoy-1"))
+	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: vh})
+	wantNames(t, c.next(), "-sandboxes/")
+}
