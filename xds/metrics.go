@@ -32,7 +32,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"type"}),
 		pushSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sandbox_router_xds_push_seconds",
-			Help:    "From a resolver change to the client's acknowledgement of the response that carried it.",
+			Help:    "From the moment the xDS cache took in a resolver change to the client's acknowledgement of the response that carried it.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}),
 		coldRemovals: prometheus.NewCounter(prometheus.CounterOpts{
