@@ -72,6 +72,7 @@ func TestHelmMatchesKustomize(t *testing.T) {
 		{"overlays/static", []string{"--set", "resolver.mode=static"}},
 		{"overlays/namespaced", []string{"--set", "resolver.namespaces={team-a}"}},
 		{"overlays/kubernetes-authz", []string{"--set", "authz.mode=kubernetes"}},
+		{"overlays/xds", []string{"--set", "xds.enabled=true"}},
 	}
 	for _, p := range pairs {
 		t.Run(p.dir, func(t *testing.T) {
