@@ -77,7 +77,7 @@ func TestProxylessGRPC(t *testing.T) {
 	_, routerAddr := healthServer(t, "127.0.0.1:0")
 	r := newFakeResolver()
 	r.set("ns", "a", resolver.StateRunning, "127.0.0.1")
-	s, addr := startServer(t, Options{Resolver: r, RouterEndpoints: []netip.AddrPort{netip.MustParseAddrPort(routerAddr)}})
+	s, addr := startServer(t, Options{Resolver: r, RouterEndpoints: []netip.AddrPort{netip.MustParseAddrPort(routerAddr)}, AllowLoopbackPodIP: true})
 	conn := xdsConn(t, addr, fmt.Sprintf("%d-a.ns.example.com", port))
 
 	if got := check(t, conn); got != pod1Addr {

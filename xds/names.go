@@ -49,6 +49,8 @@ type target struct {
 type namer struct {
 	domains     sandboxhost.Domains
 	defaultPort uint16
+	// allowLoopback admits loopback pod addresses (local tests, demos).
+	allowLoopback bool
 }
 
 // hostTarget reads a host (as a client sent it) as a sandbox and port.

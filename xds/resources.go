@@ -199,19 +199,20 @@ func loadAssignment(name string, addrs []netip.AddrPort) *endpoint.ClusterLoadAs
 	}
 }
 
-// virtualHost is the Envoy route for one host: straight to the pod of a
-// running sandbox, else to the router fleet with the Host kept, so the
-// router's activator holds the request and resumes the sandbox (and the
-// router answers unknown hosts with its own errors). Its version is a
-// pure function of its content, the same on every router replica, so a
-// client that reconnects to another replica is sent only what changed.
-func virtualHost(name, host string, t target, r resolver.Result) (string, proto.Message) {
+// virtualHost is the Envoy route for one host: straight to pod (the
+// address of a running sandbox's pod, podAddr's answer), else to the
+// router fleet with the Host kept, so the router's activator holds the
+// request and resumes the sandbox (and the router answers unknown hosts
+// with its own errors). Its version is a pure function of its content, the
+// same on every router replica, so a client that reconnects to another
+// replica is sent only what changed.
+func virtualHost(name, host string, pod netip.AddrPort) (string, proto.Message) {
 	vh := &route.VirtualHost{Name: name, Domains: []string{host}}
 	rt := &route.Route{Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}}}
 	var version string
 	var m *headermutation.HeaderMutationPerRoute
-	if t.ok && r.State == resolver.StateRunning && r.PodIP.IsValid() {
-		dest := netip.AddrPortFrom(r.PodIP, t.port).String()
+	if pod.IsValid() {
+		dest := pod.String()
 		version = "pod:" + dest
 		rt.Action = routeTo(PodsCluster)
 		// Overwrite whatever the client sent: the destination is ours.
@@ -274,13 +275,31 @@ func grpcCluster(name string) proto.Message {
 }
 
 // grpcEndpoints is where one sandbox port is served: its pod when it
-// runs, else the router fleet, which holds the RPC and resumes it.
-func grpcEndpoints(name string, t target, r resolver.Result, routers []netip.AddrPort, routersVersion string) (string, proto.Message) {
-	if r.State == resolver.StateRunning && r.PodIP.IsValid() {
-		dest := netip.AddrPortFrom(r.PodIP, t.port)
-		return "pod:" + dest.String(), loadAssignment(name, []netip.AddrPort{dest})
+// runs (pod valid), else the router fleet, which holds the RPC and
+// resumes the sandbox.
+func grpcEndpoints(name string, pod netip.AddrPort, routers []netip.AddrPort, routersVersion string) (string, proto.Message) {
+	if pod.IsValid() {
+		return "pod:" + pod.String(), loadAssignment(name, []netip.AddrPort{pod})
 	}
 	return "router:" + routersVersion, loadAssignment(name, routers)
+}
+
+// podAddr is where a client may connect for t: the pod of a running
+// sandbox, at an address a pod can have. A loopback, unspecified,
+// link-local or multicast address (whoever can write a Sandbox's or a
+// pod's status could forge one) would have Envoy connect to its own host,
+// its admin port or a metadata service: such a sandbox goes to the router,
+// which refuses it. Loopback is allowed only for local tests and demos.
+func podAddr(t target, r resolver.Result, allowLoopback bool) netip.AddrPort {
+	ip := r.PodIP
+	if !t.ok || r.State != resolver.StateRunning || !ip.IsValid() {
+		return netip.AddrPort{}
+	}
+	if ip.IsLoopback() && !allowLoopback || ip.IsUnspecified() || ip.IsLinkLocalUnicast() ||
+		ip.IsLinkLocalMulticast() || ip.IsInterfaceLocalMulticast() || ip.IsMulticast() {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ip, t.port)
 }
 
 // routersVersion names a set of router endpoints by content.

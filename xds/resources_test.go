@@ -30,13 +30,13 @@ func goldenResources() map[string]proto.Message {
 	suspended := resolver.Result{State: resolver.StateSuspended, Namespace: "team-a", Name: "sb-2"}
 	host1, host2 := "sb-1.team-a.sandboxes.example.com", "3000-sb-2.team-a.sandboxes.example.com:443"
 	vh := func(host string, r resolver.Result) proto.Message {
-		_, m := virtualHost(RouteConfigName+"/"+host, host, n.hostTarget(host), r)
+		_, m := virtualHost(RouteConfigName+"/"+host, host, podAddr(n.hostTarget(host), r, false))
 		return m
 	}
 	grpcHost1, grpcHost2 := "50051-sb-1.team-a.sandboxes.example.com", "50051-sb-2.team-a.sandboxes.example.com"
 	ep := func(host string, r resolver.Result) proto.Message {
 		t := n.hostTarget(host)
-		_, m := grpcEndpoints(clusterName(t), t, r, routers, routersVersion(routers))
+		_, m := grpcEndpoints(clusterName(t), podAddr(t, r, false), routers, routersVersion(routers))
 		return m
 	}
 	return map[string]proto.Message{
@@ -148,5 +148,28 @@ func TestGoldenResources(t *testing.T) {
 		if !bytes.Equal(buf.Bytes(), want) {
 			t.Errorf("%s differs from %s:\n%s", name, path, buf.Bytes())
 		}
+	}
+}
+
+// TestForgedPodAddresses: a pod address a real pod cannot have (a forged
+// status) is never published; the sandbox goes to the router instead.
+func TestForgedPodAddresses(t *testing.T) {
+	tg := target{key: resolver.Key{Namespace: "ns", Name: "a"}, port: 9901, ok: true}
+	for _, ip := range []string{"127.0.0.1", "::1", "0.0.0.0", "169.254.169.254", "fe80::1", "224.0.0.1", "ff02::1"} {
+		r := resolver.Result{State: resolver.StateRunning, PodIP: netip.MustParseAddr(ip)}
+		if got := podAddr(tg, r, false); got.IsValid() {
+			t.Errorf("%s published as %s", ip, got)
+		}
+		if v, _ := virtualHost("sandboxes/a", "a", podAddr(tg, r, false)); v != "router" {
+			t.Errorf("%s: virtual host version %q, want router", ip, v)
+		}
+	}
+	r := resolver.Result{State: resolver.StateRunning, PodIP: netip.MustParseAddr("127.0.0.1")}
+	if got := podAddr(tg, r, true); got != netip.MustParseAddrPort("127.0.0.1:9901") {
+		t.Errorf("loopback allowed: %s", got)
+	}
+	r.PodIP = netip.MustParseAddr("10.244.0.9")
+	if got := podAddr(tg, r, false); got != netip.MustParseAddrPort("10.244.0.9:9901") {
+		t.Errorf("pod address: %s", got)
 	}
 }

@@ -54,6 +54,10 @@ type Options struct {
 	// ColdAfter: a virtual host an Envoy has not asked for in this long is
 	// removed from it (default 30m); it asks again on its next request.
 	ColdAfter time.Duration
+	// AllowLoopbackPodIP publishes loopback pod addresses (local tests and
+	// demos only); otherwise a sandbox whose status names one goes to the
+	// router, which refuses it.
+	AllowLoopbackPodIP bool
 	// MaxNamesPerStream bounds the names one stream may hold per type
 	// (default 100,000); past it, a subscribe is answered as not found.
 	MaxNamesPerStream int
@@ -110,11 +114,11 @@ func New(opts Options) (*Server, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	n := &namer{domains: sandboxhost.NewDomains(opts.BaseDomains), defaultPort: opts.DefaultPort}
+	n := &namer{domains: sandboxhost.NewDomains(opts.BaseDomains), defaultPort: opts.DefaultPort, allowLoopback: opts.AllowLoopbackPodIP}
 	s := &Server{
 		opts: opts, log: opts.Log, metrics: opts.Metrics, streams: map[streamID]*streamInfo{},
 		ondemand: newOnDemand(opts.Resolver,
-			[]*kind{n.virtualHostKind(), n.grpcListenerKind(), grpcClusterKind(), grpcEndpointsKind()},
+			[]*kind{n.virtualHostKind(), n.grpcListenerKind(), grpcClusterKind(), n.grpcEndpointsKind()},
 			opts.Metrics, opts.MaxNamesPerStream),
 		envoy: cache.NewSnapshotCache(true, constantHash{}, nil),
 	}

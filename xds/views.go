@@ -37,7 +37,7 @@ func (n *namer) virtualHostKind() *kind {
 		},
 		build: func(name string, t target, r resolver.Result, _ routerSet) (string, proto.Message) {
 			host, _ := vhostHost(name)
-			return virtualHost(name, host, t, r)
+			return virtualHost(name, host, podAddr(t, r, n.allowLoopback))
 		},
 	}
 }
@@ -75,7 +75,7 @@ func grpcClusterKind() *kind {
 	}
 }
 
-func grpcEndpointsKind() *kind {
+func (n *namer) grpcEndpointsKind() *kind {
 	return &kind{
 		typeURL: resource.EndpointType,
 		routers: true,
@@ -84,7 +84,7 @@ func grpcEndpointsKind() *kind {
 			return t, t.ok
 		},
 		build: func(name string, t target, r resolver.Result, routers routerSet) (string, proto.Message) {
-			return grpcEndpoints(name, t, r, routers.addrs, routers.version)
+			return grpcEndpoints(name, podAddr(t, r, n.allowLoopback), routers.addrs, routers.version)
 		},
 	}
 }

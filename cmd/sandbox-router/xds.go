@@ -111,14 +111,15 @@ func startXDS(ctx context.Context, cfg *config, res xds.Resolver, restCfg *rest.
 	}
 	endpoints, _ := parseRouterEndpoints(x.RouterEndpoints) // validated
 	opts := xds.Options{
-		Resolver:        res,
-		BaseDomains:     cfg.BaseDomains,
-		DefaultPort:     router.DefaultPort,
-		RouterEndpoints: endpoints,
-		ColdAfter:       x.ColdAfter,
-		Envoy:           xds.EnvoyOptions{ListenPort: uint32(x.EnvoyPort), ControlPlaneCluster: x.EnvoyXDSCluster},
-		Metrics:         xds.NewMetrics(reg),
-		Log:             log.With("component", "xds"),
+		Resolver:           res,
+		BaseDomains:        cfg.BaseDomains,
+		DefaultPort:        router.DefaultPort,
+		RouterEndpoints:    endpoints,
+		AllowLoopbackPodIP: cfg.AllowLoopbackPodIP,
+		ColdAfter:          x.ColdAfter,
+		Envoy:              xds.EnvoyOptions{ListenPort: uint32(x.EnvoyPort), ControlPlaneCluster: x.EnvoyXDSCluster},
+		Metrics:            xds.NewMetrics(reg),
+		Log:                log.With("component", "xds"),
 	}
 	if x.TLSCert != "" {
 		auth := router.ClientAuthOff
