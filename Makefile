@@ -58,12 +58,14 @@ lint:
 
 # The local demo: a real kube-apiserver (built from source on the first
 # run, several minutes), simulated sandboxes, the router binary; prints
-# curl lines to try. DEMOFLAGS: e.g. '-port 8081 -admin-port 9091', -smoke.
+# curl lines to try. DEMOFLAGS: e.g. '-port 8081 -admin-port 9091 -xds-port 18001', -smoke.
 DEMOFLAGS ?=
-# Built, not go run: go run exits 1 when Ctrl-C stops the program.
+# Built, not go run: go run exits 1 when Ctrl-C stops the program. The
+# demo's gRPC client over xDS is built too, for the lines it prints.
 demo: build
 	$(GO) build -o $(BIN)/demo ./e2e/demo
-	$(BIN)/demo --router $(BIN)/sandbox-router $(DEMOFLAGS)
+	$(GO) build -o $(BIN)/xdsclient ./e2e/demo/xdsclient
+	$(BIN)/demo --router $(BIN)/sandbox-router --xdsclient $(BIN)/xdsclient $(DEMOFLAGS)
 
 # The router's OCI image, built without a Docker engine (images/): one
 # index for linux/amd64 and linux/arm64, reproducible (the creation time

@@ -175,8 +175,9 @@ func excerpt(body, want string) string {
 	return body
 }
 
-// demoChecks are the requests the demo prints, in order. The last ones
-// suspend and resume alpha through the API server.
+// demoChecks are the requests the demo prints, in order. Near the end
+// they suspend and resume alpha through the API server; the last ones
+// call sandboxes over xDS with grpc-go (xds.go).
 func demoChecks(e *env) []check {
 	client := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 10 * time.Second}
 	proxy := "http://" + e.http
@@ -243,6 +244,8 @@ func demoChecks(e *env) []check {
 		// reportIdle says what happens.
 		cs = append(cs, idleChecks(e, client)...)
 	}
+	// Last: they touch neither sleepy nor alpha's pod.
+	cs = append(cs, xdsChecks(e)...)
 	return cs
 }
 
@@ -359,12 +362,17 @@ sandbox-router demo: the router binary in front of simulated sandboxes on a real
                   (it leads the Lease %s/sandbox-router-idle-suspender)
   guarded router  http://%s, admin http://%s: --authz-mode=kubernetes,scoped-token, sessions, minting;
                   team-a/agent (token in %s) may reach team-a/beta only
+  xDS server      %s (the router's --xds-listen): routes for Envoy and proxyless gRPC clients; a running
+                  sandbox's endpoint is its pod, any other's the router (--xds-router-endpoints %s)
+  gRPC            every pod serves grpc.health.v1 on port %d (grpc-go); try it through xDS yourself:
+                  %s
 %s  warm-pool pod   default/%s, UID %s
   logs            %s, %s, %s, API server and etcd under %s
 
 Every request below was just sent once; the answer it got is under it.
 `, e.c.URL, e.c.KubeconfigPath, e.http, e.admin, routerPid, cluster.RouterNamespace,
-		e.guarded.http, e.guarded.admin, e.guarded.tokenFile, sandboxList(e), e.warmPod, e.warmUID,
+		e.guarded.http, e.guarded.admin, e.guarded.tokenFile, e.xds, e.http, grpcPort, xdsCommand(e, xdsTarget("default", "alpha")),
+		sandboxList(e), e.warmPod, e.warmUID,
 		routerLog, filepath.Join(tmp, "access.log"), filepath.Join(tmp, "sim.log"), e.c.Dir)
 }
 

@@ -12,8 +12,10 @@ import (
 // TestDemoSmoke runs the demo as make demo does (a router binary built from
 // this tree, the real API server, the sim), but on free ports and in smoke
 // mode: every request it prints must answer as expected (sleepy woken by
-// the activator, suspended again once idle for its 3s, woken again), and
-// everything it started must be gone when it returns.
+// the activator, suspended again once idle for its 3s, woken again;
+// grpc-go over xDS straight to alpha's pod, and through the router to
+// grpc-sleepy, which it resumes), and everything it started must be gone
+// when it returns.
 func TestDemoSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("demo: real etcd + kube-apiserver test skipped in -short mode")
@@ -43,6 +45,8 @@ func TestDemoSmoke(t *testing.T) {
 		"| grep '^sandbox_router_activator_'",
 		"sleepy idle for 3s: suspended again by the router",
 		"-> 401 ", "-> 403 ", `-b `, `"$LINK"`, "(cookie sb-session set: true), then 200 from beta",
+		"-target 9001-alpha.default.sandbox.localhost",
+		"(alpha's pod ", "(the router, which resumed grpc-sleepy)", "(grpc-sleepy's new pod ",
 		"smoke: all ",
 	} {
 		if !strings.Contains(out.String(), want) {

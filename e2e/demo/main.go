@@ -23,6 +23,13 @@
 // router, leading the demo's Lease, suspends it again once nobody used it
 // that long; the demo watches the Sandbox and says so. With -smoke it
 // waits for that suspension and wakes sleepy once more.
+//
+// The router also serves xDS (xds.go): each pod runs a grpc-go server on
+// port 9001, and grpc-go's own xDS client, asking the router's xDS server,
+// reaches a running sandbox's pod directly and a suspended one through the
+// router, which holds the RPC while it resumes the sandbox. The demo
+// prints the same call as a command line for its small client,
+// e2e/demo/xdsclient.
 package main
 
 import (
@@ -52,6 +59,8 @@ func main() {
 	flag.IntVar(&o.AdminPort, "admin-port", 9090, "router admin port on 127.0.0.1 (0: any free port)")
 	flag.IntVar(&o.AccessPort, "access-port", 8082, "the guarded router's proxy port (access control on; 0: any free port)")
 	flag.IntVar(&o.AccessAdminPort, "access-admin-port", 9092, "the guarded router's admin port (0: any free port)")
+	flag.IntVar(&o.XDSPort, "xds-port", 18000, "the router's xDS server port on 127.0.0.1 (0: any free port)")
+	flag.StringVar(&o.XDSClient, "xdsclient", "", "the built e2e/demo/xdsclient, for the command lines the demo prints (empty: go run ./e2e/demo/xdsclient)")
 	flag.BoolVar(&o.Smoke, "smoke", false, "run every request once, check each answer, stop everything and exit 0 or 1")
 	flag.DurationVar(&o.StartDelay, "start-delay", 500*time.Millisecond, "simulated pod start time (image pull and container start)")
 	flag.DurationVar(&o.IdleTimeout, "idle-timeout", 0, "sleepy's idle timeout (its sandbox-router.dev/idle-timeout annotation); 0: "+
@@ -84,6 +93,12 @@ type options struct {
 	// AccessPort and AccessAdminPort are the guarded router's (access
 	// control on); 0 picks free ones.
 	AccessPort, AccessAdminPort int
+	// XDSPort is the router's xDS server port on 127.0.0.1; 0 picks a
+	// free one.
+	XDSPort int
+	// XDSClient is the xdsclient binary the printed command lines run;
+	// empty prints go run ./e2e/demo/xdsclient.
+	XDSClient string
 	// Smoke returns after the requests (an error unless each answered as
 	// expected) instead of running until ctx ends.
 	Smoke bool
@@ -122,7 +137,7 @@ func run(ctx context.Context, o options) (err error) {
 	if o.IdleTimeout < 0 {
 		return fmt.Errorf("idle timeout %s: must be positive", o.IdleTimeout)
 	}
-	for _, port := range []int{o.HTTPPort, o.AdminPort, o.AccessPort, o.AccessAdminPort} {
+	for _, port := range []int{o.HTTPPort, o.AdminPort, o.AccessPort, o.AccessAdminPort, o.XDSPort} {
 		if err := portFree(port); err != nil {
 			return err
 		}
@@ -179,8 +194,11 @@ func run(ctx context.Context, o options) (err error) {
 		"--kubeconfig", env.routerKubeconfig,
 		"--allow-loopback-pod-ip",
 		"--base-domain", baseDomain,
-		"--listen-http", "127.0.0.1:" + strconv.Itoa(o.HTTPPort),
 		"--listen-admin", "127.0.0.1:" + strconv.Itoa(o.AdminPort),
+		// The xDS server (xds.go) sends clients to this router's own
+		// HTTP listener for sandboxes that do not run: startRouter
+		// adds --listen-http and --xds-router-endpoints with one port.
+		"--xds-listen", "127.0.0.1:" + strconv.Itoa(o.XDSPort),
 		"--access-log", filepath.Join(tmp, "access.log"),
 		"--drain-timeout", "2s",
 		// The activator is on (the default with the cluster resolver).
@@ -202,7 +220,7 @@ func run(ctx context.Context, o options) (err error) {
 		env.activityTick = 500 * time.Millisecond
 		args = append(args, "--activity-tick", env.activityTick.String())
 	}
-	rp, err := routerproc.Start(ctx, routerproc.Options{Bin: o.RouterBin, LogPath: routerLog, Args: args})
+	rp, err := startRouter(ctx, o.RouterBin, routerLog, args, o.HTTPPort, logf)
 	if err != nil {
 		return err
 	}
@@ -210,7 +228,11 @@ func run(ctx context.Context, o options) (err error) {
 		err = errors.Join(err, rp.Stop())
 		logf("router (pid %d) stopped", rp.Pid())
 	}()
-	env.http, env.admin = rp.HTTPAddr, rp.AdminAddr
+	env.http, env.admin, env.xds = rp.HTTPAddr, rp.AdminAddr, rp.XDSAddr
+	env.xdsClient = "go run ./e2e/demo/xdsclient"
+	if o.XDSClient != "" {
+		env.xdsClient = o.XDSClient
+	}
 	if err := waitRouter(ctx, rp, env); err != nil {
 		return fmt.Errorf("%w\nrouter log:\n%s", err, rp.Log())
 	}
@@ -283,7 +305,17 @@ func portFree(port int) error {
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
 	if err != nil {
-		return fmt.Errorf("port %d on 127.0.0.1 is busy (another demo still running? choose others with -port, -admin-port, -access-port and -access-admin-port): %w", port, err)
+		return fmt.Errorf("port %d on 127.0.0.1 is busy (another demo still running? choose others with -port, -admin-port, -access-port, -access-admin-port and -xds-port): %w", port, err)
 	}
 	return l.Close()
+}
+
+// freePort is a port on 127.0.0.1 that no one listened on a moment ago.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }

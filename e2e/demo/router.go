@@ -5,11 +5,39 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/sandbox-router/sandbox-router/e2e/routerproc"
 )
+
+// startRouter starts the demo's main router with args and --listen-http
+// on port, which its xDS server also names as the router fleet
+// (--xds-router-endpoints): clients go there for sandboxes that do not
+// run. That port must be known before the router starts, so with port 0
+// the demo picks a free one, and picks again (a few times) should another
+// process take it in between.
+func startRouter(ctx context.Context, bin, logPath string, args []string, port int, logf func(string, ...any)) (*routerproc.Proc, error) {
+	const attempts = 3
+	for attempt := 1; ; attempt++ {
+		p, picked := port, port == 0
+		if picked {
+			var err error
+			if p, err = freePort(); err != nil {
+				return nil, err
+			}
+		}
+		addr := "127.0.0.1:" + strconv.Itoa(p)
+		all := append(slices.Clip(args), "--listen-http", addr, "--xds-router-endpoints", addr)
+		rp, err := routerproc.Start(ctx, routerproc.Options{Bin: bin, LogPath: logPath, Args: all})
+		if err == nil || !picked || attempt == attempts || !strings.Contains(err.Error(), "address already in use") {
+			return rp, err
+		}
+		logf("port %d was taken before the router listened on it; picking another", p)
+	}
+}
 
 // waitRouter waits until /readyz answers 200 (the caches synced), the
 // router leads the idle suspender's Lease, and every running sandbox

@@ -56,6 +56,9 @@ var sandboxes = []sandbox{
 	{"default", "alpha", "v1beta1", map[string]any{"operatingMode": "Running"}, true, "v1beta1, operatingMode Running", false},
 	{"team-a", "beta", "v1alpha1", map[string]any{"replicas": int64(1)}, true, "created through v1alpha1, replicas 1", false},
 	{"default", "sleepy", "v1beta1", map[string]any{"operatingMode": "Suspended"}, false, "v1beta1, operatingMode Suspended", true},
+	// Its own, so that waking it over xDS leaves sleepy's idle clock
+	// alone.
+	{"default", xdsSleepy, "v1beta1", map[string]any{"operatingMode": "Suspended"}, false, "v1beta1, operatingMode Suspended; a gRPC call over xDS wakes it", false},
 }
 
 // env is what the requests need to know about the running demo.
@@ -68,6 +71,8 @@ type env struct {
 	adminTokenFile   string
 	warmPod, warmUID string
 	http, admin      string   // the router's listeners, host:port
+	xds              string   // the router's xDS server, host:port
+	xdsClient        string   // the command that runs e2e/demo/xdsclient
 	guarded          *guarded // the router with access control on
 
 	smoke       bool
@@ -111,7 +116,14 @@ func setUp(ctx context.Context, c *cluster.Cluster, tmp string, o options, simLo
 	}
 
 	logf("starting the simulated sandbox controller and kubelet (pod start delay %s)", o.StartDelay)
-	if e.sim, err = sim.New(sim.Options{Config: admin, StartDelay: o.StartDelay, IPBase: o.IPBase, Logf: simLogf}); err != nil {
+	// Every pod serves HTTP on 8888 and the grpc-go health service on
+	// grpcPort (a named container port, as a real pod spec would have).
+	if e.sim, err = sim.New(sim.Options{
+		Config: admin, StartDelay: o.StartDelay, IPBase: o.IPBase, Logf: simLogf,
+		Ports:     []uint16{sim.DefaultPort, grpcPort},
+		PortNames: map[uint16]string{grpcPort: "grpc"},
+		GRPCPorts: []uint16{grpcPort},
+	}); err != nil {
 		return nil, err
 	}
 	if err := e.sim.Run(ctx); err != nil {

@@ -177,7 +177,9 @@ func printIdleHint(out io.Writer, e *env) {
   # request here); this demo says so below when it happens. Then try the curl again: it is held while the router
   # resumes sleepy, then 200 from a new pod.
   %s
-`, idleTimeoutAnnotation, e.idleTimeout, latestSuspension(e), sleepy(e).curl("", ""))
+  # or over xDS with gRPC: answered by the router, which resumes sleepy; run it again and sleepy's pod answers
+  %s
+`, idleTimeoutAnnotation, e.idleTimeout, latestSuspension(e), sleepy(e).curl("", ""), xdsCommand(e, xdsTarget("default", "sleepy")))
 }
 
 // latestSuspension is how long after its last activity an idle sandbox is
