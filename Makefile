@@ -30,10 +30,12 @@ test:
 # pods, 10,000 other sandboxes, against a plain Pod informer), 100
 # suspend/resume cycles through the activator on the real API server, the
 # cost of a cached access check, each access mode against allow-all
-# on the real API server, and idle WebSockets (1,000 and 9,000) and SSE
-# streams held open through the router and through nginx.
+# on the real API server, idle WebSockets (1,000 and 9,000) and SSE
+# streams held open through the router and through nginx, and the xDS
+# control plane at 100,000 sandboxes against go-control-plane's caches
+# (and at 10,000 on the real API server).
 bench:
-	bash bench/run.sh && bash bench/memory.sh && bash bench/tunnels.sh
+	bash bench/run.sh && bash bench/memory.sh && bash bench/tunnels.sh && bash bench/xds.sh
 	$(GO) test -run '^$$' -bench . -benchmem ./router/
 	$(GO) test -run '^$$' -bench Lookup -benchmem ./resolver/kube/
 	$(GO) test -run '^$$' -bench CacheMemory -benchtime 1x -timeout 30m ./resolver/kube/
