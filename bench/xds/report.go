@@ -17,14 +17,18 @@ type result struct {
 	// Resident memory of the control-plane process: with the resolver
 	// filled and nothing subscribed, after the initial sync, at the end,
 	// and its peak (VmHWM).
-	RSSBeforeKiB    int64        `json:"rss_before_kib"`
-	RSSAfterSyncKiB int64        `json:"rss_after_sync_kib"`
-	RSSEndKiB       int64        `json:"rss_end_kib"`
-	HWMKiB          int64        `json:"hwm_kib"`
-	ColdEmpty       *coldFigures `json:"cold_empty,omitempty"`
-	Initial         initialStats `json:"initial"`
-	Flips           flipStats    `json:"flips"`
-	ColdWarm        *coldFigures `json:"cold_warm,omitempty"`
+	RSSBeforeKiB    int64 `json:"rss_before_kib"`
+	RSSAfterSyncKiB int64 `json:"rss_after_sync_kib"`
+	RSSEndKiB       int64 `json:"rss_end_kib"`
+	HWMKiB          int64 `json:"hwm_kib"`
+	// Live heap after a forced GC: with the resolver alone, and with every
+	// client synced.
+	HeapBeforeBytes    int64        `json:"heap_before_bytes"`
+	HeapAfterSyncBytes int64        `json:"heap_after_sync_bytes"`
+	ColdEmpty          *coldFigures `json:"cold_empty,omitempty"`
+	Initial            initialStats `json:"initial"`
+	Flips              flipStats    `json:"flips"`
+	ColdWarm           *coldFigures `json:"cold_warm,omitempty"`
 	// Cuts says what a budget cut short.
 	Cuts []string `json:"cuts,omitempty"`
 }
@@ -153,16 +157,21 @@ func writeReport(w io.Writer, runs []*result, api *apiResult) {
 				float64(r.HWMKiB)/1024, float64(r.RSSBeforeKiB)/1024)
 		}
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "| run | initial sync of all clients: s / MiB / CPU s | cold start: names | on the empty plane: s / MiB | names others hold: s / MiB |")
-		fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: |")
+		fmt.Fprintln(w, "| run | initial sync of all clients: s / MiB / CPU s | live heap after it, over the resolver's: MiB (B per held name) | cold start: names | on the empty plane: s / MiB | names others hold: s / MiB |")
+		fmt.Fprintln(w, "| --- | ---: | ---: | ---: | ---: | ---: |")
 		for _, r := range runs {
 			names := "-"
 			if r.ColdEmpty != nil {
 				names = fmt.Sprintf("%d", r.ColdEmpty.Names)
 			}
-			fmt.Fprintf(w, "| %s | %s / %.1f / %.2f | %s | %s | %s |\n", r.Config.Label,
+			heap := r.HeapAfterSyncBytes - r.HeapBeforeBytes
+			held := r.Config.Clients * r.Config.Names * r.Config.Overlap
+			if r.Config.Mode == modeWildcard {
+				held = r.Config.Clients * r.Config.Sandboxes
+			}
+			fmt.Fprintf(w, "| %s | %s / %.1f / %.2f | %.0f (%.0f) | %s | %s | %s |\n", r.Config.Label,
 				secs(r.Initial.Seconds, r.Initial.Synced < r.Initial.Clients), mib(r.Initial.Bytes), r.Initial.CPUSeconds,
-				names, cold(r.ColdEmpty), cold(r.ColdWarm))
+				mib(heap), float64(heap)/float64(held), names, cold(r.ColdEmpty), cold(r.ColdWarm))
 		}
 		for _, r := range runs {
 			for _, cut := range r.Cuts {
@@ -278,6 +287,9 @@ func ratio(a, b float64) string {
 		return "n/d"
 	case b <= 0:
 		return "-"
+	}
+	if a/b >= 100 {
+		return fmt.Sprintf("%.0fx", a/b)
 	}
 	return fmt.Sprintf("%.1fx", a/b)
 }

@@ -327,6 +327,11 @@ func measure(ctx context.Context, p *planeProc, c runConfig, logf func(string, .
 	}
 	res.Initial.CPUSeconds = float64(s1.CPUNanos-s0.CPUNanos) / 1e9
 	res.RSSAfterSyncKiB = s1.RSSKiB
+	if live, err := p.stats(ctx, true); err == nil {
+		res.HeapBeforeBytes, res.HeapAfterSyncBytes = base.HeapBytes, live.HeapBytes
+	} else {
+		return nil, err
+	}
 	if res.Initial.Synced < c.Clients {
 		res.Initial.Seconds = c.InitBudget.Seconds()
 		res.Cuts = append(res.Cuts, fmt.Sprintf("initial sync: %d of %d clients had their virtual hosts within the %v budget; flip phase skipped",
