@@ -15,7 +15,7 @@ func FuzzResourceNames(f *testing.F) {
 		f.Add(s)
 	}
 	n := &namer{domains: []string{"example.com"}, defaultPort: 8888}
-	kinds := []*kind{n.virtualHostKind(), n.grpcListenerKind(), grpcClusterKind(), n.grpcEndpointsKind()}
+	kinds := []*kind{n.virtualHostKind(), n.grpcListenerKind(), n.grpcClusterKind(), n.grpcEndpointsKind()}
 	f.Fuzz(func(t *testing.T, name string) {
 		for _, k := range kinds {
 			tg, valid := k.target(name)

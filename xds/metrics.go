@@ -12,6 +12,7 @@ type Metrics struct {
 	pushSeconds   prometheus.Histogram
 	coldRemovals  prometheus.Counter
 	refused       *prometheus.CounterVec
+	activity      *prometheus.CounterVec
 }
 
 // NewMetrics registers the xDS server's metrics with reg (nil: kept
@@ -42,8 +43,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sandbox_router_xds_streams_refused_total", Help: "xDS streams refused, by reason (node_identity).",
 		}, []string{"reason"}),
 	}
+	m.activity = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sandbox_router_xds_activity_reports_total", Help: "Sandboxes marked busy from client reports of direct traffic, by source (access_log from Envoy, load_report from proxyless gRPC).",
+	}, []string{"source"})
 	if reg != nil {
-		reg.MustRegister(m.clients, m.subscriptions, m.pushes, m.nacks, m.pushSeconds, m.coldRemovals, m.refused)
+		reg.MustRegister(m.clients, m.subscriptions, m.pushes, m.nacks, m.pushSeconds, m.coldRemovals, m.refused, m.activity)
 	}
 	return m
 }

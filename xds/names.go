@@ -51,6 +51,9 @@ type namer struct {
 	defaultPort uint16
 	// allowLoopback admits loopback pod addresses (local tests, demos).
 	allowLoopback bool
+	// reportLoad has proxyless clients report their load per cluster
+	// (sandbox port) to this server: the activity of direct traffic.
+	reportLoad bool
 }
 
 // hostTarget reads a host (as a client sent it) as a sandbox and port.

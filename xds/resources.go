@@ -6,12 +6,14 @@ import (
 	"strconv"
 	"time"
 
+	accesslogcfg "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	cluster "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	mutation "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpoint "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listener "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	route "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	grpcaccesslog "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/grpc/v3"
 	headermutation "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/header_mutation/v3"
 	ondemand "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/on_demand/v3"
 	routerfilter "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
@@ -47,6 +49,10 @@ type EnvoyOptions struct {
 	ControlPlaneCluster string
 	// ConnectTimeout bounds a connection to a pod or a router (default 5s).
 	ConnectTimeout time.Duration
+	// activityInterval, when set (Options.Activity), has each Envoy send
+	// its access log to the control plane, and an entry at this interval
+	// for a request still in progress.
+	activityInterval time.Duration
 }
 
 func (o *EnvoyOptions) defaults() {
@@ -101,6 +107,26 @@ func envoyListener(o EnvoyOptions) *listener.Listener {
 		// Sandboxes stream (SSE, long polls, gRPC streams): no idle
 		// timeout per stream; the connection's own timeouts still apply.
 		StreamIdleTimeout: durationpb.New(0),
+	}
+	if o.activityInterval > 0 {
+		// Traffic to pods passes no router: the access log tells the
+		// control plane which sandboxes are in use (activity.go).
+		manager.AccessLog = []*accesslogcfg.AccessLog{{
+			Name: "envoy.access_loggers.http_grpc",
+			ConfigType: &accesslogcfg.AccessLog_TypedConfig{TypedConfig: mustAny(&grpcaccesslog.HttpGrpcAccessLogConfig{
+				CommonConfig: &grpcaccesslog.CommonGrpcAccessLogConfig{
+					LogName:             "sandbox-activity",
+					TransportApiVersion: core.ApiVersion_V3,
+					GrpcService: &core.GrpcService{TargetSpecifier: &core.GrpcService_EnvoyGrpc_{
+						EnvoyGrpc: &core.GrpcService_EnvoyGrpc{ClusterName: o.ControlPlaneCluster},
+					}},
+					BufferFlushInterval: durationpb.New(time.Second),
+				},
+			})},
+		}}
+		manager.AccessLogOptions = &hcm.HttpConnectionManager_HcmAccessLogOptions{
+			AccessLogFlushInterval: durationpb.New(o.activityInterval),
+		}
 	}
 	return &listener.Listener{
 		Name: ListenerName,
@@ -265,13 +291,19 @@ func grpcListener(name string, t target) proto.Message {
 }
 
 // grpcCluster is one sandbox port's cluster; its endpoints come over EDS.
-func grpcCluster(name string) proto.Message {
-	return &cluster.Cluster{
+// With reportLoad the client reports the cluster's load to this server
+// (the activity of traffic no router sees).
+func grpcCluster(name string, reportLoad bool) proto.Message {
+	c := &cluster.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &cluster.Cluster_Type{Type: cluster.Cluster_EDS},
 		EdsClusterConfig:     &cluster.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: name},
 		LbPolicy:             cluster.Cluster_ROUND_ROBIN,
 	}
+	if reportLoad {
+		c.LrsServer = &core.ConfigSource{ConfigSourceSpecifier: &core.ConfigSource_Self{Self: &core.SelfConfigSource{}}}
+	}
+	return c
 }
 
 // grpcEndpoints is where one sandbox port is served: its pod when it

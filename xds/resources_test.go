@@ -22,7 +22,7 @@ var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 // goldenResources are every kind of resource the server sends, for one
 // running and one suspended sandbox.
 func goldenResources() map[string]proto.Message {
-	o := EnvoyOptions{}
+	o := EnvoyOptions{activityInterval: defaultActivityInterval}
 	o.defaults()
 	routers := []netip.AddrPort{netip.MustParseAddrPort("10.96.0.10:8080"), netip.MustParseAddrPort("10.96.0.11:8080")}
 	n := &namer{domains: []string{"sandboxes.example.com"}, defaultPort: 8888}
@@ -48,7 +48,7 @@ func goldenResources() map[string]proto.Message {
 		"envoy-virtual-host-running":   vh(host1, running),
 		"envoy-virtual-host-suspended": vh(host2, suspended),
 		"grpc-listener":                grpcListener(grpcHost1, n.hostTarget(grpcHost1)),
-		"grpc-cluster":                 grpcCluster(clusterName(n.hostTarget(grpcHost1))),
+		"grpc-cluster":                 grpcCluster(clusterName(n.hostTarget(grpcHost1)), true),
 		"grpc-endpoints-running":       ep(grpcHost1, running),
 		"grpc-endpoints-suspended":     ep(grpcHost2, suspended),
 	}

@@ -12,7 +12,9 @@ import (
 	"time"
 
 	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	accesslog "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	loadstats "github.com/envoyproxy/go-control-plane/envoy/service/load_stats/v3"
 	routeservice "github.com/envoyproxy/go-control-plane/envoy/service/route/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
@@ -58,6 +60,12 @@ type Options struct {
 	// demos only); otherwise a sandbox whose status names one goes to the
 	// router, which refuses it.
 	AllowLoopbackPodIP bool
+	// Activity, when set, is told of every sandbox Envoy or a proxyless
+	// client reports traffic for (it went straight to the pod, so no
+	// router saw it): the clients are configured to report (access logs,
+	// load reports) to this server every ActivityInterval (default 30s).
+	Activity         func(resolver.Key)
+	ActivityInterval time.Duration
 	// MaxNamesPerStream bounds the names one stream may hold per type
 	// (default 100,000); past it, a subscribe is answered as not found.
 	MaxNamesPerStream int
@@ -68,6 +76,7 @@ type Options struct {
 // Server is the xDS control plane.
 type Server struct {
 	opts     Options
+	namer    *namer
 	ondemand *onDemand
 	envoy    cache.SnapshotCache
 	mux      *cache.MuxCache
@@ -105,6 +114,9 @@ func New(opts Options) (*Server, error) {
 	if opts.ColdAfter <= 0 {
 		opts.ColdAfter = 30 * time.Minute
 	}
+	if opts.ActivityInterval <= 0 {
+		opts.ActivityInterval = defaultActivityInterval
+	}
 	if opts.MaxNamesPerStream <= 0 {
 		opts.MaxNamesPerStream = 100_000
 	}
@@ -114,11 +126,15 @@ func New(opts Options) (*Server, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	n := &namer{domains: sandboxhost.NewDomains(opts.BaseDomains), defaultPort: opts.DefaultPort, allowLoopback: opts.AllowLoopbackPodIP}
+	n := &namer{domains: sandboxhost.NewDomains(opts.BaseDomains), defaultPort: opts.DefaultPort,
+		allowLoopback: opts.AllowLoopbackPodIP, reportLoad: opts.Activity != nil}
+	if opts.Activity != nil {
+		opts.Envoy.activityInterval = opts.ActivityInterval
+	}
 	s := &Server{
-		opts: opts, log: opts.Log, metrics: opts.Metrics, streams: map[streamID]*streamInfo{},
+		opts: opts, log: opts.Log, metrics: opts.Metrics, streams: map[streamID]*streamInfo{}, namer: n,
 		ondemand: newOnDemand(opts.Resolver,
-			[]*kind{n.virtualHostKind(), n.grpcListenerKind(), grpcClusterKind(), n.grpcEndpointsKind()},
+			[]*kind{n.virtualHostKind(), n.grpcListenerKind(), n.grpcClusterKind(), n.grpcEndpointsKind()},
 			opts.Metrics, opts.MaxNamesPerStream),
 		envoy: cache.NewSnapshotCache(true, constantHash{}, nil),
 	}
@@ -196,6 +212,11 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	xs := serverv3.NewServer(ctx, s.mux, s)
 	discovery.RegisterAggregatedDiscoveryServiceServer(gs, xs)
 	routeservice.RegisterVirtualHostDiscoveryServiceServer(gs, xs)
+	if s.opts.Activity != nil {
+		a := &activityServer{s: s}
+		accesslog.RegisterAccessLogServiceServer(gs, a)
+		loadstats.RegisterLoadReportingServiceServer(gs, a)
+	}
 	s.log.Info("xds serving", "addr", lis.Addr().String())
 	done := make(chan struct{})
 	go func() {
@@ -229,17 +250,7 @@ func (s *Server) sweep(ctx context.Context) {
 // ---- Callbacks: node identity, stream accounting, the request bridge.
 
 func (s *Server) open(ctx context.Context, id streamID) error {
-	info := &streamInfo{}
-	if p, ok := peer.FromContext(ctx); ok {
-		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok && len(ti.State.VerifiedChains) > 0 {
-			leaf := ti.State.VerifiedChains[0][0]
-			info.certNames = append(info.certNames, leaf.Subject.CommonName)
-			info.certNames = append(info.certNames, leaf.DNSNames...)
-			for _, u := range leaf.URIs {
-				info.certNames = append(info.certNames, u.String())
-			}
-		}
-	}
+	info := &streamInfo{certNames: certNames(ctx)}
 	s.mu.Lock()
 	s.streams[id] = info
 	s.mu.Unlock()
@@ -277,6 +288,25 @@ func (s *Server) closed(id streamID) {
 		s.metrics.clients.WithLabelValues(info.kind, protocolName(id.delta)).Dec()
 	}
 	s.ondemand.closeStream(id.delta, id.id)
+}
+
+// certNames are the names of the stream's verified client certificate:
+// its CN, DNS and URI SANs; none without one.
+func certNames(ctx context.Context) []string {
+	p, ok := peer.FromContext(ctx)
+	if !ok {
+		return nil
+	}
+	ti, ok := p.AuthInfo.(credentials.TLSInfo)
+	if !ok || len(ti.State.VerifiedChains) == 0 {
+		return nil
+	}
+	leaf := ti.State.VerifiedChains[0][0]
+	names := append([]string{leaf.Subject.CommonName}, leaf.DNSNames...)
+	for _, u := range leaf.URIs {
+		names = append(names, u.String())
+	}
+	return names
 }
 
 // checkNode requires a node ID, and with a verified client certificate,

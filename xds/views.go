@@ -61,7 +61,7 @@ func (n *namer) grpcListenerKind() *kind {
 	}
 }
 
-func grpcClusterKind() *kind {
+func (n *namer) grpcClusterKind() *kind {
 	return &kind{
 		typeURL:   resource.ClusterType,
 		fullState: true,
@@ -70,7 +70,7 @@ func grpcClusterKind() *kind {
 			return target{}, t.ok // a cluster does not change with its sandbox
 		},
 		build: func(name string, _ target, _ resolver.Result, _ routerSet) (string, proto.Message) {
-			return staticVersion, grpcCluster(name)
+			return staticVersion, grpcCluster(name, n.reportLoad)
 		},
 	}
 }

@@ -114,20 +114,21 @@ func run(cfg *config) error {
 	if err != nil {
 		return err
 	}
-	var xdsRes xds.Resolver
-	if kr != nil {
-		xdsRes = kr
-	}
-	xdsAddr, err := startXDS(serveCtx, cfg, xdsRes, restCfg, reg, log)
-	if err != nil {
-		return err
-	}
 	var act router.Activator
 	var activity router.ActivityTracker
 	if kr != nil && cfg.Activator {
 		if act, activity, err = startActivator(lifeCtx, serveCtx, cfg, kr, restCfg, reg, log); err != nil {
 			return err
 		}
+	}
+
+	var xdsRes xds.Resolver
+	if kr != nil {
+		xdsRes = kr
+	}
+	xdsAddr, err := startXDS(serveCtx, cfg, xdsRes, activity, restCfg, reg, log)
+	if err != nil {
+		return err
 	}
 
 	trusted := make([]netip.Prefix, 0, len(cfg.TrustedProxies))

@@ -24,16 +24,17 @@ import (
 
 // xdsConfig is the xDS control plane's part of the configuration.
 type xdsConfig struct {
-	Listen          string
-	TLSCert         string
-	TLSKey          string
-	TLSClientCA     string
-	RouterEndpoints []string
-	RouterService   string
-	RouterPortName  string
-	EnvoyPort       int
-	EnvoyXDSCluster string
-	ColdAfter       time.Duration
+	Listen           string
+	TLSCert          string
+	TLSKey           string
+	TLSClientCA      string
+	RouterEndpoints  []string
+	RouterService    string
+	RouterPortName   string
+	EnvoyPort        int
+	EnvoyXDSCluster  string
+	ColdAfter        time.Duration
+	ActivityInterval time.Duration
 }
 
 func (x *xdsConfig) flags(fs *flag.FlagSet) {
@@ -46,6 +47,7 @@ func (x *xdsConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&x.RouterPortName, "xds-router-port-name", "http", "the Service port that serves listen-http (plain HTTP and h2c)")
 	fs.IntVar(&x.EnvoyPort, "xds-envoy-listener-port", 10000, "the port the Envoy listener it publishes listens on")
 	fs.StringVar(&x.EnvoyXDSCluster, "xds-envoy-control-plane-cluster", "sandbox-router-xds", "the name the Envoy bootstrap gives this control plane's cluster (VHDS is fetched from it)")
+	fs.DurationVar(&x.ActivityInterval, "xds-activity-interval", 30*time.Second, "how often Envoy (access log) and proxyless gRPC clients (load reports) report the sandboxes they reach directly, so the idle suspender sees that traffic; keep it well under the shortest idle timeout (with the activator on)")
 	fs.DurationVar(&x.ColdAfter, "xds-cold-after", 30*time.Minute, "a virtual host an Envoy has not asked for in this long is removed from it (it asks again on its next request for the host)")
 }
 
@@ -85,6 +87,9 @@ func (x *xdsConfig) validate(c *config, bad func(string, ...any)) {
 	if x.ColdAfter < time.Minute {
 		bad("xds-cold-after must be at least 1m")
 	}
+	if x.ActivityInterval < time.Second {
+		bad("xds-activity-interval must be at least 1s")
+	}
 }
 
 func parseRouterEndpoints(list []string) ([]netip.AddrPort, error) {
@@ -101,7 +106,7 @@ func parseRouterEndpoints(list []string) ([]netip.AddrPort, error) {
 
 // startXDS serves xDS from the Kubernetes resolver's view until ctx ends,
 // and returns the address it listens on ("" when off).
-func startXDS(ctx context.Context, cfg *config, res xds.Resolver, restCfg *rest.Config, reg prometheus.Registerer, log *slog.Logger) (string, error) {
+func startXDS(ctx context.Context, cfg *config, res xds.Resolver, activity router.ActivityTracker, restCfg *rest.Config, reg prometheus.Registerer, log *slog.Logger) (string, error) {
 	x := cfg.XDS
 	if x.Listen == "" {
 		return "", nil
@@ -119,7 +124,14 @@ func startXDS(ctx context.Context, cfg *config, res xds.Resolver, restCfg *rest.
 		ColdAfter:          x.ColdAfter,
 		Envoy:              xds.EnvoyOptions{ListenPort: uint32(x.EnvoyPort), ControlPlaneCluster: x.EnvoyXDSCluster},
 		Metrics:            xds.NewMetrics(reg),
+		ActivityInterval:   x.ActivityInterval,
 		Log:                log.With("component", "xds"),
+	}
+	if activity != nil {
+		// Traffic that goes straight to pods is reported by the clients;
+		// it keeps the sandbox from being suspended as idle, as traffic
+		// through the router does.
+		opts.Activity = func(k resolver.Key) { activity.Begin(k).End() }
 	}
 	if x.TLSCert != "" {
 		auth := router.ClientAuthOff

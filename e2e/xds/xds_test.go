@@ -32,6 +32,7 @@ import (
 	"github.com/sandbox-router/sandbox-router/e2e/cluster"
 	"github.com/sandbox-router/sandbox-router/e2e/routerproc"
 	"github.com/sandbox-router/sandbox-router/e2e/sim"
+	"github.com/sandbox-router/sandbox-router/resolver/kube"
 )
 
 const (
@@ -114,6 +115,7 @@ func TestProxylessGRPCOnTheAPIServer(t *testing.T) {
 		"--kubeconfig", kubeconfig, "--access-log", "off", "--leader-election=false", "--allow-loopback-pod-ip",
 		"--listen-http", net.JoinHostPort(host.String(), "0"), "--base-domain", baseDomain,
 		"--xds-listen", "127.0.0.1:0", "--xds-router-service", cluster.RouterNamespace + "/sandbox-router",
+		"--xds-activity-interval", "1s", "--activity-tick", "200ms",
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -133,7 +135,7 @@ func TestProxylessGRPCOnTheAPIServer(t *testing.T) {
 	publishRouter(t, cs, routerAddr)
 	waitLog(t, p, `"msg":"router endpoints"`, `"count":1`)
 
-	createSandbox(t, dyn, "grpc-1")
+	createSandbox(t, dyn, "grpc-1", nil)
 	pod1 := waitPod(t, s, "grpc-1", netip.Addr{})
 	conn := xdsConn(t, p.XDSAddr, fmt.Sprintf("%d-grpc-1.default.%s", grpcPort, baseDomain))
 	if got := check(t, conn); got != netip.AddrPortFrom(pod1, grpcPort) {
@@ -161,7 +163,27 @@ func TestProxylessGRPCOnTheAPIServer(t *testing.T) {
 	pod3 := waitPod(t, s, "grpc-1", pod2)
 	waitPushesAcked(t, p, acked+1)
 	converge(t, conn, netip.AddrPortFrom(pod3, grpcPort), routerAddr)
+
+	// Direct RPCs pass no router, yet they keep a sandbox with an idle
+	// timeout running: the client's load reports mark it busy. Once they
+	// stop, it is suspended.
+	createSandbox(t, dyn, "grpc-idle", map[string]string{kube.IdleTimeoutAnnotation: idleTimeout.String()})
+	idlePod := netip.AddrPortFrom(waitPod(t, s, "grpc-idle", netip.Addr{}), grpcPort)
+	idleConn := xdsConn(t, p.XDSAddr, fmt.Sprintf("%d-grpc-idle.default.%s", grpcPort, baseDomain))
+	converge(t, idleConn, idlePod, routerAddr)
+	for end := time.Now().Add(3 * idleTimeout); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+		if got := check(t, idleConn); got != idlePod {
+			t.Fatalf("during direct traffic: answered by %s, not the pod %s: the sandbox was suspended as idle (load reports counted: %v)", got, idlePod, metricValue(t, p, `sandbox_router_xds_activity_reports_total{source="load_report"}`))
+		}
+	}
+	if n := metricValue(t, p, `sandbox_router_xds_activity_reports_total{source="load_report"}`); n == 0 {
+		t.Fatal("no load report marked a sandbox busy")
+	}
+	waitNoPod(t, s, "grpc-idle")
 }
+
+// idleTimeout is grpc-idle's: short, so that the test is.
+const idleTimeout = 3 * time.Second
 
 // converge checks that the RPCs after an update are answered by the new
 // pod or by the router (which proxies to the new pod: grpc-go applies an
@@ -230,13 +252,14 @@ func publishRouter(t *testing.T, cs kubernetes.Interface, addr netip.AddrPort) {
 	}
 }
 
-func createSandbox(t *testing.T, dyn dynamic.Interface, name string) {
+func createSandbox(t *testing.T, dyn dynamic.Interface, name string, annotations map[string]string) {
 	t.Helper()
 	obj := &unstructured.Unstructured{Object: map[string]any{
 		"apiVersion": sim.Group + "/v1beta1", "kind": "Sandbox",
 		"metadata": map[string]any{"name": name, "namespace": metav1.NamespaceDefault},
 		"spec":     map[string]any{"operatingMode": "Running"},
 	}}
+	obj.SetAnnotations(annotations)
 	if _, err := dyn.Resource(sandboxGVR).Namespace(metav1.NamespaceDefault).Create(t.Context(), obj, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -291,6 +314,12 @@ func waitLog(t *testing.T, p *routerproc.Proc, parts ...string) {
 // acknowledged, from the router's metrics.
 func pushesAcked(t *testing.T, p *routerproc.Proc) int {
 	t.Helper()
+	return int(metricValue(t, p, "sandbox_router_xds_push_seconds_count"))
+}
+
+// metricValue reads one series of the router's metrics (0 when absent).
+func metricValue(t *testing.T, p *routerproc.Proc, series string) float64 {
+	t.Helper()
 	resp, err := http.Get("http://" + p.AdminAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -301,8 +330,8 @@ func pushesAcked(t *testing.T, p *routerproc.Proc) int {
 		t.Fatal(err)
 	}
 	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, "sandbox_router_xds_push_seconds_count "); ok {
-			n, _ := strconv.Atoi(strings.TrimSpace(v))
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			n, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			return n
 		}
 	}
