@@ -64,6 +64,10 @@ func writeError(w http.ResponseWriter, r *http.Request, status int, code, detail
 	}
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
+	if isGRPC(r) {
+		writeGRPCError(w, status, code, detail)
+		return
+	}
 	if wantsHTML(r) {
 		h.Set("Content-Type", "text/html; charset=utf-8")
 		w.WriteHeader(status)
@@ -81,6 +85,68 @@ func writeError(w http.ResponseWriter, r *http.Request, status int, code, detail
 	b = strconv.AppendQuote(b, code)
 	b = append(b, "}\n"...)
 	_, _ = w.Write(b)
+}
+
+// writeGRPCError answers a gRPC call with a trailers-only response: HTTP
+// 200 and the status in the only HEADERS frame, as gRPC servers do. Its
+// client reads only a gRPC status (a JSON body becomes "unexpected HTTP
+// status"), which matters most for proxyless xDS clients, whose calls to
+// a sandbox that is not running come to the router. The message carries
+// the detail and the router's error code.
+func writeGRPCError(w http.ResponseWriter, status int, code, detail string) {
+	h := w.Header()
+	h.Set("Content-Type", "application/grpc")
+	h.Set("Grpc-Status", strconv.Itoa(grpcCode(status)))
+	h.Set("Grpc-Message", grpcMessage(detail+" ("+code+")"))
+	w.WriteHeader(http.StatusOK)
+}
+
+// grpcCode maps the router's HTTP statuses to gRPC codes, as gRPC's own
+// HTTP-to-gRPC mapping does where it has one.
+func grpcCode(status int) int {
+	switch status {
+	case http.StatusBadRequest:
+		return 3 // INVALID_ARGUMENT
+	case http.StatusUnauthorized:
+		return 16 // UNAUTHENTICATED
+	case http.StatusForbidden:
+		return 7 // PERMISSION_DENIED
+	case http.StatusNotFound, http.StatusGone:
+		return 5 // NOT_FOUND
+	case http.StatusMethodNotAllowed, http.StatusUnsupportedMediaType:
+		return 12 // UNIMPLEMENTED
+	case http.StatusRequestEntityTooLarge, http.StatusTooManyRequests:
+		return 8 // RESOURCE_EXHAUSTED
+	case http.StatusBadGateway, http.StatusServiceUnavailable:
+		return 14 // UNAVAILABLE
+	case http.StatusGatewayTimeout:
+		return 4 // DEADLINE_EXCEEDED
+	}
+	return 2 // UNKNOWN
+}
+
+// grpcMessage percent-encodes what the gRPC spec does not allow raw in
+// grpc-message: bytes outside printable ASCII, and '%'.
+func grpcMessage(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b []byte
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c <= 0x7e && c != '%' {
+			if b != nil {
+				b = append(b, c)
+			}
+			continue
+		}
+		if b == nil {
+			b = append(make([]byte, 0, len(s)+8), s[:i]...)
+		}
+		b = append(b, '%', hex[c>>4], hex[c&15])
+	}
+	if b == nil {
+		return s
+	}
+	return string(b)
 }
 
 // wantsHTML is true for browsers: text/html listed before any JSON type.

@@ -202,3 +202,44 @@ func TestGRPCTrailersOnlyAfterHold(t *testing.T) {
 		t.Fatal("call timed out")
 	}
 }
+
+// TestGRPCRouterErrors: the router's own errors reach a gRPC client as
+// gRPC statuses (not an HTTP error gRPC cannot read): an unknown sandbox
+// is NotFound over h2c and h2, a malformed host InvalidArgument (over h2c:
+// no certificate covers it).
+func TestGRPCRouterErrors(t *testing.T) {
+	env := newProxyEnv(t, nil)
+	for _, tc := range []struct {
+		tls       bool
+		authority string
+		want      codes.Code
+	}{
+		{false, "9000-nobody.default." + testBaseDomain, codes.NotFound},
+		{true, "9000-nobody.default." + testBaseDomain, codes.NotFound},
+		{false, "a.b.c.default." + testBaseDomain, codes.InvalidArgument},
+	} {
+		target, creds := "passthrough:///"+env.httpAddr, insecure.NewCredentials()
+		if tc.tls {
+			target, creds = "passthrough:///"+env.tlsAddr, credentials.NewTLS(&tls.Config{RootCAs: env.roots})
+		}
+		cc, err := grpc.NewClient(target, grpc.WithAuthority(tc.authority), grpc.WithTransportCredentials(creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+		_, err = healthpb.NewHealthClient(cc).Check(ctx, &healthpb.HealthCheckRequest{})
+		cancel()
+		cc.Close()
+		if st, _ := status.FromError(err); st.Code() != tc.want || st.Message() == "" {
+			t.Errorf("tls=%v %s: %v, want %s with a message", tc.tls, tc.authority, err, tc.want)
+		}
+	}
+}
+
+func TestGRPCMessageEncoding(t *testing.T) {
+	for in, want := range map[string]string{"plain text (code)": "plain text (code)", "100%": "100%25", "é\n": "%C3%A9%0A"} {
+		if got := grpcMessage(in); got != want {
+			t.Errorf("grpcMessage(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
