@@ -23,7 +23,8 @@ const (
 	RouterCluster = "sandbox-router"
 	// DestinationHeader carries podIP:port from the route to PodsCluster.
 	// The route overwrites it, so a client cannot choose a destination.
-	DestinationHeader = "x-sandbox-destination"
+	// (Short: it is in every virtual host of a running sandbox.)
+	DestinationHeader = "x-sandbox-dst"
 )
 
 // maxNameLen bounds a resource name a client may ask for: a host name

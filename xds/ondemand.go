@@ -33,7 +33,10 @@ type kind struct {
 	// subscribed resource of the type (Listeners, Clusters).
 	fullState bool
 	// aliased: the client asks by alias and matches the answer by it
-	// (VHDS); the resource lists its own name as its alias.
+	// (VHDS): an answer to a subscribe lists the name as its alias too.
+	// A push of a change does not (Envoy reads aliases only to release
+	// the requests that wait for an on-demand answer), which keeps it
+	// small.
 	aliased bool
 	// namespace is a name that subscribes to a whole collection rather
 	// than a resource (VHDS: the route configuration's name); it is
@@ -331,9 +334,6 @@ func (c *onDemand) build(e *entry, seen time.Time) bool {
 		return false
 	}
 	res := &discovery.Resource{Name: e.name, Version: version, Resource: mustAny(msg)}
-	if e.kind.aliased {
-		res.Aliases = []string{e.name}
-	}
 	e.version, e.resource, e.changedAt = version, res, seen
 	return true
 }

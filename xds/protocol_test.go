@@ -73,7 +73,7 @@ func TestDeltaVHDS(t *testing.T) {
 	// the router fleet; a host that is no sandbox's to the router too.
 	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: vh, ResourceNamesSubscribe: []string{"sandboxes/a.ns.example.com"}})
 	ra := c.next()
-	wantNames(t, ra, "sandboxes/a.ns.example.com@pod:10.0.0.1:8888")
+	wantNames(t, ra, "sandboxes/a.ns.example.com@10.0.0.1:8888")
 	if al := ra.Resources[0].Aliases; len(al) != 1 || al[0] != "sandboxes/a.ns.example.com" {
 		t.Fatalf("aliases %v", al)
 	}
@@ -91,13 +91,16 @@ func TestDeltaVHDS(t *testing.T) {
 	// the watch the acknowledgement opens)
 	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: vh, ResponseNonce: "2"})
 	push := c.next()
-	wantNames(t, push, "sandboxes/3000-b.ns.example.com:443@pod:10.0.0.2:3000")
+	wantNames(t, push, "sandboxes/3000-b.ns.example.com:443@10.0.0.2:3000")
+	if al := push.Resources[0].Aliases; len(al) != 0 {
+		t.Fatalf("a pushed change carries aliases %v: only answers to a subscribe need them", al)
+	}
 	c.ack(push)
 
 	// An explicit subscribe to a name the client holds is answered anyway.
 	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: vh, ResourceNamesSubscribe: []string{"sandboxes/a.ns.example.com"}})
 	again := c.next()
-	wantNames(t, again, "sandboxes/a.ns.example.com@pod:10.0.0.1:8888")
+	wantNames(t, again, "sandboxes/a.ns.example.com@10.0.0.1:8888")
 	c.ack(again)
 
 	// Unsubscribed: a's changes are no longer sent. The probe subscribe
@@ -115,7 +118,7 @@ func TestDeltaVHDS(t *testing.T) {
 	// not found, so Envoy does not wait; a new version is sent.
 	flip(s, r, "ns", "b", resolver.StateRunning, "10.0.0.3")
 	bad := c.next()
-	wantNames(t, bad, "sandboxes/3000-b.ns.example.com:443@pod:10.0.0.3:3000")
+	wantNames(t, bad, "sandboxes/3000-b.ns.example.com:443@10.0.0.3:3000")
 	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: vh, ResponseNonce: bad.Nonce, ErrorDetail: &status.Status{Code: 3, Message: "rejected"}})
 	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: vh, ResourceNamesSubscribe: []string{"sandboxes/3000-b.ns.example.com:443"}})
 	wantNames(t, c.next(), "?sandboxes/3000-b.ns.example.com:443")
@@ -124,7 +127,7 @@ func TestDeltaVHDS(t *testing.T) {
 	}
 	flip(s, r, "ns", "b", resolver.StateRunning, "10.0.0.4")
 	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: vh, ResponseNonce: "x"})
-	wantNames(t, c.next(), "sandboxes/3000-b.ns.example.com:443@pod:10.0.0.4:3000")
+	wantNames(t, c.next(), "sandboxes/3000-b.ns.example.com:443@10.0.0.4:3000")
 
 	// Cold names are removed.
 	s.ondemand.sweepCold(time.Now().Add(time.Hour), time.Time{})
@@ -181,7 +184,7 @@ func TestFeedPushes(t *testing.T) {
 	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: vh, ResourceNamesSubscribe: []string{"sandboxes/a.ns.example.com"}})
 	c.ack(c.next())
 	r.set("ns", "a", resolver.StateRunning, "10.0.0.1")
-	wantNames(t, c.next(), "sandboxes/a.ns.example.com@pod:10.0.0.1:8888")
+	wantNames(t, c.next(), "sandboxes/a.ns.example.com@10.0.0.1:8888")
 }
 
 // TestNamesPerStreamCap: past MaxNamesPerStream a subscribe is answered as

@@ -33,7 +33,10 @@ import (
 // router forwards.
 const (
 	onDemandFilter       = "envoy.filters.http.on_demand"
-	headerMutationFilter = "envoy.filters.http.header_mutation"
+	// The header_mutation filter's instance is named by every running
+	// sandbox's virtual host (typed_per_filter_config): a short name keeps
+	// each push small.
+	headerMutationFilter = "dst"
 	routerFilter         = "envoy.filters.http.router"
 )
 
@@ -235,29 +238,25 @@ func loadAssignment(name string, addrs []netip.AddrPort) *endpoint.ClusterLoadAs
 func virtualHost(name, host string, pod netip.AddrPort) (string, proto.Message) {
 	vh := &route.VirtualHost{Name: name, Domains: []string{host}}
 	rt := &route.Route{Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}}}
-	var version string
-	var m *headermutation.HeaderMutationPerRoute
-	if pod.IsValid() {
-		dest := pod.String()
-		version = "pod:" + dest
-		rt.Action = routeTo(PodsCluster)
-		// Overwrite whatever the client sent: the destination is ours.
-		m = &headermutation.HeaderMutationPerRoute{Mutations: &headermutation.Mutations{RequestMutations: []*mutation.HeaderMutation{{
+	vh.Routes = []*route.Route{rt}
+	if !pod.IsValid() {
+		// The router cluster is not ORIGINAL_DST: a destination header a
+		// client sent means nothing there, and the router ignores it.
+		rt.Action = routeTo(RouterCluster)
+		return "router", vh
+	}
+	dest := pod.String()
+	rt.Action = routeTo(PodsCluster)
+	// Overwrite whatever the client sent: the destination is ours.
+	rt.TypedPerFilterConfig = map[string]*anypb.Any{headerMutationFilter: mustAny(&headermutation.HeaderMutationPerRoute{
+		Mutations: &headermutation.Mutations{RequestMutations: []*mutation.HeaderMutation{{
 			Action: &mutation.HeaderMutation_Append{Append: &core.HeaderValueOption{
 				Header:       &core.HeaderValue{Key: DestinationHeader, Value: dest},
 				AppendAction: core.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 			}},
-		}}}}
-	} else {
-		version = "router"
-		rt.Action = routeTo(RouterCluster)
-		m = &headermutation.HeaderMutationPerRoute{Mutations: &headermutation.Mutations{RequestMutations: []*mutation.HeaderMutation{{
-			Action: &mutation.HeaderMutation_Remove{Remove: DestinationHeader},
-		}}}}
-	}
-	rt.TypedPerFilterConfig = map[string]*anypb.Any{headerMutationFilter: mustAny(m)}
-	vh.Routes = []*route.Route{rt}
-	return version, vh
+		}}},
+	})}
+	return dest, vh
 }
 
 // routeTo forwards to a cluster with no route timeout: sandboxes stream.

@@ -67,7 +67,13 @@ func (c *onDemand) deltaResponse(s *subscriber) (*discovery.DeltaDiscoveryRespon
 		if !explicit && s.returned[e.name] == e.version {
 			return
 		}
-		resp.Resources = append(resp.Resources, e.resource)
+		if explicit && s.kind.aliased {
+			r := e.resource // shares the packed virtual host
+			resp.Resources = append(resp.Resources, &discovery.Resource{
+				Name: r.Name, Version: r.Version, Resource: r.Resource, Aliases: []string{e.name}})
+		} else {
+			resp.Resources = append(resp.Resources, e.resource)
+		}
 		s.returned[e.name] = e.version
 		rec.names = append(rec.names, e.name)
 		rec.versions = append(rec.versions, e.version)
