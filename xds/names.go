@@ -21,6 +21,10 @@ const (
 	PodsCluster = "sandbox-pods"
 	// RouterCluster is the router fleet: anything not running goes there.
 	RouterCluster = "sandbox-router"
+	// DestinationFilter is the name of the listener's header_mutation
+	// filter, under which a running sandbox's route writes
+	// DestinationHeader (short: every such virtual host repeats it).
+	DestinationFilter = "dst"
 	// DestinationHeader carries podIP:port from the route to PodsCluster.
 	// The route overwrites it, so a client cannot choose a destination.
 	// (Short: it is in every virtual host of a running sandbox.)

@@ -33,10 +33,7 @@ import (
 // router forwards.
 const (
 	onDemandFilter       = "envoy.filters.http.on_demand"
-	// The header_mutation filter's instance is named by every running
-	// sandbox's virtual host (typed_per_filter_config): a short name keeps
-	// each push small.
-	headerMutationFilter = "dst"
+	headerMutationFilter = DestinationFilter
 	routerFilter         = "envoy.filters.http.router"
 )
 

@@ -20,41 +20,36 @@ import (
 
 // headerMutationFilter is the HTTP filter whose per-route config carries
 // the destination, as in package xds's Envoy listener.
-const headerMutationFilter = "envoy.filters.http.header_mutation"
+const headerMutationFilter = xds.DestinationFilter
 
 // referenceVirtualHost is the virtual host the reference caches serve for
 // sandbox i: the shape package xds gives it (one catch-all route, to the
 // pods' ORIGINAL_DST cluster with the destination header written by a
-// header_mutation per-route config, or to the router fleet with that header
-// removed), built here because the reference caches take whole protos.
+// header_mutation per-route config, or to the router fleet), built here
+// because the reference caches take whole protos.
 func referenceVirtualHost(i int, r resolver.Result) *route.VirtualHost {
-	cluster := xds.RouterCluster
-	m := &mutation.HeaderMutation{Action: &mutation.HeaderMutation_Remove{Remove: xds.DestinationHeader}}
+	rt := &route.Route{
+		Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}},
+		Action: &route.Route_Route{Route: &route.RouteAction{
+			ClusterSpecifier: &route.RouteAction_Cluster{Cluster: xds.RouterCluster},
+			Timeout:          durationpb.New(0),
+		}},
+	}
 	if r.State == resolver.StateRunning && r.PodIP.IsValid() {
-		cluster = xds.PodsCluster
-		m = &mutation.HeaderMutation{Action: &mutation.HeaderMutation_Append{Append: &core.HeaderValueOption{
+		rt.GetRoute().ClusterSpecifier = &route.RouteAction_Cluster{Cluster: xds.PodsCluster}
+		m := &mutation.HeaderMutation{Action: &mutation.HeaderMutation_Append{Append: &core.HeaderValueOption{
 			Header:       &core.HeaderValue{Key: xds.DestinationHeader, Value: netip.AddrPortFrom(r.PodIP, sandboxPort).String()},
 			AppendAction: core.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 		}}}
+		perRoute, err := anypb.New(&headermutation.HeaderMutationPerRoute{
+			Mutations: &headermutation.Mutations{RequestMutations: []*mutation.HeaderMutation{m}},
+		})
+		if err != nil {
+			panic(err) // a message of our own making
+		}
+		rt.TypedPerFilterConfig = map[string]*anypb.Any{headerMutationFilter: perRoute}
 	}
-	perRoute, err := anypb.New(&headermutation.HeaderMutationPerRoute{
-		Mutations: &headermutation.Mutations{RequestMutations: []*mutation.HeaderMutation{m}},
-	})
-	if err != nil {
-		panic(err) // a message of our own making
-	}
-	return &route.VirtualHost{
-		Name:    vhdsName(i),
-		Domains: []string{hostOf(i)},
-		Routes: []*route.Route{{
-			Match: &route.RouteMatch{PathSpecifier: &route.RouteMatch_Prefix{Prefix: "/"}},
-			Action: &route.Route_Route{Route: &route.RouteAction{
-				ClusterSpecifier: &route.RouteAction_Cluster{Cluster: cluster},
-				Timeout:          durationpb.New(0),
-			}},
-			TypedPerFilterConfig: map[string]*anypb.Any{headerMutationFilter: perRoute},
-		}},
-	}
+	return &route.VirtualHost{Name: vhdsName(i), Domains: []string{hostOf(i)}, Routes: []*route.Route{rt}}
 }
 
 // readSignature reads a received virtual host back into the signature of
@@ -72,6 +67,13 @@ func readSignature(res *discovery.Resource) (string, error) {
 		return "", fmt.Errorf("%s: %d routes, want 1", res.GetName(), len(vh.GetRoutes()))
 	}
 	rt := vh.GetRoutes()[0]
+	cluster := rt.GetRoute().GetCluster()
+	if cluster == xds.RouterCluster {
+		if len(rt.GetTypedPerFilterConfig()) != 0 {
+			return "", fmt.Errorf("%s: a per-route config on the router's route", res.GetName())
+		}
+		return "router", nil
+	}
 	perRoute := &headermutation.HeaderMutationPerRoute{}
 	if err := rt.GetTypedPerFilterConfig()[headerMutationFilter].UnmarshalTo(perRoute); err != nil {
 		return "", fmt.Errorf("%s: %w", res.GetName(), err)
@@ -80,18 +82,12 @@ func readSignature(res *discovery.Resource) (string, error) {
 	if len(muts) != 1 {
 		return "", fmt.Errorf("%s: %d header mutations, want 1", res.GetName(), len(muts))
 	}
-	cluster := rt.GetRoute().GetCluster()
 	switch a := muts[0].GetAction().(type) {
 	case *mutation.HeaderMutation_Append:
 		if cluster != xds.PodsCluster || a.Append.GetHeader().GetKey() != xds.DestinationHeader {
 			return "", fmt.Errorf("%s: sets %s but routes to %q", res.GetName(), a.Append.GetHeader().GetKey(), cluster)
 		}
 		return "pod:" + a.Append.GetHeader().GetValue(), nil
-	case *mutation.HeaderMutation_Remove:
-		if cluster != xds.RouterCluster {
-			return "", fmt.Errorf("%s: removes the destination but routes to %q", res.GetName(), cluster)
-		}
-		return "router", nil
 	}
 	return "", errors.New(res.GetName() + ": an unknown header mutation")
 }
