@@ -206,6 +206,9 @@ func waitGrants(t *testing.T, admin kubernetes.Interface, id identity, g grants)
 	if g.leaseNS != "" {
 		want = append(want, authorizationv1.ResourceAttributes{Namespace: g.leaseNS, Verb: "update", Group: "coordination.k8s.io", Resource: "leases"})
 	}
+	if g.endpointSlicesNS != "" {
+		want = append(want, authorizationv1.ResourceAttributes{Namespace: g.endpointSlicesNS, Verb: "watch", Group: "discovery.k8s.io", Resource: "endpointslices"})
+	}
 	if g.reviews {
 		want = append(want,
 			authorizationv1.ResourceAttributes{Verb: "create", Group: "authentication.k8s.io", Resource: "tokenreviews"},

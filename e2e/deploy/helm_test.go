@@ -51,6 +51,9 @@ var variants = []variant{
 		return grants{namespaces: map[string]bool{"team-a": true, "team-b": true}, patch: true}
 	}, true},
 	{"monitoring", func(ns string) grants { return grants{namespaces: allNamespaces, patch: true, leaseNS: ns} }, true},
+	{"xds", func(ns string) grants {
+		return grants{namespaces: allNamespaces, patch: true, leaseNS: ns, endpointSlicesNS: ns}
+	}, true},
 }
 
 // TestHelmVariantsAreTheCIFiles: every values file under ci/ is a variant
@@ -398,6 +401,9 @@ func checkRBACObjects(t *testing.T, objs map[string]*object, g grants) {
 	}
 	if g.reviews {
 		want = append(want, " tokenreviews create", " subjectaccessreviews create")
+	}
+	if g.endpointSlicesNS != "" {
+		want = append(want, g.endpointSlicesNS+" endpointslices list", g.endpointSlicesNS+" endpointslices watch")
 	}
 	sort.Strings(got)
 	sort.Strings(want)

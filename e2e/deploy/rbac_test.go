@@ -61,9 +61,9 @@ type identity struct {
 // shows with the router's identities that it grants exactly what the
 // resolver and the activator need: reads of sandboxes and pods and merge
 // patches of sandboxes, per namespace (overlays/namespaced), then
-// cluster-wide (deploy/rbac through cluster.GrantRouter), and the
-// leader-election Lease in the router's namespace in both. Last, every
-// kustomization applies.
+// cluster-wide (deploy/rbac through cluster.GrantRouter, with the xDS
+// server's EndpointSlice reads), and the leader-election Lease in the
+// router's namespace in both. Last, every kustomization applies.
 func TestRBACOnAPIServer(t *testing.T) {
 	c := apiServer(t)
 	ctx := t.Context()
@@ -142,7 +142,12 @@ func TestRBACOnAPIServer(t *testing.T) {
 				// GrantRouter applies deploy/rbac/access too.
 				waitAllowed(t, id, reviews(id.cfg)[0])
 				expect(t, id, reviews(id.cfg), true)
-				accessMatrix(t, admin, id, grants{namespaces: map[string]bool{"": true}, patch: true, leaseNS: routerNS, reviews: true},
+				// And deploy/rbac/xds: the router fleet's EndpointSlices.
+				waitAllowed(t, id, probe{name: "list endpointslices", do: func(ctx context.Context) error {
+					_, err := kubernetes.NewForConfigOrDie(id.cfg).DiscoveryV1().EndpointSlices(routerNS).List(ctx, metav1.ListOptions{})
+					return err
+				}})
+				accessMatrix(t, admin, id, grants{namespaces: map[string]bool{"": true}, patch: true, leaseNS: routerNS, reviews: true, endpointSlicesNS: routerNS},
 					"team-a", "team-b", routerNS)
 			})
 		}
@@ -349,10 +354,18 @@ func unbindClusterWide(t *testing.T, admin kubernetes.Interface, ids []identity)
 			}
 		}
 	}
+	// And the xDS server's EndpointSlice grant in the router's namespace
+	// (GrantRouter and applied kustomizations bind it).
+	for _, name := range []string{"sandbox-router-xds", "sandbox-router-xds-e2e-user"} {
+		if err := admin.RbacV1().RoleBindings(routerNS).Delete(t.Context(), name, metav1.DeleteOptions{}); err != nil && !apierrors.IsNotFound(err) {
+			t.Fatal(err)
+		}
+	}
 	for _, id := range ids {
 		for _, a := range []authorizationv1.ResourceAttributes{
 			{Verb: "list", Group: "agents.x-k8s.io", Resource: "sandboxes"},
 			{Verb: "create", Group: "authentication.k8s.io", Resource: "tokenreviews"},
+			{Namespace: routerNS, Verb: "watch", Group: "discovery.k8s.io", Resource: "endpointslices"},
 		} {
 			waitSAR(t, admin, id, a, false)
 		}
@@ -608,6 +621,9 @@ type grants struct {
 	leaseNS string
 	// reviews: it may create TokenReviews and SubjectAccessReviews.
 	reviews bool
+	// endpointSlicesNS is where it lists and watches EndpointSlices (the
+	// xDS server's router fleet); "" = nowhere.
+	endpointSlicesNS string
 }
 
 // accessMatrix asks the API server (SubjectAccessReview) about every verb
@@ -615,7 +631,8 @@ type grants struct {
 // each of namespaces. Only g may be allowed: get, list and watch (and patch
 // with g.patch) of sandboxes (not their status) and get, list and watch of
 // pods in g.namespaces; get, create and update of leases in g.leaseNS;
-// create of TokenReviews and SubjectAccessReviews with g.reviews.
+// create of TokenReviews and SubjectAccessReviews with g.reviews; list and
+// watch of EndpointSlices in g.endpointSlicesNS.
 func accessMatrix(t *testing.T, admin kubernetes.Interface, id identity, g grants, namespaces ...string) {
 	t.Helper()
 	type res struct{ group, resource, sub string }
@@ -626,6 +643,7 @@ func accessMatrix(t *testing.T, admin kubernetes.Interface, id identity, g grant
 		{"", "serviceaccounts", "token"}, {"coordination.k8s.io", "leases", ""}, {"rbac.authorization.k8s.io", "rolebindings", ""},
 		{"authentication.k8s.io", "tokenreviews", ""}, {"authorization.k8s.io", "subjectaccessreviews", ""},
 		{"authorization.k8s.io", "localsubjectaccessreviews", ""},
+		{"discovery.k8s.io", "endpointslices", ""},
 	}
 	verbs := []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
 	type query struct {
@@ -648,6 +666,8 @@ func accessMatrix(t *testing.T, admin kubernetes.Interface, id identity, g grant
 			return inGranted && slices.Contains([]string{"get", "list", "watch"}, q.verb)
 		case res{"coordination.k8s.io", "leases", ""}:
 			return g.leaseNS != "" && q.ns == g.leaseNS && slices.Contains([]string{"get", "create", "update"}, q.verb)
+		case res{"discovery.k8s.io", "endpointslices", ""}:
+			return g.endpointSlicesNS != "" && q.ns == g.endpointSlicesNS && slices.Contains([]string{"list", "watch"}, q.verb)
 		case res{"authentication.k8s.io", "tokenreviews", ""}, res{"authorization.k8s.io", "subjectaccessreviews", ""}:
 			// Cluster-scoped: a ClusterRoleBinding allows them whatever
 			// namespace the review names.
