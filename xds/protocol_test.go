@@ -232,3 +232,18 @@ func TestLegacyWildcard(t *testing.T) {
 	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: vh})
 	wantNames(t, c.next(), "-sandboxes/")
 }
+
+// TestColdThenAskedAgain: a name that went cold and is asked for again
+// before the removal was sent is answered, not removed.
+func TestColdThenAskedAgain(t *testing.T) {
+	r := newFakeResolver()
+	r.set("ns", "a", resolver.StateRunning, "10.0.0.1")
+	s, addr := startServer(t, Options{Resolver: r})
+	c := dialDelta(t, addr, envoyNode("envoy-1"))
+	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: vh, ResourceNamesSubscribe: []string{"sandboxes/a.ns.example.com", "sandboxes/b.ns.example.com"}})
+	first := c.next()
+	// Not acknowledged yet: the sweep's removals wait for the next watch.
+	s.ondemand.sweepCold(time.Now().Add(time.Hour), time.Time{})
+	c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: vh, ResponseNonce: first.Nonce, ResourceNamesSubscribe: []string{"sandboxes/a.ns.example.com"}})
+	wantNames(t, c.next(), "sandboxes/a.ns.example.com@10.0.0.1:8888", "-sandboxes/b.ns.example.com")
+}

@@ -90,6 +90,9 @@ func (c *onDemand) deltaResponse(s *subscriber) (*discovery.DeltaDiscoveryRespon
 		include(e, false)
 	}
 	for _, name := range s.removals {
+		if _, again := s.names[name]; again {
+			continue // asked for again since it went cold: it stays
+		}
 		if _, had := s.returned[name]; had {
 			resp.RemovedResources = append(resp.RemovedResources, name)
 			delete(s.returned, name)
