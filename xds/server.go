@@ -227,10 +227,11 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 		gs.Stop()
 	}()
 	err := gs.Serve(lis)
-	<-done
-	if errors.Is(err, grpc.ErrServerStopped) {
+	if ctx.Err() != nil {
+		<-done // stopped as asked
 		return nil
 	}
+	gs.Stop() // the listener failed: serve nothing half-way
 	return err
 }
 
