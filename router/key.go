@@ -102,10 +102,11 @@ func (p *keyParser) parse(r *http.Request) (routingKey, *keyError) {
 		// :authority, which is written into the sandbox's Host line.
 		return k, errMalformedHost
 	}
-	addr, matched, err := p.parseHost(r.Host)
-	if err != nil {
-		return k, err
+	addr, matched, herr := p.baseDomains.Parse(r.Host)
+	if herr != nil {
+		return k, hostError(herr)
 	}
+	var err *keyError
 	h := r.Header
 	if !matched && p.pathPrefix != "" {
 		if matched, err = p.parsePath(&k, requestTarget(r)); err != nil {
@@ -259,20 +260,16 @@ func withoutPathPrefix(r *http.Request, k *routingKey) *http.Request {
 	return &r2
 }
 
-// parseHost reads the key from a host under a base domain, in the
-// grammar of package sandboxhost; matched is false for any other host.
-func (p *keyParser) parseHost(host string) (sandboxhost.Address, bool, *keyError) {
-	addr, matched, err := p.baseDomains.Parse(host)
+// hostError is the client error for a host under a base domain that is
+// malformed in the grammar of package sandboxhost.
+func hostError(err error) *keyError {
 	switch err {
-	case nil:
-		return addr, matched, nil
 	case sandboxhost.ErrNamespace:
-		return addr, false, errInvalidNS
+		return errInvalidNS
 	case sandboxhost.ErrID:
-		return addr, false, errInvalidID
-	default:
-		return addr, false, errInvalidHost
+		return errInvalidID
 	}
+	return errInvalidHost
 }
 
 // isUUID accepts the 8-4-4-4-12 hex form Kubernetes uses for UIDs.
