@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	core "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 )
 
@@ -11,19 +12,14 @@ import (
 // (un)subscriptions to the index, reads its ACK or NACK, and answers at
 // once when something is owed, else when something changes.
 func (c *onDemand) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription, ch chan cache.DeltaResponse) (func(), error) {
-	k := c.kinds[req.GetTypeUrl()]
-	if k == nil {
-		return nil, errors.New("xds: no on-demand type " + req.GetTypeUrl())
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st, err := c.streamFor(req, req.GetNode().GetId(), isEnvoy(req.GetNode()))
+	s, first, err := c.subscriberFor(req, req.GetTypeUrl(), req.GetNode(), req.GetResponseNonce(), req.GetErrorDetail() != nil)
 	if err != nil {
 		return nil, err
 	}
-	s, first := st.subscriber(k)
+	k := s.kind
 	now := c.now().UnixNano()
-	c.acknowledge(s, req.GetResponseNonce(), req.GetErrorDetail() != nil)
 	subscribe := req.GetResourceNamesSubscribe()
 	if first {
 		// initial_resource_versions: what the client already has, so a
@@ -55,28 +51,19 @@ func (c *onDemand) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscript
 		c.unsubscribe(s, name)
 		delete(s.returned, name)
 	}
-	w := &watch{deltaReq: req, deltaCh: ch, sub: sub}
-	s.watch = w
-	c.respond(s)
-	return func() { c.cancel(s, w) }, nil
+	return c.open(s, &watch{deltaReq: req, deltaCh: ch, sub: sub}), nil
 }
 
 // CreateWatch handles one state-of-the-world request the same way; the
 // subscribed names are the request's whole list.
 func (c *onDemand) CreateWatch(req *cache.Request, sub cache.Subscription, ch chan cache.Response) (func(), error) {
-	k := c.kinds[req.GetTypeUrl()]
-	if k == nil {
-		return nil, errors.New("xds: no on-demand type " + req.GetTypeUrl())
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st, err := c.streamFor(req, req.GetNode().GetId(), isEnvoy(req.GetNode()))
+	s, _, err := c.subscriberFor(req, req.GetTypeUrl(), req.GetNode(), req.GetResponseNonce(), req.GetErrorDetail() != nil)
 	if err != nil {
 		return nil, err
 	}
-	s, _ := st.subscriber(k)
 	now := c.now().UnixNano()
-	c.acknowledge(s, req.GetResponseNonce(), req.GetErrorDetail() != nil)
 	want := sub.SubscribedResources()
 	for name := range s.names {
 		if _, ok := want[name]; !ok {
@@ -91,18 +78,39 @@ func (c *onDemand) CreateWatch(req *cache.Request, sub cache.Subscription, ch ch
 			s.answer = append(s.answer, e)
 		}
 	}
-	w := &watch{req: req, ch: ch, sub: sub}
-	s.watch = w
-	c.respond(s)
-	return func() { c.cancel(s, w) }, nil
+	return c.open(s, &watch{req: req, ch: ch, sub: sub}), nil
 }
 
-func (c *onDemand) cancel(s *subscriber, w *watch) {
-	c.mu.Lock()
-	if s.watch == w {
-		s.watch = nil
+// subscriberFor is the subscription a request of either protocol is for,
+// on the stream it came on (first: the stream's first request of the
+// type); it reads the request's ACK or NACK of an earlier response.
+// Called under c.mu.
+func (c *onDemand) subscriberFor(req any, typeURL string, node *core.Node, nonce string, nack bool) (*subscriber, bool, error) {
+	k := c.kinds[typeURL]
+	if k == nil {
+		return nil, false, errors.New("xds: no on-demand type " + typeURL)
 	}
-	c.mu.Unlock()
+	st, err := c.streamFor(req, node.GetId(), isEnvoy(node))
+	if err != nil {
+		return nil, false, err
+	}
+	s, first := st.subscriber(k)
+	c.acknowledge(s, nonce, nack)
+	return s, first, nil
+}
+
+// open makes w the subscription's open watch, answers it at once when
+// something is owed, and returns its cancel. Called under c.mu.
+func (c *onDemand) open(s *subscriber, w *watch) func() {
+	s.watch = w
+	c.respond(s)
+	return func() {
+		c.mu.Lock()
+		if s.watch == w {
+			s.watch = nil
+		}
+		c.mu.Unlock()
+	}
 }
 
 // Fetch (REST) is not served: on-demand resources need a stream.
