@@ -24,12 +24,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/peer"
-	xdsgrpc "google.golang.org/grpc/xds"
 
 	"github.com/sandbox-router/sandbox-router/e2e/cluster"
+	"github.com/sandbox-router/sandbox-router/e2e/demo/xdsprobe"
 	"github.com/sandbox-router/sandbox-router/e2e/routerproc"
 	"github.com/sandbox-router/sandbox-router/e2e/sim"
 	"github.com/sandbox-router/sandbox-router/resolver/kube"
@@ -207,14 +204,11 @@ func converge(t *testing.T, conn *grpc.ClientConn, pod, router netip.AddrPort) {
 	}
 }
 
+// xdsConn is a channel to xds:///target through grpc-go's own xDS
+// client, bootstrapped to the router's xDS server at xdsAddr.
 func xdsConn(t *testing.T, xdsAddr, target string) *grpc.ClientConn {
 	t.Helper()
-	bootstrap := fmt.Sprintf(`{"xds_servers":[{"server_uri":%q,"channel_creds":[{"type":"insecure"}],"server_features":["xds_v3"]}],"node":{"id":"e2e-grpc-client"}}`, xdsAddr)
-	rb, err := xdsgrpc.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := grpc.NewClient("xds:///"+target, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithResolvers(rb))
+	conn, err := xdsprobe.Dial(xdsAddr, target, "e2e-grpc-client")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,11 +222,11 @@ func check(t *testing.T, conn *grpc.ClientConn) netip.AddrPort {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 	defer cancel()
-	var pr peer.Peer
-	if _, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{}, grpc.Peer(&pr), grpc.WaitForReady(true)); err != nil {
+	_, from, err := xdsprobe.Check(ctx, conn)
+	if err != nil {
 		t.Fatalf("Check: %v", err)
 	}
-	return netip.MustParseAddrPort(pr.Addr.String())
+	return from
 }
 
 // publishRouter writes the EndpointSlice the router's Service would have.
