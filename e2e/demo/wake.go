@@ -107,22 +107,30 @@ func activatorMetricsCheck(client *http.Client, e *env) check {
 // it suspended: its Suspended condition True and no pod address.
 func suspendedCheck(e *env, note []string, name string) check {
 	return check{note: note, want: "Suspended=True and no status.podIPs", timed: true, do: func(ctx context.Context) (string, bool) {
-		ctx, cancel := context.WithTimeout(ctx, readyTimeout)
-		defer cancel()
-		var last *unstructured.Unstructured
-		err := watchSandbox(ctx, e.dyn, "default", name, func(u *unstructured.Unstructured) bool {
-			last = u
+		return awaitSandbox(ctx, e, name, func(u *unstructured.Unstructured) bool {
 			return condition(u, "Suspended") == "True" && !hasPodIPs(u)
 		})
-		got := "no Sandbox read"
-		if last != nil {
-			got = describeStatus(last)
-		}
-		if err != nil {
-			return got + ": " + err.Error(), false
-		}
-		return got, true
 	}}
+}
+
+// awaitSandbox watches default/name until cond holds (or readyTimeout
+// passes) and describes the last status it read.
+func awaitSandbox(ctx context.Context, e *env, name string, cond func(*unstructured.Unstructured) bool) (string, bool) {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	var last *unstructured.Unstructured
+	err := watchSandbox(ctx, e.dyn, "default", name, func(u *unstructured.Unstructured) bool {
+		last = u
+		return cond(u)
+	})
+	got := "no Sandbox read"
+	if last != nil {
+		got = describeStatus(last)
+	}
+	if err != nil {
+		return got + ": " + err.Error(), false
+	}
+	return got, true
 }
 
 // idleChecks (with -smoke) wait until the router suspends sleepy again

@@ -148,22 +148,10 @@ func xdsRunningCheck(e *env) check {
 		note: []string{"... " + xdsSleepy + "'s status now (kubectl get sandbox " + xdsSleepy + " shows it)"},
 		want: "spec.operatingMode Running (set by " + routerFieldManager + "), Ready=True, status.podIPs",
 		do: func(ctx context.Context) (string, bool) {
-			ctx, cancel := context.WithTimeout(ctx, readyTimeout)
-			defer cancel()
-			var last *unstructured.Unstructured
-			err := watchSandbox(ctx, e.dyn, "default", xdsSleepy, func(u *unstructured.Unstructured) bool {
-				last = u
+			return awaitSandbox(ctx, e, xdsSleepy, func(u *unstructured.Unstructured) bool {
 				return operatingMode(u) == "Running" && modeManager(u) == routerFieldManager &&
 					condition(u, "Ready") == "True" && hasPodIPs(u)
 			})
-			got := "no Sandbox read"
-			if last != nil {
-				got = describeStatus(last)
-			}
-			if err != nil {
-				return got + ": " + err.Error(), false
-			}
-			return got, true
 		},
 	}
 }
