@@ -83,6 +83,9 @@ func TestTunnelCap(t *testing.T) {
 	sb := startRawSandbox(t)
 	a, abr, _ := openRawTunnel(t, env.httpAddr, sb.port)
 	openRawTunnel(t, env.httpAddr, sb.port)
+	// The 101 reaches the client just before the tunnel counts itself
+	// open: wait for both, or the count below could read 1 too early.
+	waitUntil(t, "two tunnels open", func() bool { return env.upgradedOpen() == 2 })
 
 	_, _, resp := openRawTunnel(t, env.httpAddr, sb.port)
 	if ae, _ := readAPIError(t, resp); resp.StatusCode != http.StatusServiceUnavailable || ae.Code != CodeTunnelLimit {
@@ -103,7 +106,8 @@ func TestTunnelCap(t *testing.T) {
 	a.Close()
 	waitUntil(t, "a tunnel to close", func() bool { return env.upgradedOpen() == 1 })
 	if _, _, resp := openRawTunnel(t, env.httpAddr, sb.port); resp.StatusCode != http.StatusSwitchingProtocols {
-		t.Fatalf("after a close: %d, want 101", resp.StatusCode)
+		ae, _ := readAPIError(t, resp)
+		t.Fatalf("after a close: %d %q, want 101", resp.StatusCode, ae.Code)
 	}
 }
 
