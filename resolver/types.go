@@ -149,6 +149,9 @@ type Lifecycle struct {
 	// LastActivity is the last traffic some router recorded on the
 	// object; zero when absent (or unreadable).
 	LastActivity time.Time
+	// Release says when held requests go to a new pod: ReleaseDefault
+	// when the sandbox does not say.
+	Release Release
 	// Revision is the resourceVersion of the view this was read from:
 	// the precondition for a suspend patch, so that a sandbox that
 	// changed since (new activity, a resume) is not suspended on stale

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/sandbox-router/sandbox-router/resolver"
 )
 
 // FuzzSandboxTransform feeds arbitrary Sandbox JSON through the transform
@@ -41,8 +43,8 @@ func FuzzSandboxTransform(f *testing.F) {
 				t.Fatalf("flags %08b: an annotation both set and invalid", rec.flags)
 			}
 		}
-		if rec.suspend != (rec.flags&(modeSuspended|replicasZero) != 0) {
-			t.Fatalf("suspend %v disagrees with flags %08b", rec.suspend, rec.flags)
+		if rec.release > resolver.ReleaseOnReady || rec.release != resolver.ReleaseDefault && rec.flags&releaseInvalid != 0 {
+			t.Fatalf("release %v with flags %016b", rec.release, rec.flags)
 		}
 		lc := rec.lifecycle()
 		if lc.IdleTimeout < 0 || lc.IdleTimeout > maxIdleTimeout || lc.IdleTimeout != 0 && !lc.IdleTimeoutSet {
@@ -57,6 +59,6 @@ func FuzzSandboxTransform(f *testing.F) {
 		e := &entry{namespace: rec.namespace, name: rec.name}
 		e.views[v1beta1] = rec
 		res := e.compute()
-		_ = signature(&res, e.current())
+		_ = signature(&res, e.current(), e.candidate())
 	})
 }

@@ -247,7 +247,11 @@ func (ix *index) dropUID(e *entry, uid types.UID) {
 // signature) changed.
 func (ix *index) refresh(e *entry, c *change) {
 	res := e.compute()
-	if sig := signature(&res, e.current()); sig != e.sig {
+	var cand *podRecord
+	if res.State == resolver.StateStarting {
+		cand = e.candidate()
+	}
+	if sig := signature(&res, e.current(), cand); sig != e.sig {
 		e.sig = sig
 		c.keys = append(c.keys, e.key())
 		if e.warm {

@@ -38,7 +38,7 @@ var (
 	statusReady = func(ip string) func(*sandboxRecord) {
 		return func(r *sandboxRecord) { r.ready, r.podIP = condTrue, netip.MustParseAddr(ip) }
 	}
-	suspended = func(r *sandboxRecord) { r.suspend = true }
+	suspended = func(r *sandboxRecord) { r.flags |= modeSuspended }
 	deleting  = func(r *sandboxRecord) { r.deleting = true }
 	finished  = func(r *sandboxRecord) { r.finished = condTrue }
 	alpha     = func(r *sandboxRecord) { r.version = v1alpha1 }

@@ -100,6 +100,7 @@ func (sb *sandboxRecord) lifecycle() resolver.Lifecycle {
 		HoldTimeout:    time.Duration(sb.holdTimeout) * time.Millisecond,
 		HoldTimeoutSet: sb.flags&holdSet != 0,
 		Revision:       revision(sb.resourceVersion),
+		Release:        sb.release,
 	}
 	if sb.flags&activitySet != 0 {
 		lc.LastActivity = time.Unix(0, sb.lastActivity).UTC()
@@ -126,6 +127,7 @@ var invalidAnnotationNames = [...]struct {
 	{idleInvalid, IdleTimeoutAnnotation, "a Go duration from 0 to 720h"},
 	{holdInvalid, HoldTimeoutAnnotation, "a Go duration above 0, at most 1h"},
 	{activityInvalid, LastActivityAnnotation, "an RFC 3339 time"},
+	{releaseInvalid, ReleaseAnnotation, `"probe" or "ready"`},
 }
 
 // reportInvalid counts and logs (at debug level) annotations that became

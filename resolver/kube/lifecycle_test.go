@@ -23,8 +23,8 @@ var (
 	activityAt = func(ns int64) func(*sandboxRecord) {
 		return func(r *sandboxRecord) { r.lastActivity, r.flags = ns, r.flags|activitySet }
 	}
-	modeOff = func(r *sandboxRecord) { r.suspend, r.flags = true, r.flags|modeSuspended }
-	zeroRep = func(r *sandboxRecord) { r.suspend, r.flags = true, r.flags|replicasZero }
+	modeOff = func(r *sandboxRecord) { r.flags |= modeSuspended }
+	zeroRep = func(r *sandboxRecord) { r.flags |= replicasZero }
 )
 
 // TestLifecycleAndSpec checks which view Lifecycle and SpecOf read, and
@@ -207,7 +207,7 @@ func TestInvalidAnnotationsCountedOnce(t *testing.T) {
 		{sb("a", "u1", 4, idleMs(1000)), 2},                     // fixed
 		{sb("a", "u1", 4, alpha, idleMs(1000)), 2},              // fixed in both views
 		{sb("a", "u1", 5, bad(idleInvalid|activityInvalid)), 4}, // broken again
-		{sb("b", "u2", 1, bad(invalidAnnotations)), 7},
+		{sb("b", "u2", 1, bad(invalidAnnotations)), 8},
 	}
 	for i, st := range steps {
 		r.idx.setSandbox(st.rec)
@@ -215,8 +215,8 @@ func TestInvalidAnnotationsCountedOnce(t *testing.T) {
 			t.Fatalf("step %d: counter %v, want %v", i, got, st.want)
 		}
 	}
-	if n := strings.Count(logs.String(), "ignoring an invalid sandbox annotation"); n != 7 {
-		t.Fatalf("%d log lines, want 7:\n%s", n, logs.String())
+	if n := strings.Count(logs.String(), "ignoring an invalid sandbox annotation"); n != 8 {
+		t.Fatalf("%d log lines, want 8:\n%s", n, logs.String())
 	}
 	if !strings.Contains(logs.String(), "annotation="+HoldTimeoutAnnotation) {
 		t.Fatalf("log does not name the annotation:\n%s", logs.String())

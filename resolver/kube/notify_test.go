@@ -58,7 +58,11 @@ func TestFeedCoalesces(t *testing.T) {
 	defer f.Close()
 	for i := range 5 {
 		ix.setPod(nil, pod("a-1", "a", "u1", "10.0.0.1", i%2 == 0))
-		ix.setSandbox(sb("b", "u2", uint64(i), func(r *sandboxRecord) { r.suspend = i%2 == 0 }))
+		ix.setSandbox(sb("b", "u2", uint64(i), func(r *sandboxRecord) {
+			if i%2 == 0 {
+				r.flags |= modeSuspended
+			}
+		}))
 	}
 	ix.setSandbox(sb("a", "u1", 9))
 	keys, err := f.Next(context.Background())

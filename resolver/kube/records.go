@@ -2,6 +2,7 @@ package kube
 
 import (
 	"net/netip"
+	"unique"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -61,9 +62,9 @@ type sandboxRecord struct {
 	holdTimeout uint32
 	version     apiVersion
 	protocol    resolver.Protocol
-	// suspend: the spec asks for no pod (operatingMode Suspended or
-	// replicas 0); flags tells which.
-	suspend  bool
+	// release is the release-on annotation (ReleaseDefault when absent
+	// or invalid).
+	release  resolver.Release
 	deleting bool
 	ready    condition
 	finished condition
@@ -72,7 +73,7 @@ type sandboxRecord struct {
 
 // sandboxFlags are the one-bit facts of a sandboxRecord, packed so that
 // the record stays within its 112-byte size class.
-type sandboxFlags uint8
+type sandboxFlags uint16
 
 const (
 	// modeSuspended: spec.operatingMode is Suspended.
@@ -89,9 +90,14 @@ const (
 	idleInvalid
 	holdInvalid
 	activityInvalid
+	releaseInvalid
 
-	invalidAnnotations = idleInvalid | holdInvalid | activityInvalid
+	invalidAnnotations = idleInvalid | holdInvalid | activityInvalid | releaseInvalid
 )
+
+// suspended reports whether the spec asks for no pod (operatingMode
+// Suspended or replicas 0); flags tells which.
+func (s *sandboxRecord) suspended() bool { return s.flags&(modeSuspended|replicasZero) != 0 }
 
 // GetObjectMeta lets client-go's key functions name the record.
 func (s *sandboxRecord) GetObjectMeta() metav1.Object {
@@ -108,10 +114,12 @@ type podRecord struct {
 	owner      string
 	ownerUID   types.UID
 	receivedAt int64
-	ip         netip.Addr
-	// h2cPorts are the declared container ports named as HTTP/2 (grpc*,
-	// h2c*, http2*), at most resolver.MaxPortHints.
-	h2cPorts [resolver.MaxPortHints]uint16
+	// ip is status.podIP, set from the moment the pod has an address,
+	// Ready or not.
+	ip netip.Addr
+	// spec is what the router reads of the pod spec, shared by the pods
+	// of one template (see podSpec).
+	spec     unique.Handle[podSpec]
 	warmPool bool
 	ready    bool
 	deleting bool

@@ -102,7 +102,7 @@ func (e *entry) compute() resolver.Result {
 		// counts. An older view (its watch lagging, or its version no
 		// longer served) has no say.
 		if v.resourceVersion == sb.resourceVersion {
-			suspend = suspend || v.suspend
+			suspend = suspend || v.suspended()
 		}
 	}
 	if sb.finished == condTrue {
@@ -134,14 +134,14 @@ func (e *entry) compute() resolver.Result {
 	case suspend:
 		res.State = resolver.StateSuspended
 	case ready != nil:
-		res.State, res.PodIP, res.H2CPorts = resolver.StateRunning, ready.ip, ready.h2cPorts
+		res.State, res.PodIP, res.H2CPorts = resolver.StateRunning, ready.ip, ready.facts().h2cPorts
 	case sb.ready == condTrue && live != nil && sb.podIP.IsValid() && live.ip == sb.podIP:
 		// The Sandbox status said Ready before this pod's own readiness
 		// update arrived: trust it for the pod it names. A status IP
 		// that no live pod of this sandbox holds is stale (the pod was
 		// deleted, maybe before this router started) and may belong to
 		// another sandbox's pod by now: never dial it.
-		res.State, res.PodIP, res.H2CPorts = resolver.StateRunning, sb.podIP, live.h2cPorts
+		res.State, res.PodIP, res.H2CPorts = resolver.StateRunning, sb.podIP, live.facts().h2cPorts
 	default:
 		res.State = resolver.StateStarting
 	}
@@ -149,14 +149,17 @@ func (e *entry) compute() resolver.Result {
 }
 
 // signature digests what waiters and feeds are told about: a result
-// (FNV-1a over its fields) and, from the current view sb (nil when there
-// is none), the idle and hold timeouts, so that an idle suspender learns
-// a new timeout. The last-activity annotation and the resource version
+// (FNV-1a over its fields); from the current view sb (nil when there is
+// none), the idle and hold timeouts, so that an idle suspender learns a
+// new timeout, and the release policy; and for a starting sandbox its
+// candidate pod (nil when none) and that pod's address, so that the
+// activator learns the moment a new pod appears, gets its address, or is
+// replaced. The last-activity annotation and the resource version
 // are left out on purpose: routers write the first often, and every write
 // changes the second, so including them would wake every subscriber at
 // every activity report. A collision only suppresses one wake-up, with
 // odds of 2^-64.
-func signature(r *resolver.Result, sb *sandboxRecord) uint64 {
+func signature(r *resolver.Result, sb *sandboxRecord, cand *podRecord) uint64 {
 	h := uint64(14695981039346656037)
 	mix := func(b byte) { h = (h ^ uint64(b)) * 1099511628211 }
 	mixString := func(s string) {
@@ -177,7 +180,14 @@ func signature(r *resolver.Result, sb *sandboxRecord) uint64 {
 		mix(byte(p >> 8))
 		mix(byte(p))
 	}
+	if cand != nil {
+		mixString(cand.name)
+		for _, b := range cand.ip.As16() {
+			mix(b)
+		}
+	}
 	if sb != nil {
+		mix(byte(sb.release))
 		mix(byte(sb.flags & (idleSet | holdSet)))
 		for _, v := range [...]uint32{sb.idleTimeout, sb.holdTimeout} {
 			mix(byte(v >> 24))
@@ -199,7 +209,7 @@ func (e *entry) computeWarm() resolver.Result {
 	case !p.live():
 		return resolver.Result{}
 	case p.ready && p.ip.IsValid():
-		res.State, res.PodIP, res.H2CPorts = resolver.StateRunning, p.ip, p.h2cPorts
+		res.State, res.PodIP, res.H2CPorts = resolver.StateRunning, p.ip, p.facts().h2cPorts
 	}
 	return res
 }

@@ -38,6 +38,10 @@ const (
 	// LastActivityAnnotation on a Sandbox is when a router last saw
 	// traffic for it, RFC 3339 (fractional seconds allowed).
 	LastActivityAnnotation = "sandbox-router.dev/last-activity"
+	// ReleaseAnnotation on a Sandbox says when requests held for its new
+	// pod are let through: "probe" (at the router's first successful
+	// probe of the pod) or "ready" (once Kubernetes calls it Ready).
+	ReleaseAnnotation = "sandbox-router.dev/release-on"
 )
 
 // Limits of the timeout annotations; a value beyond them is ignored.
@@ -91,7 +95,6 @@ func (t *transformer) sandbox(v apiVersion, u *unstructured.Unstructured) *sandb
 	rec.parseLifecycle(annotations)
 	if spec, ok := u.Object["spec"].(map[string]any); ok {
 		rec.flags |= specSuspension(spec)
-		rec.suspend = rec.flags&(modeSuspended|replicasZero) != 0
 	}
 	status, _ := u.Object["status"].(map[string]any)
 	if ips, ok := status["podIPs"].([]any); ok && len(ips) > 0 {
@@ -156,6 +159,13 @@ func (rec *sandboxRecord) parseLifecycle(annotations map[string]string) {
 			rec.holdTimeout, rec.flags = ms, rec.flags|holdSet
 		} else {
 			rec.flags |= holdInvalid
+		}
+	}
+	if s, ok := annotations[ReleaseAnnotation]; ok {
+		if r, ok := resolver.ParseRelease(s); ok {
+			rec.release = r
+		} else {
+			rec.flags |= releaseInvalid
 		}
 	}
 	if s, ok := annotations[LastActivityAnnotation]; ok {
@@ -252,15 +262,7 @@ func (t *transformer) pod(p *corev1.Pod) *podRecord {
 			}
 		}
 	}
-	n := 0
-	for i := range p.Spec.Containers {
-		for _, cp := range p.Spec.Containers[i].Ports {
-			if n < len(rec.h2cPorts) && isH2CPortName(cp.Name) && cp.ContainerPort > 0 && cp.ContainerPort < 1<<16 {
-				rec.h2cPorts[n] = uint16(cp.ContainerPort)
-				n++
-			}
-		}
-	}
+	rec.spec = unique.Make(readPodSpec(&p.Spec))
 	return rec
 }
 

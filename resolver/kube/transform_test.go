@@ -45,7 +45,7 @@ func TestSandboxTransform(t *testing.T) {
 	}{
 		{"ready", nil, func(t *testing.T, r *sandboxRecord) {
 			if r.namespace != "team-a" || r.name != "sb1" || r.uid != "uid-1" || r.resourceVersion != 123460 ||
-				r.ready != condTrue || r.podIP != netip.MustParseAddr("10.1.2.3") || r.suspend || r.deleting || r.receivedAt != 42 ||
+				r.ready != condTrue || r.podIP != netip.MustParseAddr("10.1.2.3") || r.suspended() || r.deleting || r.receivedAt != 42 ||
 				r.flags != 0 {
 				t.Fatalf("%+v", r)
 			}
@@ -53,29 +53,29 @@ func TestSandboxTransform(t *testing.T) {
 		{"suspended by operatingMode", func(s string) string {
 			return strings.Replace(s, `"operatingMode": "Running"`, `"operatingMode": "Suspended"`, 1)
 		}, func(t *testing.T, r *sandboxRecord) {
-			if !r.suspend || r.flags&(modeSuspended|replicasZero) != modeSuspended {
-				t.Fatalf("suspend %v, flags %08b", r.suspend, r.flags)
+			if !r.suspended() || r.flags&(modeSuspended|replicasZero) != modeSuspended {
+				t.Fatalf("flags %016b", r.flags)
 			}
 		}},
 		{"suspended by replicas", func(s string) string {
 			return strings.Replace(s, `"operatingMode": "Running"`, `"replicas": 0`, 1)
 		}, func(t *testing.T, r *sandboxRecord) {
-			if !r.suspend || r.flags&(modeSuspended|replicasZero) != replicasZero {
-				t.Fatalf("suspend %v, flags %08b", r.suspend, r.flags)
+			if !r.suspended() || r.flags&(modeSuspended|replicasZero) != replicasZero {
+				t.Fatalf("flags %016b", r.flags)
 			}
 		}},
 		{"suspended by both fields", func(s string) string {
 			return strings.Replace(s, `"operatingMode": "Running"`, `"operatingMode": "Suspended", "replicas": 0`, 1)
 		}, func(t *testing.T, r *sandboxRecord) {
-			if !r.suspend || r.flags&(modeSuspended|replicasZero) != modeSuspended|replicasZero {
-				t.Fatalf("suspend %v, flags %08b", r.suspend, r.flags)
+			if !r.suspended() || r.flags&(modeSuspended|replicasZero) != modeSuspended|replicasZero {
+				t.Fatalf("flags %016b", r.flags)
 			}
 		}},
 		{"replicas 1 runs", func(s string) string {
 			return strings.Replace(s, `"operatingMode": "Running"`, `"replicas": 1`, 1)
 		}, func(t *testing.T, r *sandboxRecord) {
-			if r.suspend || r.flags != 0 {
-				t.Fatalf("suspend %v, flags %08b", r.suspend, r.flags)
+			if r.suspended() || r.flags != 0 {
+				t.Fatalf("flags %016b", r.flags)
 			}
 		}},
 		{"hostile pod IP", func(s string) string {
@@ -140,7 +140,7 @@ func TestLifecycleAnnotations(t *testing.T) {
 		}
 		return tm.UTC()
 	}
-	const idle, hold, activity = IdleTimeoutAnnotation, HoldTimeoutAnnotation, LastActivityAnnotation
+	const idle, hold, activity, release = IdleTimeoutAnnotation, HoldTimeoutAnnotation, LastActivityAnnotation, ReleaseAnnotation
 	tests := []struct {
 		name        string
 		annotations map[string]string
@@ -190,7 +190,9 @@ func TestLifecycleAnnotations(t *testing.T) {
 				LastActivity: at("2026-11-30T10:00:03Z")}, 0},
 		{"one invalid leaves the others", map[string]string{idle: "10m", hold: "2h", activity: "2026-11-30T10:00:03Z"},
 			resolver.Lifecycle{IdleTimeout: 10 * time.Minute, IdleTimeoutSet: true, LastActivity: at("2026-11-30T10:00:03Z")}, holdInvalid},
-		{"all invalid", map[string]string{idle: "x", hold: "y", activity: "z"}, resolver.Lifecycle{}, invalidAnnotations},
+		{"all invalid", map[string]string{idle: "x", hold: "y", activity: "z", release: "soon"}, resolver.Lifecycle{}, invalidAnnotations},
+		{"release on ready", map[string]string{release: "ready"}, resolver.Lifecycle{Release: resolver.ReleaseOnReady}, 0},
+		{"release on probe", map[string]string{release: "probe"}, resolver.Lifecycle{Release: resolver.ReleaseOnProbe}, 0},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -216,7 +218,7 @@ func TestLifecycleAnnotations(t *testing.T) {
 			if bad := rec.flags & invalidAnnotations; bad != tt.invalid {
 				t.Fatalf("invalid flags %08b, want %08b", bad, tt.invalid)
 			}
-			if rec.protocol != resolver.ProtocolAuto || rec.suspend {
+			if rec.protocol != resolver.ProtocolAuto || rec.suspended() {
 				t.Fatalf("lifecycle annotations changed the rest: %+v", rec)
 			}
 		})
@@ -246,7 +248,8 @@ func TestPodTransform(t *testing.T) {
 	}
 	r := decode(nil)
 	if r.owner != "sb1" || r.ownerUID != "uid-1" || !r.ready || r.ip != netip.MustParseAddr("10.1.2.3") ||
-		r.warmPool || r.uid != "" || r.h2cPorts != [resolver.MaxPortHints]uint16{50051} {
+		r.warmPool || r.uid != "" || r.facts().h2cPorts != [resolver.MaxPortHints]uint16{50051} ||
+		r.facts().readiness != (resolver.Readiness{Checks: [resolver.MaxReadinessChecks]resolver.Check{{Kind: resolver.CheckHTTP, Port: 8888, TimeoutSeconds: 1, Path: "/healthz"}}}) {
 		t.Fatalf("%+v", r)
 	}
 	if r := decode(func(s string) string { return strings.Replace(s, `"phase": "Running"`, `"phase": "Pending"`, 1) }); r.ready {
