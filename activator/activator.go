@@ -20,6 +20,9 @@ type Sandboxes interface {
 	// Lifecycle is the sandbox's suspend/resume policy from its
 	// annotations; false when the sandbox is unknown.
 	Lifecycle(key resolver.Key) (resolver.Lifecycle, bool)
+	// Candidate is the pod a starting sandbox is coming up on, before it
+	// is Ready; false when there is none to probe.
+	Candidate(key resolver.Key) (resolver.Candidate, bool)
 }
 
 // Waker changes a sandbox's operating mode. Calls must be idempotent:
@@ -50,8 +53,13 @@ type Options struct {
 	// pod that just started is not hit by every held request together.
 	ReleaseConcurrency int
 	// ProbeTimeout bounds one connect attempt of the readiness probe
-	// (default 1s).
+	// (default 1s); a pod's own probes keep their timeoutSeconds.
 	ProbeTimeout time.Duration
+	// ProbeInterval is how often a starting pod is probed on the fast
+	// path while it has had its address for less than 10s (default
+	// 10ms): it bounds how late after the pod starts listening the held
+	// requests go.
+	ProbeInterval time.Duration
 	// Dial opens probe connections; nil: a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
@@ -65,6 +73,7 @@ type Activator struct {
 	opts    Options
 	metrics *Metrics
 	log     *slog.Logger
+	prober  *prober
 
 	mu       sync.Mutex
 	episodes map[nsName]*episode // sandboxes being woken
@@ -72,6 +81,9 @@ type Activator struct {
 }
 
 type nsName struct{ namespace, name string }
+
+// defaultProbeTimeout bounds one connect of a probe by default.
+const defaultProbeTimeout = time.Second
 
 // maxPortsPerSandbox bounds the distinct ports requests held for one
 // sandbox may ask for at once.
@@ -98,7 +110,10 @@ func New(opts Options) (*Activator, error) {
 		opts.ReleaseConcurrency = 100
 	}
 	if opts.ProbeTimeout <= 0 {
-		opts.ProbeTimeout = time.Second
+		opts.ProbeTimeout = defaultProbeTimeout
+	}
+	if opts.ProbeInterval <= 0 {
+		opts.ProbeInterval = 10 * time.Millisecond
 	}
 	if opts.Dial == nil {
 		d := &net.Dialer{}
@@ -111,6 +126,7 @@ func New(opts Options) (*Activator, error) {
 		opts:     opts,
 		metrics:  opts.Metrics,
 		log:      opts.Log,
+		prober:   newProber(opts.Dial, opts.ProbeTimeout),
 		episodes: make(map[nsName]*episode),
 	}, nil
 }
@@ -130,14 +146,15 @@ func (a *Activator) Activate(ctx context.Context, key resolver.Key, port uint16,
 		// up by itself.
 		return resolver.Result{}, nil, errWarmStarting
 	}
-	holdCtx, cancel := context.WithDeadline(ctx, arrived.Add(a.opts.Policy.holdTimeout(lc)))
+	hold := a.opts.Policy.holdTimeout(lc)
+	holdCtx, cancel := context.WithDeadline(ctx, arrived.Add(hold))
 	defer cancel()
 
-	ep, wait, err := a.admit(byName, port)
+	ep, wait, err := a.admit(byName, port, hold)
 	if err != nil {
 		return resolver.Result{}, nil, err
 	}
-	defer a.leave(ep, port)
+	defer a.leave(ep, port, wait)
 
 	var res resolver.Result
 	select {
@@ -177,7 +194,7 @@ func (a *Activator) holdEnded(ctx context.Context) error {
 
 // admit counts the request against the bounds and joins it to its
 // sandbox's episode, starting one if none runs.
-func (a *Activator) admit(key resolver.Key, port uint16) (*episode, *portWait, error) {
+func (a *Activator) admit(key resolver.Key, port uint16, hold time.Duration) (*episode, *portWait, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.held >= a.opts.MaxHeldTotal {
@@ -196,8 +213,18 @@ func (a *Activator) admit(key resolver.Key, port uint16) (*episode, *portWait, e
 		a.metrics.overflow.WithLabelValues("sandbox").Inc()
 		return nil, nil, errTooManyPorts
 	}
+	if ep != nil && ep.early {
+		// Released on a probe: the pod must still be the sandbox's, though
+		// the episode may not have seen the change yet (a suspension, a
+		// replacement), or this request would get the answer of a pod
+		// that is going away.
+		if c, ok := a.opts.Sandboxes.Candidate(key); !ok || c.Pod != ep.earlyPod || c.PodIP != ep.earlyIP {
+			ep.forgetLocked()
+			ep.poke()
+		}
+	}
 	if ep == nil {
-		ep = newEpisode(a, key)
+		ep = newEpisode(a, key, hold)
 		a.episodes[nn] = ep
 		go ep.run()
 	}
@@ -209,11 +236,11 @@ func (a *Activator) admit(key resolver.Key, port uint16) (*episode, *portWait, e
 
 // leave uncounts a request that stopped waiting, and wakes its episode
 // when it was the last: an episode without waiters stops probing.
-func (a *Activator) leave(ep *episode, port uint16) {
+func (a *Activator) leave(ep *episode, port uint16, pw *portWait) {
 	a.mu.Lock()
 	ep.waiters--
 	a.held--
-	ep.unwant(port)
+	ep.unwant(port, pw)
 	last := ep.waiters == 0
 	a.mu.Unlock()
 	a.metrics.held.Dec()

@@ -343,9 +343,17 @@ func TestReleaseConcurrency(t *testing.T) {
 	k := nameKey("ns", "a")
 	_, port := listen(t)
 	sb.set(k, resolver.Result{State: resolver.StateRunning, PodIP: loopback}, resolver.Lifecycle{})
-	a := newTestActivator(t, sb, &fakeWaker{}, func(o *Options) { o.ReleaseConcurrency = 2 })
-	// All three join one episode: the probe runs only once they are in.
-	a.mu.Lock()
+	var a3 *Activator
+	a := newTestActivator(t, sb, &fakeWaker{}, func(o *Options) {
+		o.ReleaseConcurrency = 2
+		// All three join one episode: its probe waits until they are in.
+		var d net.Dialer
+		o.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			eventually(t, "three requests held", func() bool { return a3.heldNow() == 3 })
+			return d.DialContext(ctx, network, addr)
+		}
+	})
+	a3 = a
 	var releases = make(chan func(), 3)
 	for i := 0; i < 3; i++ {
 		go func() {
@@ -357,7 +365,6 @@ func TestReleaseConcurrency(t *testing.T) {
 			releases <- release
 		}()
 	}
-	a.mu.Unlock()
 	r1, r2 := <-releases, <-releases
 	select {
 	case <-releases:

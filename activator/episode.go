@@ -3,6 +3,7 @@ package activator
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -13,20 +14,42 @@ import (
 // it: whatever their number, it sends one resume and probes each requested
 // port once. A single goroutine (run) drives it from the resolver's
 // notifications; the waiters only wait on its channels.
+//
+// Requests are released at the first of two signals: the router's own
+// probe of the new pod passes (the fast path: the pod's readiness probes,
+// run as soon as the pod has an address, then a connect to the port), or
+// Kubernetes calls the pod Ready. After a fast release the episode stays
+// until Ready is seen, so that requests arriving meanwhile go straight to
+// the probed pod, and so that the wake-up's timeline is complete.
 type episode struct {
 	a       *Activator
 	key     resolver.Key // namespace and name
 	started time.Time    // the first held request's arrival
+	// lingerFor bounds how long an episode released on a probe waits to
+	// see Ready: the sandbox's hold timeout.
+	lingerFor time.Duration
+	tl        *timeline
 
 	// Under a.mu.
 	waiters int
 	ports   map[uint16]*portWait
+	// early: ports were released to the pod earlyPod at earlyIP before
+	// Kubernetes called it Ready.
+	early    bool
+	earlyPod string
+	earlyIP  netip.Addr
 
 	poked     chan struct{} // cap 1: a waiter came or went, a port was added
 	failed    chan struct{} // closed with err set when the wake-up failed
 	err       error
 	releasing chan struct{} // cap ReleaseConcurrency: released requests awaiting their head
 	first     sync.Once
+
+	// Owned by run: the pod probed on the fast path, whether its
+	// readiness probes passed, and since when it is probed.
+	cand      resolver.Candidate
+	candReady bool
+	candSince time.Time
 }
 
 // portWait is the readiness of one port: ready is closed once a connect
@@ -38,11 +61,14 @@ type portWait struct {
 	refs   int  // waiters for the port, under a.mu
 }
 
-func newEpisode(a *Activator, key resolver.Key) *episode {
+func newEpisode(a *Activator, key resolver.Key, lingerFor time.Duration) *episode {
+	now := time.Now()
 	return &episode{
 		a:         a,
 		key:       key,
-		started:   time.Now(),
+		started:   now,
+		lingerFor: lingerFor,
+		tl:        newTimeline(now, a.metrics, a.log, key.Namespace, key.Name),
 		ports:     make(map[uint16]*portWait, 1),
 		poked:     make(chan struct{}, 1),
 		failed:    make(chan struct{}),
@@ -62,14 +88,45 @@ func (ep *episode) want(port uint16) *portWait {
 	return pw
 }
 
-// unwant drops a waiter's interest in port; a port nobody waits for any
-// longer is not probed. Called under a.mu.
-func (ep *episode) unwant(port uint16) {
-	if pw := ep.ports[port]; pw != nil {
-		if pw.refs--; pw.refs == 0 && !pw.done {
+// unwant drops a waiter's interest in pw; a port nobody waits for any
+// longer is not probed. A pw withdrawn by forget is no longer in ports.
+// Called under a.mu.
+func (ep *episode) unwant(port uint16, pw *portWait) {
+	if ep.ports[port] != pw {
+		return
+	}
+	if pw.refs--; pw.refs == 0 && !pw.done {
+		delete(ep.ports, port)
+	}
+}
+
+// forget withdraws a fast release: the pod it went to is no longer the
+// sandbox's candidate (replaced, deleted, suspended), so requests that
+// arrive from now on wait for the next one. Those already released keep
+// their answer, as they would had the pod died just after Ready.
+func (ep *episode) forget() {
+	ep.a.mu.Lock()
+	defer ep.a.mu.Unlock()
+	ep.forgetLocked()
+}
+
+// forgetLocked is forget under a.mu.
+func (ep *episode) forgetLocked() {
+	if !ep.early {
+		return
+	}
+	ep.early = false
+	for port, pw := range ep.ports {
+		if pw.done {
 			delete(ep.ports, port)
 		}
 	}
+}
+
+func (ep *episode) releasedEarly() bool {
+	ep.a.mu.Lock()
+	defer ep.a.mu.Unlock()
+	return ep.early
 }
 
 // hasWaiters reports whether any request still waits.
@@ -86,7 +143,12 @@ func (ep *episode) poke() {
 	}
 }
 
-func (ep *episode) releaseSlot() { <-ep.releasing }
+// releaseSlot is called by each released request once it has its
+// response head (or failed): the first one is the wake-up's first byte.
+func (ep *episode) releaseSlot() {
+	ep.tl.mark(phaseFirstByte)
+	<-ep.releasing
+}
 
 // released records the first release: the resume latency as a client
 // sees it, from the first held request to the sandbox taking requests.
@@ -105,16 +167,28 @@ type resumeState struct {
 	done  chan error
 }
 
+// Fast-path probe cadence: every fastProbeInterval (Options.ProbeInterval)
+// while the pod has had its address for less than fastProbeFor, then
+// every slowProbeInterval. A pod that takes longer than that to listen is
+// slow to start anyway; probing it 100 times a second would only cost.
+const (
+	fastProbeFor      = 10 * time.Second
+	slowProbeInterval = 100 * time.Millisecond
+)
+
 func (ep *episode) run() {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	defer ep.tl.end()
 	rs := resumeState{done: make(chan error, 1)}
-	var retry *time.Timer
+	var retry, linger *time.Timer
+	var lingerC <-chan time.Time
+	lingerOver := false
 	backoff := 5 * time.Millisecond
 	for {
 		changed, stopWaiting := ep.a.opts.Sandboxes.Changed(ep.key)
 		res := ep.a.opts.Sandboxes.Lookup(ep.key)
-		var retryC <-chan time.Time
+		again := time.Duration(-1) // when to look again without a change; <0: at the next change
 		switch res.State {
 		case resolver.StateUnknown:
 			stopWaiting()
@@ -125,42 +199,64 @@ func (ep *episode) run() {
 			ep.fail(errFinished)
 			return
 		case resolver.StateSuspended, resolver.StateSuspending:
+			ep.forget()
 			// Suspending too: a request that races a suspension resumes
 			// the sandbox at once rather than after the pod is gone.
 			// Only for someone: a resume retried for nobody would spend
 			// the API budget for as long as the API server fails.
 			if !rs.inFlight && (!rs.sent || rs.awake) && ep.hasWaiters() {
 				rs.inFlight, rs.awake = true, false
+				ep.tl.mark(phasePatchSent)
 				go ep.resume(ctx, rs.done)
 			}
 		case resolver.StateStarting:
 			rs.awake = true
+			again = ep.starting(ctx, res, changed)
 		case resolver.StateRunning:
 			rs.awake = true
-			if ep.probe(ctx, res) {
+			for _, p := range [...]phase{phasePodSeen, phaseAddressSeen, phaseReadySeen} {
+				ep.tl.mark(p)
+			}
+			if ep.cand.PodIP != res.PodIP {
+				ep.forget() // released early to a pod that is not the one Ready
+			}
+			if ep.probe(ctx, res, nil, releaseOnReady) {
 				backoff = 5 * time.Millisecond
 			} else {
-				if retry == nil {
-					retry = time.NewTimer(backoff)
-				} else {
-					retry.Reset(backoff)
-				}
-				retryC = retry.C
+				again = backoff
 				backoff = min(2*backoff, 250*time.Millisecond)
 			}
 		}
-		if ep.finishIfDone(res.State == resolver.StateRunning, rs.inFlight) {
+		if linger == nil && ep.releasedEarly() {
+			linger = time.NewTimer(ep.lingerFor)
+			defer linger.Stop()
+			lingerC = linger.C
+		}
+		if ep.finishIfDone(res.State == resolver.StateRunning, rs.inFlight, lingerOver) {
 			stopWaiting()
 			return
+		}
+		var retryC <-chan time.Time
+		if again >= 0 {
+			if retry == nil {
+				retry = time.NewTimer(again)
+				defer retry.Stop()
+			} else {
+				retry.Reset(again)
+			}
+			retryC = retry.C
 		}
 		select {
 		case <-changed:
 		case <-ep.poked:
 		case <-retryC:
+		case <-lingerC:
+			lingerOver, lingerC = true, nil
 		case err := <-rs.done:
 			rs.inFlight = false
 			if err == nil {
 				rs.sent = true
+				ep.tl.mark(phasePatchAcked)
 			} else if permanent(err) {
 				stopWaiting()
 				if errors.Is(err, ErrNotFound) {
@@ -175,18 +271,100 @@ func (ep *episode) run() {
 	}
 }
 
+// starting handles a sandbox whose pod is not Ready: it times the pod's
+// arrival and, unless the sandbox's requests wait for Ready, probes the
+// pod and releases the waiters at the first success. It returns when to
+// probe again (<0: at the next change).
+func (ep *episode) starting(ctx context.Context, res resolver.Result, changed <-chan struct{}) time.Duration {
+	a := ep.a
+	cand, ok := a.opts.Sandboxes.Candidate(ep.key)
+	if ok {
+		ep.tl.mark(phasePodSeen)
+		if cand.PodIP.IsValid() {
+			ep.tl.mark(phaseAddressSeen)
+		}
+	}
+	if !ok || !cand.PodIP.IsValid() || cand.Readiness.Opaque || !ep.releaseOnProbe() {
+		ep.forget()
+		ep.cand = resolver.Candidate{}
+		return -1
+	}
+	if !ep.cand.Same(&cand) {
+		ep.forget()
+		ep.cand, ep.candReady, ep.candSince = cand, false, time.Now()
+	}
+	if !ep.hasWaiters() {
+		return -1 // nobody to release; a lingering episode has nothing to probe
+	}
+	if !ep.candReady {
+		if err := ep.checkCandidate(ctx, changed); err != nil {
+			a.log.Debug("probe of a starting pod failed", "namespace", ep.key.Namespace, "sandbox", ep.key.Name, "pod", cand.Pod, "err", err)
+			return ep.probeInterval()
+		}
+		ep.candReady = true
+		ep.tl.mark(phaseProbeOK)
+	}
+	r := res
+	r.State, r.PodIP, r.H2CPorts = resolver.StateRunning, cand.PodIP, cand.H2CPorts
+	if ep.probe(ctx, r, ep.stillCandidate, releaseOnProbe) {
+		return -1
+	}
+	return ep.probeInterval()
+}
+
+// releaseOnProbe reports whether the sandbox's requests may go to its pod
+// before Kubernetes calls it Ready.
+func (ep *episode) releaseOnProbe() bool {
+	lc, ok := ep.a.opts.Sandboxes.Lifecycle(ep.key)
+	return ok && ep.a.opts.Policy.release(lc) == resolver.ReleaseOnProbe
+}
+
+// checkCandidate runs the candidate's readiness probes. A change of the
+// sandbox (the pod deleted, replaced, suspended) stops them at once.
+func (ep *episode) checkCandidate(ctx context.Context, changed <-chan struct{}) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-changed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ep.a.prober.ready(ctx, ep.cand.PodIP, &ep.cand.Readiness)
+}
+
+// stillCandidate reports whether the probed pod is still the one the
+// resolver holds for the sandbox: checked right before each release, so
+// that a pod deleted or replaced while it was probed gets no request.
+func (ep *episode) stillCandidate() bool {
+	c, ok := ep.a.opts.Sandboxes.Candidate(ep.key)
+	return ok && c.Same(&ep.cand)
+}
+
+func (ep *episode) probeInterval() time.Duration {
+	if time.Since(ep.candSince) < fastProbeFor {
+		return ep.a.opts.ProbeInterval
+	}
+	return slowProbeInterval
+}
+
 // finishIfDone ends the episode when every wanted port is ready, or when
 // nobody waits any longer and no resume is in flight (the sandbox goes on
-// resuming in the cluster; a later request starts a new episode).
-func (ep *episode) finishIfDone(running, resuming bool) bool {
+// resuming in the cluster; a later request starts a new episode). An
+// episode released on a probe stays until Ready is seen or lingerOver.
+func (ep *episode) finishIfDone(running, resuming, lingerOver bool) bool {
 	a := ep.a
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	allReady := running
+	allReady := running || ep.early
 	for _, pw := range ep.ports {
 		allReady = allReady && pw.done
 	}
-	if !allReady && (ep.waiters > 0 || resuming) {
+	switch {
+	case allReady && !running && !lingerOver:
+		return false
+	case !allReady && (ep.waiters > 0 || resuming):
 		return false
 	}
 	a.finish(ep)
@@ -240,10 +418,11 @@ func (ep *episode) resume(ctx context.Context, done chan<- error) {
 	}
 }
 
-// probe connects to each wanted port of the running pod that is not ready
-// yet and releases the waiters of those that accept. It reports whether
-// all wanted ports are ready.
-func (ep *episode) probe(ctx context.Context, res resolver.Result) bool {
+// probe connects to each wanted port of the pod res names that is not
+// ready yet and releases the waiters of those that accept, if still (when
+// set) says the pod is still the one to use. on names the signal that
+// released them. It reports whether all wanted ports are ready.
+func (ep *episode) probe(ctx context.Context, res resolver.Result, still func() bool, on string) bool {
 	a := ep.a
 	a.mu.Lock()
 	var pending []uint16
@@ -255,17 +434,25 @@ func (ep *episode) probe(ctx context.Context, res resolver.Result) bool {
 	a.mu.Unlock()
 	all := true
 	for _, port := range pending {
-		if err := probePort(ctx, a.opts.Dial, res.PodIP, port, a.opts.ProbeTimeout); err != nil {
+		if err := a.prober.connect(ctx, res.PodIP, port); err != nil {
 			a.log.Debug("probe failed", "namespace", ep.key.Namespace, "sandbox", ep.key.Name, "port", port, "err", err)
 			all = false
 			continue
 		}
+		ep.tl.mark(phaseProbeOK)
+		if still != nil && !still() {
+			return false
+		}
 		a.mu.Lock()
 		if pw := ep.ports[port]; pw != nil && !pw.done { // its waiters may have left meanwhile
 			pw.result, pw.done = res, true
+			if on == releaseOnProbe {
+				ep.early, ep.earlyPod, ep.earlyIP = true, ep.cand.Pod, ep.cand.PodIP
+			}
 			close(pw.ready)
 		}
 		a.mu.Unlock()
+		ep.tl.releasing(on)
 	}
 	return all
 }

@@ -19,6 +19,7 @@ type fakeSandboxes struct {
 	mu      sync.Mutex
 	results map[resolver.Key]resolver.Result
 	life    map[resolver.Key]resolver.Lifecycle
+	cands   map[resolver.Key]resolver.Candidate
 	waiters map[resolver.Key]chan struct{}
 	feeds   []*fakeFeed
 	seen    map[resolver.State]int // states Lookup returned, for tests that must know what was observed
@@ -28,6 +29,7 @@ func newFakeSandboxes() *fakeSandboxes {
 	return &fakeSandboxes{
 		results: map[resolver.Key]resolver.Result{},
 		life:    map[resolver.Key]resolver.Lifecycle{},
+		cands:   map[resolver.Key]resolver.Candidate{},
 		waiters: map[resolver.Key]chan struct{}{},
 		seen:    map[resolver.State]int{},
 	}
@@ -61,6 +63,32 @@ func (f *fakeSandboxes) setState(k resolver.Key, st resolver.State, ip netip.Add
 	f.mu.Unlock()
 	res.State, res.PodIP = st, ip
 	f.set(k, res, lc)
+}
+
+// setCandidate sets (or, with a zero Candidate, removes) the starting
+// sandbox's candidate pod and wakes waiters, as the resolver does.
+func (f *fakeSandboxes) setCandidate(k resolver.Key, c resolver.Candidate) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if c.Pod == "" {
+		delete(f.cands, k)
+	} else {
+		f.cands[k] = c
+	}
+	if ch := f.waiters[k]; ch != nil {
+		close(ch)
+		delete(f.waiters, k)
+	}
+}
+
+func (f *fakeSandboxes) Candidate(k resolver.Key) (resolver.Candidate, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, ok := f.cands[k]
+	if !ok || f.results[k].State != resolver.StateStarting {
+		return resolver.Candidate{}, false
+	}
+	return c, true
 }
 
 func (f *fakeSandboxes) setLifecycle(k resolver.Key, lc resolver.Lifecycle) {

@@ -15,6 +15,8 @@ type Metrics struct {
 	activityWrites  *prometheus.CounterVec
 	tracked         prometheus.Gauge
 	leader          prometheus.Gauge
+	wakePhase       *prometheus.HistogramVec
+	releases        *prometheus.CounterVec
 }
 
 // NewMetrics registers the activator's metrics on reg.
@@ -61,9 +63,24 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "sandbox_router_activator_leader",
 			Help: "1 while this replica is the one that suspends idle sandboxes.",
 		}),
+		wakePhase: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "sandbox_router_activator_wake_phase_seconds",
+			Help:    "Time from the first held request of a wake-up to each phase: patch_sent, patch_acked, pod_seen, address_seen, probe_ok, ready_seen, first_byte.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 20, 30, 60},
+		}, []string{"phase"}),
+		releases: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sandbox_router_activator_releases_total",
+			Help: "Wake-ups whose held requests were released, by what let them through: probe (the router's probe of the new pod, before Ready) or ready (the pod's Ready condition).",
+		}, []string{"on"}),
 	}
 	reg.MustRegister(m.held, m.overflow, m.holdTimeouts, m.resumes, m.resumeLatency,
-		m.suspensions, m.suspendFailures, m.activityWrites, m.tracked, m.leader)
+		m.suspensions, m.suspendFailures, m.activityWrites, m.tracked, m.leader, m.wakePhase, m.releases)
+	for _, p := range phaseNames {
+		m.wakePhase.WithLabelValues(p)
+	}
+	for _, on := range []string{releaseOnProbe, releaseOnReady} {
+		m.releases.WithLabelValues(on)
+	}
 	for _, r := range []string{"ok", "forbidden", "not_found", "invalid", "error"} {
 		m.resumes.WithLabelValues(r)
 	}

@@ -17,6 +17,11 @@ type Policy struct {
 	IdleTimeout time.Duration
 	// NamespaceIdleTimeouts override IdleTimeout per namespace (0: never).
 	NamespaceIdleTimeouts map[string]time.Duration
+	// Release says when requests held for a starting sandbox go to its
+	// new pod: ReleaseOnProbe (the default) at the router's first
+	// successful probe of the pod, ReleaseOnReady once Kubernetes calls
+	// it Ready. A sandbox's release-on annotation wins.
+	Release resolver.Release
 }
 
 // DefaultHoldTimeout is the hold timeout when none is configured.
@@ -28,6 +33,22 @@ func (p *Policy) holdTimeout(lc resolver.Lifecycle) time.Duration {
 	}
 	return p.HoldTimeout
 }
+
+func (p *Policy) release(lc resolver.Lifecycle) resolver.Release {
+	switch {
+	case lc.Release != resolver.ReleaseDefault:
+		return lc.Release
+	case p.Release != resolver.ReleaseDefault:
+		return p.Release
+	}
+	return resolver.ReleaseOnProbe
+}
+
+// The names of what released a wake-up's requests, in metrics and logs.
+const (
+	releaseOnProbe = "probe"
+	releaseOnReady = "ready"
+)
 
 func (p *Policy) idleTimeout(namespace string, lc resolver.Lifecycle) time.Duration {
 	if lc.IdleTimeoutSet {

@@ -38,7 +38,8 @@ func startActivator(lifeCtx, leadCtx context.Context, cfg *config, kr *kube.Reso
 		return nil, nil, err
 	}
 	nsTimeouts, _ := parseNamespaceTimeouts(cfg.NamespaceIdleTimeouts) // validated
-	policy := activator.Policy{HoldTimeout: cfg.HoldTimeout, IdleTimeout: cfg.SandboxIdleTimeout, NamespaceIdleTimeouts: nsTimeouts}
+	release, _ := resolver.ParseRelease(cfg.ReleaseOn)                 // validated
+	policy := activator.Policy{HoldTimeout: cfg.HoldTimeout, IdleTimeout: cfg.SandboxIdleTimeout, NamespaceIdleTimeouts: nsTimeouts, Release: release}
 	waker := akube.NewWaker(dyn, kr)
 	metrics := activator.NewMetrics(reg)
 	act, err := activator.New(activator.Options{
@@ -48,6 +49,7 @@ func startActivator(lifeCtx, leadCtx context.Context, cfg *config, kr *kube.Reso
 		MaxHeldPerSandbox:  cfg.MaxHeldPerSandbox,
 		MaxHeldTotal:       cfg.MaxHeldTotal,
 		ReleaseConcurrency: cfg.ReleaseConcurrency,
+		ProbeInterval:      cfg.ProbeInterval,
 		Metrics:            metrics,
 		Log:                log,
 	})

@@ -83,6 +83,8 @@ type config struct {
 	MaxHeldPerSandbox     int
 	MaxHeldTotal          int
 	ReleaseConcurrency    int
+	ReleaseOn             string
+	ProbeInterval         time.Duration
 	SandboxIdleTimeout    time.Duration
 	NamespaceIdleTimeouts []string
 	ActivityTick          time.Duration
@@ -212,6 +214,8 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&c.MaxHeldPerSandbox, "max-held-per-sandbox", 1000, "requests held for one sandbox; more get 503 with Retry-After")
 	fs.IntVar(&c.MaxHeldTotal, "max-held-total", 10000, "requests held in all; more get 503 with Retry-After")
 	fs.IntVar(&c.ReleaseConcurrency, "release-concurrency", 100, "released requests of one sandbox that may await their response head at once")
+	fs.StringVar(&c.ReleaseOn, "release-on", "probe", "when held requests go to a starting pod: probe (the router's first successful run of the pod's readiness probe, before Kubernetes says Ready) or ready (annotation sandbox-router.dev/release-on overrides)")
+	fs.DurationVar(&c.ProbeInterval, "probe-interval", 10*time.Millisecond, "how often a starting pod is probed while held requests wait for it (its first 10s with an address; every 100ms after)")
 	fs.DurationVar(&c.SandboxIdleTimeout, "sandbox-idle-timeout", 0, "suspend sandboxes idle this long; 0 = never (annotation sandbox-router.dev/idle-timeout overrides)")
 	fs.Var(&listFlag{dst: &c.NamespaceIdleTimeouts}, "namespace-idle-timeouts", "per-namespace idle timeouts, namespace=duration, over sandbox-idle-timeout")
 	fs.DurationVar(&c.ActivityTick, "activity-tick", time.Second, "how often activity is published to the other replicas (at most one write per sandbox per report interval: a quarter of its idle timeout, between 1s and 5m)")
@@ -488,6 +492,12 @@ func (c *config) validateActivator(bad func(string, ...any)) {
 	}
 	if c.MaxHeldPerSandbox < 1 || c.MaxHeldTotal < 1 || c.ReleaseConcurrency < 1 {
 		bad("max-held-per-sandbox, max-held-total and release-concurrency must be at least 1")
+	}
+	if _, ok := resolver.ParseRelease(c.ReleaseOn); !ok {
+		bad("release-on: %q is not probe or ready", c.ReleaseOn)
+	}
+	if c.ProbeInterval < time.Millisecond || c.ProbeInterval > time.Second {
+		bad("probe-interval: %v is not within 1ms and 1s", c.ProbeInterval)
 	}
 	if c.SandboxIdleTimeout < 0 {
 		bad("sandbox-idle-timeout must not be negative")
