@@ -60,6 +60,12 @@ type Options struct {
 	// 10ms): it bounds how late after the pod starts listening the held
 	// requests go.
 	ProbeInterval time.Duration
+	// AllowLoopbackPodIP lets the fast path probe a pod whose address is
+	// loopback (tests and the local demo). Otherwise such a pod is left
+	// to Ready, and the router refuses it then: whoever can write a pod's
+	// status must not make the router send its probes (HTTP GETs of a
+	// path of their choosing) to its own host.
+	AllowLoopbackPodIP bool
 	// Dial opens probe connections; nil: a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 

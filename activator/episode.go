@@ -284,7 +284,7 @@ func (ep *episode) starting(ctx context.Context, res resolver.Result, changed <-
 			ep.tl.mark(phaseAddressSeen)
 		}
 	}
-	if !ok || !cand.PodIP.IsValid() || cand.Readiness.Opaque || !ep.releaseOnProbe() {
+	if !ok || !cand.PodIP.IsValid() || cand.Readiness.Opaque || (cand.PodIP.IsLoopback() && !a.opts.AllowLoopbackPodIP) || !ep.releaseOnProbe() {
 		ep.forget()
 		ep.cand = resolver.Candidate{}
 		return -1

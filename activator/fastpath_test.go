@@ -245,22 +245,28 @@ func TestFastPathOptOut(t *testing.T) {
 	}
 }
 
-// TestFastPathOpaqueWaitsForReady: a pod whose readiness the router cannot
-// run (an exec probe) is not probed; Ready releases its requests.
-func TestFastPathOpaqueWaitsForReady(t *testing.T) {
+// TestFastPathWaitsForReady: a pod whose readiness the router cannot run
+// (an exec probe), or whose address is loopback, is not probed; Ready
+// releases its requests.
+func TestFastPathWaitsForReady(t *testing.T) {
+	t.Run("opaque", func(t *testing.T) { testWaitsForReady(t, "10.0.0.1", resolver.Readiness{Opaque: true}) })
+	t.Run("loopback", func(t *testing.T) { testWaitsForReady(t, "127.0.0.2", httpReadiness) })
+}
+
+func testWaitsForReady(t *testing.T, ip string, r resolver.Readiness) {
 	sb, n := newFakeSandboxes(), newPodNet()
 	k := nameKey("ns", "a")
-	pod := n.add(t, "10.0.0.1")
+	pod := n.add(t, ip)
 	pod.ready.Store(true)
 	sb.set(k, resolver.Result{State: resolver.StateStarting}, resolver.Lifecycle{})
-	sb.setCandidate(k, candidateOf(pod, "a-1", resolver.Readiness{Opaque: true}))
+	sb.setCandidate(k, candidateOf(pod, "a-1", r))
 	dials := atomic.Int64{}
 	n.onDial = func(netip.Addr) { dials.Add(1) }
 	a := fastPathActivator(t, sb, n, nil)
 	h := hold(a, k, 8888)
 	eventually(t, "the episode saw the pod's address", func() bool { return histogramCount(t, a, phaseAddressSeen) == 1 })
 	if h.released() || dials.Load() != 0 {
-		t.Fatalf("released %v after %d dials of an opaque pod", h.released(), dials.Load())
+		t.Fatalf("released %v after %d dials of the pod", h.released(), dials.Load())
 	}
 	sb.setState(k, resolver.StateRunning, pod.ip)
 	h.wait(t)

@@ -50,6 +50,7 @@ func startActivator(lifeCtx, leadCtx context.Context, cfg *config, kr *kube.Reso
 		MaxHeldTotal:       cfg.MaxHeldTotal,
 		ReleaseConcurrency: cfg.ReleaseConcurrency,
 		ProbeInterval:      cfg.ProbeInterval,
+		AllowLoopbackPodIP: cfg.AllowLoopbackPodIP,
 		Metrics:            metrics,
 		Log:                log,
 	})
