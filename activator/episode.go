@@ -50,6 +50,7 @@ type episode struct {
 	cand      resolver.Candidate
 	candReady bool
 	candSince time.Time
+	candFails int
 }
 
 // portWait is the readiness of one port: ready is closed once a connect
@@ -291,14 +292,18 @@ func (ep *episode) starting(ctx context.Context, res resolver.Result, changed <-
 	}
 	if !ep.cand.Same(&cand) {
 		ep.forget()
-		ep.cand, ep.candReady, ep.candSince = cand, false, time.Now()
+		ep.cand, ep.candReady, ep.candSince, ep.candFails = cand, false, time.Now(), 0
 	}
 	if !ep.hasWaiters() {
 		return -1 // nobody to release; a lingering episode has nothing to probe
 	}
 	if !ep.candReady {
 		if err := ep.checkCandidate(ctx, changed); err != nil {
-			a.log.Debug("probe of a starting pod failed", "namespace", ep.key.Namespace, "sandbox", ep.key.Name, "pod", cand.Pod, "err", err)
+			// Only the first failure is logged: a pod is probed up to a
+			// hundred times a second while it starts.
+			if ep.candFails++; ep.candFails == 1 {
+				a.log.Debug("probing a starting pod", "namespace", ep.key.Namespace, "sandbox", ep.key.Name, "pod", cand.Pod, "first_failure", err)
+			}
 			return ep.probeInterval()
 		}
 		ep.candReady = true
