@@ -43,13 +43,27 @@ func reserveAddr(a netip.Addr) bool {
 	return true
 }
 
+// errStopped is what listen and initialise return once the backend is
+// stopped.
+var errStopped = errors.New("backend stopped")
+
 // backend is the HTTP server of one pod: one listener per port on the
-// pod's address.
+// pod's address. It is made bound (the address is the pod's, connections
+// are refused) and serves from listen on; its readiness path answers 503
+// until it is initialised.
 type backend struct {
-	namespace, pod string
-	ip             netip.Addr
-	sandbox        atomic.Pointer[string] // changes when a warm pod is adopted
-	logf           func(string, ...any)
+	namespace, pod   string
+	ip               netip.Addr
+	ports, grpcPorts []uint16
+	sandbox          atomic.Pointer[string] // changes when a warm pod is adopted
+	logf             func(string, ...any)
+	stats            *podCounters // outlives the backend (Sim.PodStats)
+	// Set before the backend is shared: when it is initialised after
+	// listening (manualInit wins: only initialise does it), and whom to
+	// tell when it starts listening or is initialised.
+	initDelay  time.Duration
+	manualInit bool
+	onChange   func()
 
 	ctx     context.Context // canceled by stop; every request's base
 	cancel  context.CancelFunc
@@ -57,47 +71,115 @@ type backend struct {
 	grpc    []*grpc.Server
 	serveWG sync.WaitGroup // Serve goroutines
 
-	mu       sync.Mutex
-	stopping bool
-	active   sync.WaitGroup // running handlers, hijacked ones included
-	stopOnce sync.Once
+	// initialised: the readiness path answers 200 (read by every request).
+	initialised atomic.Bool
+
+	mu            sync.Mutex
+	stopping      bool
+	sockets       []*portSocket // bound, until listen
+	listening     bool
+	listenErr     error // listen failed; the backend never serves
+	listeningAt   time.Time
+	initWanted    bool // initialise was called (before listening, it takes effect then)
+	initialisedAt time.Time
+	timers        []*time.Timer  // scheduled listen and initialise
+	active        sync.WaitGroup // running handlers, hijacked ones included
+	stopOnce      sync.Once
 
 	fs sandboxFS // the runtime API's files (runtime.go)
 }
 
-// startBackend listens on ip at every port and serves. It fails (with an
-// error wrapping syscall.EADDRINUSE when another process holds a port)
-// without leaving a listener open.
-func startBackend(ip netip.Addr, ports, grpcPorts []uint16, namespace, pod, sandbox string, logf func(string, ...any)) (*backend, error) {
-	b := &backend{namespace: namespace, pod: pod, ip: ip, logf: logf}
+// newBackend makes a backend that holds no address yet.
+func newBackend(ip netip.Addr, ports, grpcPorts []uint16, namespace, pod, sandbox string, logf func(string, ...any)) *backend {
+	b := &backend{namespace: namespace, pod: pod, ip: ip, ports: ports, grpcPorts: grpcPorts, logf: logf, stats: &podCounters{}}
 	b.sandbox.Store(&sandbox)
 	b.ctx, b.cancel = context.WithCancel(context.Background())
-	var ls []net.Listener
+	return b
+}
+
+// bindBackend makes a backend bound to every port on ip, not listening.
+// It fails (with an error wrapping syscall.EADDRINUSE when another socket
+// holds a port) without leaving a socket open.
+func bindBackend(ip netip.Addr, ports, grpcPorts []uint16, namespace, pod, sandbox string, logf func(string, ...any)) (*backend, error) {
+	b := newBackend(ip, ports, grpcPorts, namespace, pod, sandbox, logf)
 	for _, port := range ports {
-		l, err := net.Listen("tcp", netip.AddrPortFrom(ip, port).String())
+		s, err := bindPort(netip.AddrPortFrom(ip, port))
 		if err != nil {
-			for _, l := range ls {
-				l.Close()
+			for _, s := range b.sockets {
+				s.close()
 			}
 			b.cancel()
 			return nil, err
 		}
+		b.sockets = append(b.sockets, s)
+	}
+	return b, nil
+}
+
+// listen makes every bound port listen and serve, and records when. Once
+// listening, or once stopped, it does nothing more.
+func (b *backend) listen() error {
+	b.mu.Lock()
+	switch {
+	case b.stopping:
+		b.mu.Unlock()
+		return errStopped
+	case b.listenErr != nil:
+		b.mu.Unlock()
+		return b.listenErr
+	case b.listening:
+		b.mu.Unlock()
+		return nil
+	}
+	ls := make([]net.Listener, 0, len(b.sockets))
+	for _, s := range b.sockets {
+		l, err := s.listen()
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			for _, s := range b.sockets {
+				s.close()
+			}
+			b.sockets, b.listenErr = nil, fmt.Errorf("backend of pod %s/%s: %w", b.namespace, b.pod, err)
+			b.mu.Unlock()
+			return b.listenErr
+		}
 		ls = append(ls, l)
 	}
+	b.sockets = nil
+	b.listening, b.listeningAt = true, time.Now()
+	// Initialised before the first request can be accepted, so an app
+	// without an init time never answers 503.
+	switch {
+	case b.initWanted || (!b.manualInit && b.initDelay == 0):
+		b.initialised.Store(true)
+		b.initialisedAt = b.listeningAt
+	case !b.manualInit:
+		b.timers = append(b.timers, time.AfterFunc(b.initDelay, func() { _ = b.initialise() }))
+	}
+	b.serve(ls)
+	b.mu.Unlock()
+	b.changed()
+	return nil
+}
+
+// serve starts a server on each listener (the caller holds b.mu).
+func (b *backend) serve(ls []net.Listener) {
 	// HTTP/1.1 and h2c with prior knowledge on every port, as a gRPC
 	// server in a sandbox speaks.
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
 	for i, l := range ls {
-		port := ports[i]
-		if slices.Contains(grpcPorts, port) {
+		port := b.ports[i]
+		if slices.Contains(b.grpcPorts, port) {
 			g := grpc.NewServer()
 			healthpb.RegisterHealthServer(g, health.NewServer())
 			b.grpc = append(b.grpc, g)
 			b.serveWG.Go(func() {
 				if err := g.Serve(l); err != nil {
-					logf("sim: backend %s %s: %v", pod, l.Addr(), err)
+					b.logf("sim: backend %s %s: %v", b.pod, l.Addr(), err)
 				}
 			})
 			continue
@@ -110,32 +192,88 @@ func startBackend(ip netip.Addr, ports, grpcPorts []uint16, namespace, pod, sand
 			Protocols:         &protocols,
 		}
 		b.servers = append(b.servers, srv)
-		b.serveWG.Add(1)
-		go func() {
-			defer b.serveWG.Done()
+		b.serveWG.Go(func() {
 			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				logf("sim: backend %s %s: %v", pod, l.Addr(), err)
+				b.logf("sim: backend %s %s: %v", b.pod, l.Addr(), err)
 			}
-		}()
+		})
 	}
-	return b, nil
+}
+
+// listenAfter makes the backend listen after d, unless it is stopped
+// first.
+func (b *backend) listenAfter(d time.Duration) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.stopping || b.listening {
+		return
+	}
+	b.timers = append(b.timers, time.AfterFunc(d, func() {
+		if err := b.listen(); err != nil && !errors.Is(err, errStopped) {
+			b.logf("sim: %v", err)
+		}
+	}))
+}
+
+// initialise makes the readiness path answer 200: now when the backend
+// listens, else from when it listens. Once done it does nothing more.
+func (b *backend) initialise() error {
+	b.mu.Lock()
+	switch {
+	case b.stopping:
+		b.mu.Unlock()
+		return errStopped
+	case b.initWanted || b.initialised.Load():
+		b.mu.Unlock()
+		return nil
+	}
+	b.initWanted = true
+	if b.listening {
+		b.initialisedAt = time.Now()
+		b.initialised.Store(true)
+	}
+	b.mu.Unlock()
+	b.changed()
+	return nil
+}
+
+// times reports when the backend started listening and when its readiness
+// path began answering 200 (zero: not yet).
+func (b *backend) times() (listeningAt, initialisedAt time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.listeningAt, b.initialisedAt
+}
+
+func (b *backend) changed() {
+	if b.onChange != nil {
+		b.onChange()
+	}
 }
 
 func (b *backend) setSandbox(name string) { b.sandbox.Store(&name) }
 
-// stop closes the listeners and every connection, ends streams and
-// WebSockets, and waits for the handlers. Connections to the address are
-// refused afterwards.
+// stop releases the address: it cancels what is scheduled, closes the
+// listeners and every connection, ends streams and WebSockets, and waits
+// for the handlers. Connections to the address are refused afterwards.
 func (b *backend) stop() {
 	b.stopOnce.Do(func() {
 		b.mu.Lock()
 		b.stopping = true
+		for _, t := range b.timers {
+			t.Stop()
+		}
+		for _, s := range b.sockets {
+			s.close()
+		}
+		b.sockets = nil
+		servers, grpcs := b.servers, b.grpc
 		b.mu.Unlock()
 		b.cancel()
-		for _, srv := range b.servers {
+		for _, srv := range servers {
 			srv.Close()
 		}
-		for _, g := range b.grpc {
+		for _, g := range grpcs {
 			g.Stop()
 		}
 		b.serveWG.Wait()
@@ -168,6 +306,11 @@ type info struct {
 
 func (b *backend) handler(port uint16) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == ReadinessPath {
+			b.stats.probe(r.UserAgent())
+		} else {
+			b.stats.request(!b.initialised.Load())
+		}
 		if !b.track() {
 			http.Error(w, "stopping", http.StatusServiceUnavailable)
 			return
@@ -175,6 +318,8 @@ func (b *backend) handler(port uint16) http.Handler {
 		defer b.active.Done()
 		w.Header().Set("X-Served-By", b.pod)
 		switch {
+		case r.URL.Path == ReadinessPath:
+			b.serveReadiness(w)
 		case r.URL.Path == "/ws":
 			b.serveWebSocket(w, r)
 		case r.URL.Path == "/page": // a browser's page (page.go)
@@ -199,6 +344,19 @@ func (b *backend) handler(port uint16) http.Handler {
 			})
 		}
 	})
+}
+
+// serveReadiness answers the readiness probe: 503 while the app
+// initialises, then 200.
+func (b *backend) serveReadiness(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	if !b.initialised.Load() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, "initialising\n")
+		return
+	}
+	io.WriteString(w, "ready\n")
 }
 
 // serveWebSocket echoes every message until the client or the backend

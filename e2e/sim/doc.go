@@ -17,6 +17,11 @@
 // its own, with a few interpreted commands and never a real process.
 // Options.GRPCPorts are served
 // by a real grpc-go server instead, with the standard health service.
+// GET /ready (ReadinessPath) on every HTTP port is the app's readiness:
+// 503 while it initialises (Kubelet mode), then 200. Each backend counts
+// what it receives (PodStats: kubelet probes, other probes, requests and
+// those early, before the app was initialised) with atomics, kept by pod
+// name for the life of the Sim.
 // Suspending stops the backend
 // (connections are refused) and deletes the pod; resuming creates a new
 // pod with a new address. It also keeps warm-pool pods and lets a Sandbox
@@ -32,6 +37,36 @@
 //     and Ready with its podIP; PodInfo.ReadySentAt is when that request
 //     was sent;
 //  4. then the Sandbox status: Ready=True, podIPs.
+//
+// With Options.Kubelet a sandbox's pod starts as a real kubelet starts it
+// instead (warm-pool pods keep the order above), so a router can reach a
+// pod that has an address before Kubernetes calls it Ready:
+//
+//  1. the Pod object is created (no status); its backend holds a fresh
+//     address (bound, not listening: connections are refused), and the
+//     Sandbox status says Ready=False (PodNotReady) without podIPs;
+//  2. after AddressDelay the Pod status is written Pending with its podIP,
+//     Ready=False, the container waiting (PodInfo.AddressSentAt);
+//  3. after ListenDelay (plus jitter), or at Listen, the backend listens
+//     (ListeningAt); /ready answers 503 until after InitDelay, or at
+//     Initialise, the app is initialised (InitialisedAt), then 200;
+//  4. the pod's kubelet runs its readiness probe (HTTP GET /ready with
+//     User-Agent kube-probe/sim, a TCP connect, or for an exec probe the
+//     same GET), over the network, at the address write and every
+//     ProbePeriod after; the first success writes the Pod Running and
+//     Ready (ReadySentAt), and the kubelet stops probing;
+//  5. after SandboxStatusDelay (the controller's reaction time, which an
+//     adoption of a warm-pool pod waits too) the Sandbox status:
+//     Ready=True, podIPs.
+//
+// So AddressSentAt < ListeningAt <= InitialisedAt (Listen waits for the
+// address write), and ReadySentAt comes after a probe that found the
+// backend listening, and for an HTTP or exec probe initialised.
+// ReplacePod ends a pod as a graceful termination does: its object is
+// deleted with a grace period and stays with a deletionTimestamp, its
+// backend goes on serving (and can be initialised with InitialisePod)
+// until StopPod or Close, and the sandbox gets a new pod that starts
+// again.
 //
 // A stop is the reverse, as when a pod dies: the backend stops first (its
 // connections close, new ones are refused), the Pod object is deleted,
@@ -53,6 +88,7 @@
 // workqueue, no polling), never edits a Sandbox's spec, and must not depend
 // on any router package. There is no garbage collector on the test API
 // server, so the sim deletes the pods itself (with grace period 0, as a
-// kubelet confirms a deletion). Run one sim per namespace: two would fight
-// over the same pods.
+// kubelet confirms a deletion; a pod that ReplacePod deleted gracefully
+// at StopPod). Run one sim per namespace: two would fight over the same
+// pods.
 package sim

@@ -276,8 +276,13 @@ func TestReadySentAt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if starting.Ready || !starting.ReadySentAt.IsZero() {
-		t.Errorf("starting pod %+v: Ready or ReadySentAt set", starting)
+	if starting.Ready || !starting.ReadySentAt.IsZero() || !starting.AddressSentAt.IsZero() {
+		t.Errorf("starting pod %+v: Ready, ReadySentAt or AddressSentAt set", starting)
+	}
+	// Outside Kubelet mode the backend listens, initialised, before the
+	// pod object exists.
+	if starting.ListeningAt.Before(created) || !starting.InitialisedAt.Equal(starting.ListeningAt) {
+		t.Errorf("starting pod %+v: want ListeningAt set and InitialisedAt equal to it", starting)
 	}
 	// The backend accepts before the pod is Ready.
 	if got := get(t, starting.IP.String(), 8888, "/"); got.Pod != starting.Name {
@@ -291,6 +296,13 @@ func TestReadySentAt(t *testing.T) {
 	}
 	if info.ReadySentAt.Before(created) || info.ReadySentAt.After(seenReady) {
 		t.Errorf("ReadySentAt %s not between the sandbox's creation %s and its Ready status seen %s", info.ReadySentAt, created, seenReady)
+	}
+	// The address comes with Ready.
+	if !info.AddressSentAt.Equal(info.ReadySentAt) || !info.ListeningAt.Before(info.ReadySentAt) {
+		t.Errorf("PodInfo %+v: want AddressSentAt = ReadySentAt, after ListeningAt", info)
+	}
+	if stats, ok := s.PodStats(ns, info.Name); !ok || stats.Requests != 1 || stats.EarlyRequests != 0 || stats.KubeletProbes != 0 {
+		t.Errorf("PodStats = %+v (%v), want the one GET, not early", stats, ok)
 	}
 
 	// A restarted pod gets its own.

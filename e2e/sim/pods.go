@@ -35,17 +35,18 @@ func suffix() string {
 	return string(b)
 }
 
-// startPodBackend starts a backend for a pod on the next free loopback
-// address.
-func (s *Sim) startPodBackend(namespace, pod, sandbox string) (*backend, error) {
+// bindPodBackend makes a backend for a pod bound to the next free
+// loopback address, not listening yet.
+func (s *Sim) bindPodBackend(namespace, pod, sandbox string) (*backend, error) {
 	var last error
 	for range maxAddrTries {
 		ip, err := s.allocIP()
 		if err != nil {
 			return nil, err
 		}
-		b, err := startBackend(ip, s.ports, s.opts.GRPCPorts, namespace, pod, sandbox, s.logf)
+		b, err := bindBackend(ip, s.ports, s.opts.GRPCPorts, namespace, pod, sandbox, s.logf)
 		if err == nil {
+			b.onChange = s.broadcast
 			return b, nil
 		}
 		if !isAddrInUse(err) {
@@ -122,13 +123,8 @@ func (s *Sim) podObject(namespace, name string, labels map[string]string, owner 
 					},
 					Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("512Mi")},
 				},
-				ReadinessProbe: &corev1.Probe{
-					ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-						Path: "/", Port: intstr.FromInt32(int32(s.ports[0])),
-					}},
-					PeriodSeconds: 2,
-				},
-				VolumeMounts: []corev1.VolumeMount{{Name: "workspace", MountPath: "/workspace"}},
+				ReadinessProbe: s.readinessProbe(),
+				VolumeMounts:   []corev1.VolumeMount{{Name: "workspace", MountPath: "/workspace"}},
 			}},
 			Volumes: []corev1.Volume{{
 				Name:         "workspace",
@@ -157,11 +153,32 @@ func (s *Sim) ownerRef(v sandboxView) *metav1.OwnerReference {
 	}
 }
 
-// createPod starts a backend and creates its Pod object. The pod is
-// registered, so Close stops its backend.
-func (s *Sim) createPod(ctx context.Context, namespace, name, sandbox string, labels map[string]string, owner *metav1.OwnerReference) (*podState, error) {
-	b, err := s.startPodBackend(namespace, name, sandbox)
+// readinessProbe is the readiness probe of the pods' container.
+func (s *Sim) readinessProbe() *corev1.Probe {
+	if s.kubelet != nil {
+		return s.kubelet.probeSpec(s.portName(s.ports[0]), s.ports[0])
+	}
+	return &corev1.Probe{
+		ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+			Path: "/", Port: intstr.FromInt32(int32(s.ports[0])),
+		}},
+		PeriodSeconds: 2,
+	}
+}
+
+// createPod makes a backend and creates its Pod object. The pod is
+// registered, so Close stops its backend. With kubelet (Kubelet mode) the
+// backend only holds its address, and the reconcile plays the start
+// sequence from here; otherwise it listens before the Pod object exists.
+func (s *Sim) createPod(ctx context.Context, namespace, name, sandbox string, labels map[string]string, owner *metav1.OwnerReference, kubelet bool) (*podState, error) {
+	b, err := s.bindPodBackend(namespace, name, sandbox)
 	if err != nil {
+		return nil, err
+	}
+	if kubelet {
+		b.initDelay, b.manualInit = s.kubelet.InitDelay, s.kubelet.ManualInit
+	} else if err := b.listen(); err != nil {
+		b.stop()
 		return nil, err
 	}
 	created, err := s.cs.CoreV1().Pods(namespace).Create(ctx, s.podObject(namespace, name, labels, owner), metav1.CreateOptions{})
@@ -169,23 +186,30 @@ func (s *Sim) createPod(ctx context.Context, namespace, name, sandbox string, la
 		b.stop()
 		return nil, fmt.Errorf("create pod %s/%s: %w", namespace, name, err)
 	}
+	now := time.Now()
 	p := &podState{
 		namespace: namespace,
 		name:      name,
 		uid:       created.UID,
 		ip:        b.ip,
 		backend:   b,
-		startedAt: time.Now().Add(s.opts.StartDelay),
+		startedAt: now.Add(s.opts.StartDelay),
+		kubelet:   kubelet,
 		gone:      make(chan struct{}),
+	}
+	p.kubeletCtx, p.stopKubelet = context.WithCancel(s.ctx)
+	if kubelet {
+		p.addressDue = now.Add(s.kubelet.AddressDelay)
 	}
 	s.mu.Lock()
 	closed := s.closed
 	if !closed {
 		s.pods[p.uid] = p
+		s.stats[namespace+"/"+name] = b.stats
 	}
 	s.mu.Unlock()
 	if closed {
-		b.stop()
+		p.stop()
 		return nil, errors.New("sim: closed")
 	}
 	s.logf("sim: pod %s/%s created (uid %s) on %s", namespace, name, p.uid, p.ip)
@@ -196,7 +220,7 @@ func (s *Sim) createPod(ctx context.Context, namespace, name, sandbox string, la
 // (grace period 0, as the kubelet confirms a deletion). A pod already gone
 // is not an error.
 func (s *Sim) removePod(ctx context.Context, p *podState) error {
-	p.backend.stop()
+	p.stop()
 	s.mu.Lock()
 	delete(s.pods, p.uid)
 	s.mu.Unlock()
@@ -228,23 +252,8 @@ func (s *Sim) forceDelete(ctx context.Context, namespace, name string, uid types
 // caller holds p's owner's lock). It returns when the last (successful)
 // write request was sent.
 func (s *Sim) writePodReady(ctx context.Context, p *podState) (sentAt time.Time, err error) {
-	pods := s.cs.CoreV1().Pods(p.namespace)
-	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		pod, err := pods.Get(ctx, p.name, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if pod.UID != p.uid {
-			return fmt.Errorf("pod %s/%s was replaced", p.namespace, p.name)
-		}
-		now := metav1.Now()
-		start := pod.CreationTimestamp
-		ip := p.ip.String()
-		st := &pod.Status
+	sentAt, err = s.writePodStatus(ctx, p, func(st *corev1.PodStatus, start, now metav1.Time) {
 		st.Phase = corev1.PodRunning
-		st.HostIP, st.HostIPs = hostIP, []corev1.HostIP{{IP: hostIP}}
-		st.PodIP, st.PodIPs = ip, []corev1.PodIP{{IP: ip}}
-		st.StartTime = &start
 		st.Conditions = []corev1.PodCondition{
 			{Type: corev1.PodReadyToStartContainers, Status: corev1.ConditionTrue, LastTransitionTime: start},
 			{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: start},
@@ -256,16 +265,13 @@ func (s *Sim) writePodReady(ctx context.Context, p *podState) (sentAt time.Time,
 		st.ContainerStatuses = []corev1.ContainerStatus{{
 			Name:         ContainerName,
 			Image:        "sim",
-			ImageID:      "sim@sha256:0000000000000000000000000000000000000000000000000000000000000000",
+			ImageID:      containerImageID,
 			ContainerID:  "sim://" + string(p.uid),
 			Ready:        true,
 			Started:      &started,
 			RestartCount: 0,
 			State:        corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: start}},
 		}}
-		sentAt = time.Now()
-		_, err = pods.UpdateStatus(ctx, pod, metav1.UpdateOptions{})
-		return err
 	})
 	if err != nil {
 		return time.Time{}, fmt.Errorf("write Ready status of pod %s/%s: %w", p.namespace, p.name, err)
@@ -273,4 +279,34 @@ func (s *Sim) writePodReady(ctx context.Context, p *podState) (sentAt time.Time,
 	p.ready, p.readySentAt = true, sentAt
 	s.logf("sim: pod %s/%s Ready with IP %s", p.namespace, p.name, p.ip)
 	return sentAt, nil
+}
+
+// containerImageID is the imageID of every container status.
+const containerImageID = "sim@sha256:0000000000000000000000000000000000000000000000000000000000000000"
+
+// writePodStatus writes the pod's status with its address (podIP,
+// hostIP, startTime) and what set adds, given the pod's creation time
+// and now. It returns when the last (successful) write request was sent.
+func (s *Sim) writePodStatus(ctx context.Context, p *podState, set func(st *corev1.PodStatus, start, now metav1.Time)) (sentAt time.Time, err error) {
+	pods := s.cs.CoreV1().Pods(p.namespace)
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		pod, err := pods.Get(ctx, p.name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		if pod.UID != p.uid {
+			return fmt.Errorf("pod %s/%s was replaced", p.namespace, p.name)
+		}
+		start := pod.CreationTimestamp
+		ip := p.ip.String()
+		st := &pod.Status
+		st.HostIP, st.HostIPs = hostIP, []corev1.HostIP{{IP: hostIP}}
+		st.PodIP, st.PodIPs = ip, []corev1.PodIP{{IP: ip}}
+		st.StartTime = &start
+		set(st, start, metav1.Now())
+		sentAt = time.Now()
+		_, err = pods.UpdateStatus(ctx, pod, metav1.UpdateOptions{})
+		return err
+	})
+	return sentAt, err
 }

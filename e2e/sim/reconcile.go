@@ -85,7 +85,7 @@ func (s *Sim) reconcileSandbox(ctx context.Context, k key) error {
 		}
 		if st.pod == nil {
 			p, err := s.createPod(ctx, k.namespace, k.name+"-"+suffix(), k.name,
-				map[string]string{LabelNameHash: NameHash(k.name)}, s.ownerRef(v))
+				map[string]string{LabelNameHash: NameHash(k.name)}, s.ownerRef(v), s.kubelet != nil)
 			if err != nil {
 				return err
 			}
@@ -94,18 +94,26 @@ func (s *Sim) reconcileSandbox(ctx context.Context, k key) error {
 		}
 	}
 
-	// A pod that is not Ready yet (new, or after a restart) is reported
-	// not Ready first, whatever the start delay, so a watcher always sees
-	// the old address withdrawn before the new one appears.
+	// A pod that is not Ready yet (new, or after a restart), or whose
+	// Ready the controller has not reacted to yet, is reported not Ready
+	// first, whatever the start delay, so a watcher always sees the old
+	// address withdrawn before the new one appears.
 	p := st.pod
-	if !p.ready {
+	if !p.ready || time.Until(p.statusDue) > 0 {
 		if err := s.writeStatus(ctx, v, desiredStatus{
 			readyReason: "PodNotReady", readyMessage: "pod " + p.name + " is starting",
 			suspendedReason: "Running", setSuspended: true,
 		}); err != nil {
 			return err
 		}
-		if s.opts.ManualReady {
+	}
+	if !p.ready {
+		switch {
+		case p.kubelet:
+			// The pod's kubelet writes it Ready and enqueues the
+			// sandbox again (kubelet.go).
+			return s.startPod(ctx, k, st, p)
+		case s.opts.ManualReady:
 			return nil
 		}
 		if wait := time.Until(p.startedAt); wait > 0 {
@@ -116,6 +124,10 @@ func (s *Sim) reconcileSandbox(ctx context.Context, k key) error {
 			return err
 		}
 		s.publish(k, p)
+	}
+	if wait := time.Until(p.statusDue); wait > 0 {
+		s.queue.AddAfter(k, wait)
+		return nil
 	}
 	return s.writeStatus(ctx, v, desiredStatus{
 		podIP: p.ip, ready: true, readyReason: "PodReady", readyMessage: "pod " + p.name + " is ready",
@@ -158,14 +170,16 @@ func (s *Sim) deleteStrayPods(ctx context.Context, k key, uid types.UID, current
 			continue
 		}
 		s.mu.Lock()
-		p, removed := s.pods[pod.UID], s.removed[pod.UID]
+		p, removed, replaced := s.pods[pod.UID], s.removed[pod.UID], s.replaced[pod.UID] != nil
 		delete(s.pods, pod.UID)
 		s.mu.Unlock()
-		if removed {
-			continue // deleted already; the cache has not caught up
+		if removed || replaced {
+			// Deleted already, the cache has not caught up; or
+			// terminating after ReplacePod until StopPod.
+			continue
 		}
 		if p != nil {
-			p.backend.stop()
+			p.stop()
 		} else {
 			s.logf("sim: pod %s/%s of sandbox %s has no backend here; deleting it", pod.Namespace, pod.Name, k)
 		}
@@ -208,6 +222,10 @@ func (s *Sim) adopt(ctx context.Context, k key, st *sandboxState, v sandboxView)
 		return fmt.Errorf("adopt pod %s/%s: %w", k.namespace, p.name, err)
 	}
 	p.backend.setSandbox(k.name)
+	if s.kubelet != nil {
+		// The controller reacts to the adoption as to a Ready write.
+		p.statusDue = time.Now().Add(s.kubelet.SandboxStatusDelay)
+	}
 	st.pod = p
 	s.publish(k, p)
 	s.logf("sim: sandbox %s adopted warm-pool pod %s (%s)", k, p.name, p.ip)
@@ -318,13 +336,13 @@ func setCondition(conds []any, typ string, status bool, reason, message string, 
 }
 
 // CreateWarmPoolPod creates an unclaimed warm-pool pod in namespace with a
-// running backend and, after StartDelay (ManualReady does not apply),
-// its Ready status. A Sandbox annotated with AnnotationAdopt: podName
-// adopts it.
+// running backend and, after StartDelay (ManualReady and Kubelet do not
+// apply), its Ready status. A Sandbox annotated with AnnotationAdopt:
+// podName adopts it.
 func (s *Sim) CreateWarmPoolPod(ctx context.Context, namespace, pool string) (podName string, uid types.UID, ip netip.Addr, err error) {
 	name := pool + "-" + suffix()
 	p, err := s.createPod(ctx, namespace, name, "",
-		map[string]string{LabelWarmPool: pool, LabelNameHash: NameHash(name)}, nil)
+		map[string]string{LabelWarmPool: pool, LabelNameHash: NameHash(name)}, nil, false)
 	if err != nil {
 		return "", "", netip.Addr{}, fmt.Errorf("sim: %w", err)
 	}

@@ -2,7 +2,6 @@ package sim
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,10 +19,8 @@ import (
 // is hooked into included) on a test server: no API server needed.
 func runtimeServer(t *testing.T) *httptest.Server {
 	t.Helper()
-	b := &backend{namespace: "team", pod: "sb-pod", ip: netip.MustParseAddr("127.0.0.1"), logf: t.Logf}
-	name := "sb"
-	b.sandbox.Store(&name)
-	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b := newBackend(netip.MustParseAddr("127.0.0.1"), []uint16{DefaultPort}, nil, "team", "sb-pod", "sb", t.Logf)
+	b.initialised.Store(true)
 	srv := httptest.NewServer(b.handler(DefaultPort))
 	t.Cleanup(func() {
 		srv.Close()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"slices"
 	"sync"
@@ -70,6 +71,9 @@ type Options struct {
 	// ManualReady leaves pods Pending after they are created (backend
 	// running) until MarkReady is called, instead of after StartDelay.
 	ManualReady bool
+	// Kubelet, when set, plays a kubelet's start sequence for sandbox pods
+	// instead of StartDelay and ManualReady (warm-pool pods keep theirs).
+	Kubelet *Kubelet
 }
 
 // key names a sandbox, or a warm-pool pod when pod is true.
@@ -94,14 +98,36 @@ type podState struct {
 	uid             types.UID
 	ip              netip.Addr
 	backend         *backend
-	startedAt       time.Time // when the start delay is over
-	// ready: its Pod status Ready was written, by a request sent at
-	// readySentAt. Guarded by the owner's mu (the sandbox's, or the
+	startedAt       time.Time // when the start delay is over (not in Kubelet mode)
+	// kubelet: the pod plays Options.Kubelet's start sequence. Its
+	// kubelet (the prober) runs under kubeletCtx, which stopKubelet ends
+	// when the pod goes or is replaced.
+	kubelet     bool
+	kubeletCtx  context.Context
+	stopKubelet context.CancelFunc
+	// The rest is guarded by the owner's mu (the sandbox's, or the
 	// warm-pool pod's creator until it is listed).
+	//
+	// In Kubelet mode the address write is due at addressDue; addressed
+	// once it was sent, at addressSentAt.
+	addressDue    time.Time
+	addressed     bool
+	addressSentAt time.Time
+	// ready: its Pod status Ready was written, by a request sent at
+	// readySentAt.
 	ready       bool
 	readySentAt time.Time
-	gone        chan struct{}
-	goneOnce    sync.Once
+	// statusDue: the Sandbox status may say Ready from then on (the
+	// controller's reaction time, Kubelet.SandboxStatusDelay).
+	statusDue time.Time
+	gone      chan struct{}
+	goneOnce  sync.Once
+}
+
+// stop ends the pod's kubelet and stops its backend.
+func (p *podState) stop() {
+	p.stopKubelet()
+	p.backend.stop()
 }
 
 // markGone records that the pod object was deleted (or is being deleted)
@@ -117,12 +143,13 @@ func (p *podState) isGone() bool {
 	}
 }
 
-// PodInfo describes the current pod of a sandbox.
+// PodInfo describes the current pod of a sandbox. The times are the
+// sim's clock (with its monotonic reading), zero until they happen.
 type PodInfo struct {
 	Name string
 	UID  types.UID
 	// IP is the pod's address; its backend listens there from before the
-	// pod object exists.
+	// pod object exists, or in Kubelet mode from ListeningAt.
 	IP netip.Addr
 	// Ready: its Pod status Ready (Running, podIP) has been written.
 	Ready bool
@@ -131,6 +158,18 @@ type PodInfo struct {
 	// zero while not Ready. For an adopted warm-pool pod it is when the
 	// pod became Ready in the pool.
 	ReadySentAt time.Time
+	// AddressSentAt is when the request that wrote the pod's podIP was
+	// sent: in Kubelet mode the status write before Ready; otherwise the
+	// address comes with Ready, and it equals ReadySentAt.
+	AddressSentAt time.Time
+	// ListeningAt is when the backend's listeners had all been bound and
+	// were listening; outside Kubelet mode that is before the pod object
+	// was created.
+	ListeningAt time.Time
+	// InitialisedAt is when ReadinessPath began answering 200; outside
+	// Kubelet mode (and in it without InitDelay or ManualInit) it is
+	// ListeningAt.
+	InitialisedAt time.Time
 }
 
 // Sim is a simulated sandbox controller and kubelet. Create it with New,
@@ -152,6 +191,10 @@ type Sim struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // informers and workers
 
+	kubelet     *Kubelet       // Options.Kubelet with its defaults; nil: not in Kubelet mode
+	probeClient *http.Client   // the kubelet's HTTP probes
+	kubeletWG   sync.WaitGroup // the kubelets' probers
+
 	mu        sync.Mutex
 	started   bool
 	closed    bool
@@ -159,9 +202,12 @@ type Sim struct {
 	states    map[key]*sandboxState
 	warm      map[key]*podState // unclaimed warm-pool pods by namespace/pod name
 	pods      map[types.UID]*podState
-	removed   map[types.UID]bool // deleted by the sim, until the informer sees them go
-	published map[key]PodInfo    // current pod per sandbox, for Pod/PodIP/WaitPod
-	changed   chan struct{}      // closed and replaced when published changes
+	replaced  map[types.UID]*podState // ReplacePod's pods, serving until StopPod or Close
+	removed   map[types.UID]bool      // deleted by the sim, until the informer sees them go
+	published map[key]*podState       // current pod per sandbox, for Pod/PodIP/WaitPod
+	infos     map[key]PodInfo         // what publish saw of it
+	stats     map[string]*podCounters // every pod's, by "namespace/name"
+	changed   chan struct{}           // closed and replaced when published changes
 
 	closeOnce sync.Once
 }
@@ -181,6 +227,18 @@ func New(opts Options) (*Sim, error) {
 	}
 	if !opts.IPBase.Is4() || !opts.IPBase.IsLoopback() {
 		return nil, fmt.Errorf("sim: Options.IPBase %s is not an IPv4 loopback address", opts.IPBase)
+	}
+	ports := slices.Clone(opts.Ports)
+	if len(ports) == 0 {
+		ports = []uint16{DefaultPort}
+	}
+	var kubelet *Kubelet
+	if opts.Kubelet != nil {
+		k, err := opts.Kubelet.withDefaults(ports, opts.GRPCPorts)
+		if err != nil {
+			return nil, fmt.Errorf("sim: Options.Kubelet: %w", err)
+		}
+		kubelet = &k
 	}
 	cfg := rest.CopyConfig(opts.Config)
 	if cfg.QPS == 0 && cfg.RateLimiter == nil {
@@ -204,20 +262,24 @@ func New(opts Options) (*Sim, error) {
 		cs:        cs,
 		dyn:       dyn,
 		disco:     disco,
-		ports:     slices.Clone(opts.Ports),
+		ports:     ports,
+		kubelet:   kubelet,
 		nextIP:    opts.IPBase,
 		states:    map[key]*sandboxState{},
 		warm:      map[key]*podState{},
 		pods:      map[types.UID]*podState{},
+		replaced:  map[types.UID]*podState{},
 		removed:   map[types.UID]bool{},
-		published: map[key]PodInfo{},
+		published: map[key]*podState{},
+		infos:     map[key]PodInfo{},
+		stats:     map[string]*podCounters{},
 		changed:   make(chan struct{}),
 	}
 	if s.logf == nil {
 		s.logf = func(string, ...any) {}
 	}
-	if len(s.ports) == 0 {
-		s.ports = []uint16{DefaultPort}
+	if kubelet != nil {
+		s.probeClient = newProbeClient()
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.queue = workqueue.NewTypedRateLimitingQueueWithConfig(
@@ -316,17 +378,25 @@ func (s *Sim) Close() {
 		s.cancel()
 		s.queue.ShutDown()
 		s.wg.Wait()
+		s.kubeletWG.Wait() // started by workers only, which are done
 		s.mu.Lock()
 		s.closed = true
-		pods := make([]*podState, 0, len(s.pods))
+		pods := make([]*podState, 0, len(s.pods)+len(s.replaced))
 		for _, p := range s.pods {
 			pods = append(pods, p)
 		}
+		for _, p := range s.replaced {
+			pods = append(pods, p)
+		}
 		s.pods = map[types.UID]*podState{}
+		s.replaced = map[types.UID]*podState{}
 		s.warm = map[key]*podState{}
 		s.mu.Unlock()
 		for _, p := range pods {
-			p.backend.stop()
+			p.stop()
+		}
+		if s.probeClient != nil {
+			s.probeClient.CloseIdleConnections()
 		}
 	})
 }
@@ -451,18 +521,47 @@ func (s *Sim) state(k key) *sandboxState {
 	return st
 }
 
-// publish records the current pod of a sandbox (nil: none) and wakes
-// WaitPod.
+// publish records the current pod of a sandbox (nil: none) as its owner
+// (who holds its lock) sees it now, and wakes WaitPod.
 func (s *Sim) publish(k key, p *podState) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if p == nil {
 		delete(s.published, k)
+		delete(s.infos, k)
 	} else {
-		s.published[k] = PodInfo{Name: p.name, UID: p.uid, IP: p.ip, Ready: p.ready, ReadySentAt: p.readySentAt}
+		info := PodInfo{Name: p.name, UID: p.uid, IP: p.ip, Ready: p.ready, ReadySentAt: p.readySentAt, AddressSentAt: p.addressSentAt}
+		if !p.kubelet {
+			info.AddressSentAt = p.readySentAt
+		}
+		s.published[k], s.infos[k] = p, info
 	}
+	s.broadcastLocked()
+}
+
+// broadcast wakes WaitPod: a published pod changed (its backend listens,
+// or is initialised).
+func (s *Sim) broadcast() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.broadcastLocked()
+}
+
+func (s *Sim) broadcastLocked() {
 	close(s.changed)
 	s.changed = make(chan struct{})
+}
+
+// podInfoLocked is the published pod of k with its backend's times as
+// they are now (the caller holds s.mu).
+func (s *Sim) podInfoLocked(k key) (PodInfo, bool) {
+	p, ok := s.published[k]
+	if !ok {
+		return PodInfo{}, false
+	}
+	info := s.infos[k]
+	info.ListeningAt, info.InitialisedAt = p.backend.times()
+	return info, true
 }
 
 // Pod returns the name and UID of the sandbox's current pod.
@@ -472,7 +571,8 @@ func (s *Sim) Pod(namespace, sandbox string) (name string, uid types.UID, ok boo
 }
 
 // PodIP returns the address of the sandbox's current pod (its backend is
-// listening, though it may not be Ready yet).
+// listening, though it may not be Ready yet; in Kubelet mode it may not
+// listen yet either).
 func (s *Sim) PodIP(namespace, sandbox string) (netip.Addr, bool) {
 	info, ok := s.PodInfo(namespace, sandbox)
 	return info.IP, ok
@@ -482,8 +582,7 @@ func (s *Sim) PodIP(namespace, sandbox string) (netip.Addr, bool) {
 func (s *Sim) PodInfo(namespace, sandbox string) (PodInfo, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	info, ok := s.published[key{namespace: namespace, name: sandbox}]
-	return info, ok
+	return s.podInfoLocked(key{namespace: namespace, name: sandbox})
 }
 
 // WaitPod waits until the sandbox has a pod for which cond (nil: any pod)
@@ -492,7 +591,7 @@ func (s *Sim) WaitPod(ctx context.Context, namespace, sandbox string, cond func(
 	k := key{namespace: namespace, name: sandbox}
 	for {
 		s.mu.Lock()
-		info, ok := s.published[k]
+		info, ok := s.podInfoLocked(k)
 		ch := s.changed
 		s.mu.Unlock()
 		if ok && (cond == nil || cond(info)) {
