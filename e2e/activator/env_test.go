@@ -90,6 +90,8 @@ type env struct {
 type simSpec struct {
 	namespaces  []string
 	manualReady bool
+	// kubelet, when set, plays the kubelet's start sequence instead.
+	kubelet *sim.Kubelet
 }
 
 func newEnv(tb testing.TB, sims ...simSpec) *env {
@@ -123,6 +125,7 @@ func newEnv(tb testing.TB, sims ...simSpec) *env {
 			Namespaces:  spec.namespaces,
 			StartDelay:  startDelay,
 			ManualReady: spec.manualReady,
+			Kubelet:     spec.kubelet,
 			Ports:       []uint16{sim.DefaultPort, grpcPort, healthPort},
 			PortNames:   map[uint16]string{grpcPort: "grpc", healthPort: "grpc-health"},
 			GRPCPorts:   []uint16{healthPort},

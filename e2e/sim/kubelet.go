@@ -172,6 +172,11 @@ func (s *Sim) startPod(ctx context.Context, k key, st *sandboxState, p *podState
 		return fmt.Errorf("write address of pod %s/%s: %w", p.namespace, p.name, err)
 	}
 	p.addressed, p.addressSentAt = true, sentAt
+	// The kubelet probes at once; that first probe is run before the
+	// address is published, so that a test that saw the address knows
+	// the next one is a whole period away (a backend it makes listen
+	// now is found by the router's probe, not the kubelet's).
+	firstOK := s.probe(p.kubeletCtx, p)
 	s.publish(k, p)
 	s.logf("sim: pod %s/%s Pending with IP %s", p.namespace, p.name, p.ip)
 	if !s.kubelet.ManualListen {
@@ -179,18 +184,20 @@ func (s *Sim) startPod(ctx context.Context, k key, st *sandboxState, p *podState
 	}
 	// Started by a worker only: Close waits for the workers, then for
 	// these.
-	s.kubeletWG.Go(func() { s.runKubelet(k, st, p) })
+	s.kubeletWG.Go(func() { s.runKubelet(k, st, p, firstOK) })
 	return nil
 }
 
-// runKubelet probes the pod at once and every ProbePeriod after, until a
-// probe succeeds and the pod is written Ready, or the pod goes.
-func (s *Sim) runKubelet(k key, st *sandboxState, p *podState) {
+// runKubelet goes on from the first probe (made at the address write,
+// firstOK its result) and probes every ProbePeriod after, until a probe
+// succeeds and the pod is written Ready, or the pod goes.
+func (s *Sim) runKubelet(k key, st *sandboxState, p *podState, firstOK bool) {
 	ctx := p.kubeletCtx
 	t := time.NewTicker(s.kubelet.ProbePeriod)
 	defer t.Stop()
+	ok := firstOK
 	for {
-		if s.probe(ctx, p) && s.probedReady(ctx, k, st, p) {
+		if ok && s.probedReady(ctx, k, st, p) {
 			return
 		}
 		select {
@@ -198,6 +205,7 @@ func (s *Sim) runKubelet(k key, st *sandboxState, p *podState) {
 			return
 		case <-t.C:
 		}
+		ok = s.probe(ctx, p)
 	}
 }
 
