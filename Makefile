@@ -29,6 +29,8 @@ test:
 # against whole objects), and propagation on the real API server (1,000
 # pods, 10,000 other sandboxes, against a plain Pod informer), 100
 # suspend/resume cycles through the activator on the real API server, the
+# time to first instruction of a woken sandbox (kubelet probe period 1s
+# and 10s, the fast path on and off, 100 wake-ups each), the
 # cost of a cached access check, each access mode against allow-all
 # on the real API server, idle WebSockets (1,000 and 9,000) and SSE
 # streams held open through the router and through nginx, and the xDS
@@ -42,6 +44,7 @@ bench:
 	$(GO) test -run '^$$' -bench Propagation -benchtime 1x -timeout 60m ./e2e/propagation/
 	$(GO) test -run '^$$' -bench . -benchmem ./activator/
 	$(GO) test -run '^$$' -bench ResumeCycle -benchtime 1x -timeout 30m ./e2e/activator/
+	$(GO) test -run '^$$' -bench TFFI -benchtime 1x -timeout 30m ./e2e/activator/
 	$(GO) test -run '^$$' -bench . -benchmem ./access/
 	$(GO) test -run '^$$' -bench AccessModes -benchtime 1x -timeout 30m ./e2e/access/
 
