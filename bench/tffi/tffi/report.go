@@ -168,7 +168,7 @@ func (r *Report) Markdown() string {
 	}
 	b.WriteString("\nThe moment the sandbox's server began to listen is not observable from outside the pod; ")
 	if withRouter {
-		b.WriteString("the router's probe_ok is within its --probe-interval (10ms by default) of it when the fast path is on.\n")
+		b.WriteString("in the probe mode the router's probe_ok is the nearest observable, within its --probe-interval (10ms by default) after it.\n")
 	} else {
 		b.WriteString("with -metrics, the router's probe_ok phase approximates it within its --probe-interval.\n")
 	}
