@@ -29,7 +29,7 @@ func (ix *index) candidate(k resolver.Key) (resolver.Candidate, bool) {
 		return resolver.Candidate{}, false
 	}
 	spec := p.facts()
-	return resolver.Candidate{Pod: p.name, PodIP: p.ip, H2CPorts: spec.h2cPorts, Readiness: spec.readiness}, true
+	return resolver.Candidate{Pod: p.name, PodIP: p.ip, H2CPorts: spec.h2cPorts, Readiness: spec.readinessOf()}, true
 }
 
 // candidate returns the one live pod that the current Sandbox controls,

@@ -12,7 +12,8 @@ import (
 // only its own single live pod, and never while it is suspended, running
 // or unknown.
 func TestCandidate(t *testing.T) {
-	probe := podSpec{readiness: resolver.Readiness{Checks: [resolver.MaxReadinessChecks]resolver.Check{{Kind: resolver.CheckHTTP, Port: 8888, Path: "/ready", TimeoutSeconds: 1}}}}
+	readiness := resolver.Readiness{Checks: [resolver.MaxReadinessChecks]resolver.Check{{Kind: resolver.CheckHTTP, Port: 8888, Path: "/ready", TimeoutSeconds: 1}}}
+	probe := podSpec{readiness: unique.Make(readiness)}
 	withSpec := func(p *podRecord) { p.spec = unique.Make(probe) }
 	tests := []struct {
 		name  string
@@ -72,7 +73,7 @@ func TestCandidate(t *testing.T) {
 			if tt.ip != "" {
 				ip = netip.MustParseAddr(tt.ip)
 			}
-			if c.PodIP != ip || c.Readiness != probe.readiness {
+			if c.PodIP != ip || c.Readiness != readiness {
 				t.Fatalf("candidate %+v, want IP %v and the pod's readiness", c, ip)
 			}
 			if _, ok := ix.candidate(resolver.Key{Namespace: "ns", Name: "a", UID: "other"}); ok {

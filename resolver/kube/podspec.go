@@ -18,8 +18,11 @@ import (
 type podSpec struct {
 	// h2cPorts are the declared container ports named as HTTP/2 (grpc*,
 	// h2c*, http2*), at most resolver.MaxPortHints.
-	h2cPorts  [resolver.MaxPortHints]uint16
-	readiness resolver.Readiness
+	h2cPorts [resolver.MaxPortHints]uint16
+	// readiness is interned on its own: every lookup of a running
+	// sandbox copies the podSpec for its h2cPorts, and that copy must
+	// stay small (16 bytes, not the 230 of a Readiness).
+	readiness unique.Handle[resolver.Readiness]
 }
 
 // facts returns the record's podSpec; a record built without one (in
@@ -29,6 +32,14 @@ func (p *podRecord) facts() podSpec {
 		return podSpec{}
 	}
 	return p.spec.Value()
+}
+
+// readinessOf returns the pod's readiness; zero for a podSpec without one.
+func (ps *podSpec) readinessOf() resolver.Readiness {
+	if ps.readiness == (unique.Handle[resolver.Readiness]{}) {
+		return resolver.Readiness{}
+	}
+	return ps.readiness.Value()
 }
 
 // Bounds of what a probe may carry before the pod counts as opaque: a pod
@@ -51,7 +62,7 @@ func readPodSpec(spec *corev1.PodSpec) podSpec {
 			}
 		}
 	}
-	ps.readiness = readReadiness(spec)
+	ps.readiness = unique.Make(readReadiness(spec))
 	return ps
 }
 

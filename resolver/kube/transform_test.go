@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unique"
 	"unsafe"
 
 	corev1 "k8s.io/api/core/v1"
@@ -249,7 +250,7 @@ func TestPodTransform(t *testing.T) {
 	r := decode(nil)
 	if r.owner != "sb1" || r.ownerUID != "uid-1" || !r.ready || r.ip != netip.MustParseAddr("10.1.2.3") ||
 		r.warmPool || r.uid != "" || r.facts().h2cPorts != [resolver.MaxPortHints]uint16{50051} ||
-		r.facts().readiness != (resolver.Readiness{Checks: [resolver.MaxReadinessChecks]resolver.Check{{Kind: resolver.CheckHTTP, Port: 8888, TimeoutSeconds: 1, Path: "/healthz"}}}) {
+		r.facts().readiness != unique.Make(resolver.Readiness{Checks: [resolver.MaxReadinessChecks]resolver.Check{{Kind: resolver.CheckHTTP, Port: 8888, TimeoutSeconds: 1, Path: "/healthz"}}}) {
 		t.Fatalf("%+v", r)
 	}
 	if r := decode(func(s string) string { return strings.Replace(s, `"phase": "Running"`, `"phase": "Pending"`, 1) }); r.ready {
