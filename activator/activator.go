@@ -223,8 +223,9 @@ func (a *Activator) admit(key resolver.Key, port uint16, hold time.Duration) (*e
 		// Released on a probe: the pod must still be the sandbox's, though
 		// the episode may not have seen the change yet (a suspension, a
 		// replacement), or this request would get the answer of a pod
-		// that is going away.
-		if c, ok := a.opts.Sandboxes.Candidate(key); !ok || c.Pod != ep.earlyPod || c.PodIP != ep.earlyIP {
+		// that is going away; and after earlyTrust the port is connected
+		// to again before the request goes.
+		if c, ok := a.opts.Sandboxes.Candidate(key); !ok || c.Pod != ep.earlyPod || c.PodIP != ep.earlyIP || time.Since(ep.earlyAt) > earlyTrust {
 			ep.forgetLocked()
 			ep.poke()
 		}

@@ -34,10 +34,11 @@ type episode struct {
 	waiters int
 	ports   map[uint16]*portWait
 	// early: ports were released to the pod earlyPod at earlyIP before
-	// Kubernetes called it Ready.
+	// Kubernetes called it Ready, last at earlyAt.
 	early    bool
 	earlyPod string
 	earlyIP  netip.Addr
+	earlyAt  time.Time
 
 	poked     chan struct{} // cap 1: a waiter came or went, a port was added
 	failed    chan struct{} // closed with err set when the wake-up failed
@@ -167,6 +168,12 @@ type resumeState struct {
 	awake bool
 	done  chan error
 }
+
+// earlyTrust is how long a release on a probe serves the requests that
+// join the episode after it without a new connect: a server that died
+// since (its container restarting keeps the pod and its address) gets
+// requests for at most that long.
+const earlyTrust = time.Second
 
 // Fast-path probe cadence: every fastProbeInterval (Options.ProbeInterval)
 // while the pod has had its address for less than fastProbeFor, then
@@ -452,7 +459,7 @@ func (ep *episode) probe(ctx context.Context, res resolver.Result, still func() 
 		if pw := ep.ports[port]; pw != nil && !pw.done { // its waiters may have left meanwhile
 			pw.result, pw.done = res, true
 			if on == releaseOnProbe {
-				ep.early, ep.earlyPod, ep.earlyIP = true, ep.cand.Pod, ep.cand.PodIP
+				ep.early, ep.earlyPod, ep.earlyIP, ep.earlyAt = true, ep.cand.Pod, ep.cand.PodIP, time.Now()
 			}
 			close(pw.ready)
 		}

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -40,7 +41,7 @@ type fakePod struct {
 type podNet struct {
 	mu     sync.Mutex
 	pods   map[netip.Addr]*fakePod
-	onDial func(ip netip.Addr) // called before each dial, outside mu
+	onDial func(ip netip.Addr) // called before each dial; set under mu, called outside it
 }
 
 func newPodNet() *podNet { return &podNet{pods: map[netip.Addr]*fakePod{}} }
@@ -73,8 +74,11 @@ func (n *podNet) dial(ctx context.Context, network, addr string) (net.Conn, erro
 	if err != nil {
 		return nil, err
 	}
-	if n.onDial != nil {
-		n.onDial(ap.Addr())
+	n.mu.Lock()
+	hook := n.onDial
+	n.mu.Unlock()
+	if hook != nil {
+		hook(ap.Addr())
 	}
 	n.mu.Lock()
 	p := n.pods[ap.Addr()]
@@ -242,6 +246,43 @@ func TestFastPathOptOut(t *testing.T) {
 				t.Fatalf("releases on ready = %v, want 1", got)
 			}
 		})
+	}
+}
+
+// TestFastPathEarlyTrust: a request that joins an episode released on a
+// probe more than earlyTrust later is connected again first: a server
+// that died since (same pod, same address) gets nothing.
+func TestFastPathEarlyTrust(t *testing.T) {
+	sb, n := newFakeSandboxes(), newPodNet()
+	k := nameKey("ns", "a")
+	pod := n.add(t, "10.0.0.1")
+	pod.ready.Store(true)
+	sb.set(k, resolver.Result{State: resolver.StateStarting}, resolver.Lifecycle{})
+	sb.setCandidate(k, candidateOf(pod, "a-1", httpReadiness))
+	a := fastPathActivator(t, sb, n, nil)
+	hold(a, k, 8888).wait(t)
+	released := time.Now()
+	// A wait on the clock, not for luck: trust ends at a known time.
+	eventually(t, "the release is no longer trusted", func() bool { return time.Since(released) > earlyTrust })
+	var dials atomic.Int64
+	n.mu.Lock()
+	n.onDial = func(ip netip.Addr) {
+		if ip == pod.ip {
+			dials.Add(1)
+		}
+	}
+	delete(n.pods, pod.ip) // the server died; the pod and its address stay
+	n.mu.Unlock()
+	h := hold(a, k, 8888)
+	eventually(t, "the episode connects again, twice", func() bool { return dials.Load() >= 2 })
+	if h.released() {
+		t.Fatal("released to a server that is gone")
+	}
+	n.mu.Lock()
+	n.pods[pod.ip] = pod // back
+	n.mu.Unlock()
+	if res := h.wait(t); res.PodIP != pod.ip {
+		t.Fatalf("released with %+v", res)
 	}
 }
 
