@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"math"
 	"net/http"
 	"net/http/httptrace"
 	"slices"
@@ -21,6 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/sandbox-router/sandbox-router/bench/tffi/tffi"
 	"github.com/sandbox-router/sandbox-router/e2e/cluster"
 	"github.com/sandbox-router/sandbox-router/e2e/sim"
 )
@@ -69,9 +69,9 @@ func BenchmarkResumeCycle(b *testing.B) {
 	for b.Loop() {
 		r := resumeCycles(b, *cycles)
 		for _, s := range r.ordered() {
-			b.ReportMetric(ms(quantile(s.d, 0.50)), s.name+"-p50-ms")
-			b.ReportMetric(ms(quantile(s.d, 0.90)), s.name+"-p90-ms")
-			b.ReportMetric(ms(quantile(s.d, 0.99)), s.name+"-p99-ms")
+			b.ReportMetric(ms(tffi.Quantile(s.d, 0.50)), s.name+"-p50-ms")
+			b.ReportMetric(ms(tffi.Quantile(s.d, 0.90)), s.name+"-p90-ms")
+			b.ReportMetric(ms(tffi.Quantile(s.d, 0.99)), s.name+"-p99-ms")
 			b.ReportMetric(ms(slices.Max(s.d)), s.name+"-max-ms")
 		}
 		lag, over := r.ratios()
@@ -83,8 +83,8 @@ func BenchmarkResumeCycle(b *testing.B) {
 
 // ratios are the p50 ratios of the two measures to their references.
 func (r *cycleTimes) ratios() (lag, overhead float64) {
-	return float64(quantile(r.resumeLag, 0.5)) / float64(quantile(r.patchFloor, 0.5)),
-		float64(quantile(r.overhead, 0.5)) / float64(quantile(r.informerFloor, 0.5))
+	return float64(tffi.Quantile(r.resumeLag, 0.5)) / float64(tffi.Quantile(r.patchFloor, 0.5)),
+		float64(tffi.Quantile(r.overhead, 0.5)) / float64(tffi.Quantile(r.informerFloor, 0.5))
 }
 
 type series struct {
@@ -116,7 +116,7 @@ func (r *cycleTimes) table() string {
 	fmt.Fprintf(&sb, "  %-16s %9s %9s %9s %9s\n", "ms", "p50", "p90", "p99", "max")
 	for _, s := range r.ordered() {
 		fmt.Fprintf(&sb, "  %-16s %9.3f %9.3f %9.3f %9.3f\n", s.name,
-			ms(quantile(s.d, 0.5)), ms(quantile(s.d, 0.9)), ms(quantile(s.d, 0.99)), ms(slices.Max(s.d)))
+			ms(tffi.Quantile(s.d, 0.5)), ms(tffi.Quantile(s.d, 0.9)), ms(tffi.Quantile(s.d, 0.99)), ms(slices.Max(s.d)))
 	}
 	sb.WriteString("  resume-lag: request sent -> resume patch received (target p99 <= 10ms); patch-floor: a client's patch sent -> received\n")
 	sb.WriteString("  overhead: pod Ready write sent -> first response byte (target p99 <= 50ms); informer-floor: the same write -> a plain Pod informer sees it; share: overhead - informer-floor\n")
@@ -127,17 +127,6 @@ func (r *cycleTimes) table() string {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
-
-// quantile is the nearest-rank q-quantile.
-func quantile(d []time.Duration, q float64) time.Duration {
-	if len(d) == 0 {
-		return 0
-	}
-	s := slices.Clone(d)
-	slices.Sort(s)
-	i := int(math.Ceil(q*float64(len(s)))) - 1
-	return s[min(max(i, 0), len(s)-1)]
-}
 
 func resumeCycles(tb testing.TB, n int) *cycleTimes {
 	e := newEnv(tb)

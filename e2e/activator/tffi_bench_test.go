@@ -603,15 +603,15 @@ func BenchmarkTFFI(b *testing.B) {
 		}
 		for _, r := range results {
 			l := r.cfg.label()
-			b.ReportMetric(ms(quantile(r.tffi(), 0.5)), l+"-tffi-p50-ms")
-			b.ReportMetric(ms(quantile(r.tffi(), 0.99)), l+"-tffi-p99-ms")
+			b.ReportMetric(ms(tffi.Quantile(r.tffi(), 0.5)), l+"-tffi-p50-ms")
+			b.ReportMetric(ms(tffi.Quantile(r.tffi(), 0.99)), l+"-tffi-p99-ms")
 			b.ReportMetric(ms(slices.Max(r.tffi())), l+"-tffi-max-ms")
-			b.ReportMetric(ms(quantile(r.hold(), 0.5)), l+"-hold-p50-ms")
-			b.ReportMetric(ms(quantile(r.hold(), 0.99)), l+"-hold-p99-ms")
+			b.ReportMetric(ms(tffi.Quantile(r.hold(), 0.5)), l+"-hold-p50-ms")
+			b.ReportMetric(ms(tffi.Quantile(r.hold(), 0.99)), l+"-hold-p99-ms")
 		}
 		for i := 0; i+1 < len(results); i += 2 {
 			fast, slow := results[i], results[i+1]
-			b.ReportMetric(float64(quantile(slow.tffi(), 0.5))/float64(quantile(fast.tffi(), 0.5)), fast.cfg.period.String()+"-tffi-p50-ready/probe")
+			b.ReportMetric(float64(tffi.Quantile(slow.tffi(), 0.5))/float64(tffi.Quantile(fast.tffi(), 0.5)), fast.cfg.period.String()+"-tffi-p50-ready/probe")
 		}
 		fmt.Println(tffiTable(results)) // b.Log shows only with -v
 		if *tffiCSV != "" {
@@ -655,7 +655,7 @@ func tffiTable(results []*tffiResult) string {
 		if len(d) == 0 {
 			return "-"
 		}
-		return fmt.Sprintf("%.1f / %.1f / %.1f", ms(quantile(d, 0.5)), ms(quantile(d, 0.99)), ms(slices.Max(d)))
+		return fmt.Sprintf("%.1f / %.1f / %.1f", ms(tffi.Quantile(d, 0.5)), ms(tffi.Quantile(d, 0.99)), ms(slices.Max(d)))
 	}
 	fmt.Fprintf(&sb, "TFFI: sim kubelet address +%v, listening %v-%v after it, HTTP readiness probe; ms, p50 / p99 / max\n\n",
 		tffiAddressDelay, tffiListenDelay, tffiListenDelay+tffiListenJitter)
@@ -678,13 +678,13 @@ func tffiTable(results []*tffiResult) string {
 				sb.WriteString(" - |")
 				continue
 			}
-			fmt.Fprintf(&sb, " %.1f / %.1f |", ms(quantile(d, 0.5)), ms(quantile(d, 0.99)))
+			fmt.Fprintf(&sb, " %.1f / %.1f |", ms(tffi.Quantile(d, 0.5)), ms(tffi.Quantile(d, 0.99)))
 		}
 		sb.WriteString("\n")
 	}
 	for _, r := range results {
 		if r.cfg.fast && len(r.wakes) > 0 {
-			p99 := quantile(r.tffi(), 0.99)
+			p99 := tffi.Quantile(r.tffi(), 0.99)
 			verdict := "met"
 			if p99 > 20*time.Millisecond {
 				verdict = "NOT met"

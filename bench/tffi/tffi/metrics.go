@@ -197,7 +197,7 @@ func delta(after, before float64) float64 {
 // does: linear within the bucket that holds the rank (from 0 for the
 // first), the highest finite bound when the rank falls in +Inf. NaN
 // without observations.
-func (h histogram) quantile(q float64) float64 {
+func (h histogram) Quantile(q float64) float64 {
 	if len(h.buckets) == 0 {
 		return math.NaN()
 	}

@@ -61,7 +61,7 @@ func TestHistogramQuantile(t *testing.T) {
 		{"no buckets", histogram{}, 0.5, math.NaN()},
 	}
 	for _, tt := range tests {
-		got := tt.h.quantile(tt.q)
+		got := tt.h.Quantile(tt.q)
 		if math.IsNaN(tt.want) != math.IsNaN(got) || (!math.IsNaN(got) && math.Abs(got-tt.want) > 1e-9) {
 			t.Errorf("%s: q%v = %v, want %v", tt.name, tt.q, got, tt.want)
 		}
@@ -111,7 +111,7 @@ func TestScrapeRouterMetrics(t *testing.T) {
 		t.Errorf("ready releases %v, want 0", got)
 	}
 	// 10 observations of 4ms in (2.5ms, 5ms]: p50 at the middle.
-	if got := d.phases["first_byte"].quantile(0.5); math.Abs(got-0.00375) > 1e-9 {
+	if got := d.phases["first_byte"].Quantile(0.5); math.Abs(got-0.00375) > 1e-9 {
 		t.Errorf("first_byte p50 %v, want 0.00375", got)
 	}
 	rp := routerPhases(d)

@@ -63,10 +63,10 @@ func routerPhases(d snapshot) *RouterPhases {
 	r := &RouterPhases{Count: map[string]float64{}, P50: map[string]time.Duration{}, P99: map[string]time.Duration{}, Releases: d.releases}
 	for p, h := range d.phases {
 		r.Count[p] = h.count
-		if q := h.quantile(0.5); !math.IsNaN(q) {
+		if q := h.Quantile(0.5); !math.IsNaN(q) {
 			r.P50[p] = seconds(q)
 		}
-		if q := h.quantile(0.99); !math.IsNaN(q) {
+		if q := h.Quantile(0.99); !math.IsNaN(q) {
 			r.P99[p] = seconds(q)
 		}
 	}
@@ -75,8 +75,8 @@ func routerPhases(d snapshot) *RouterPhases {
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
-// quantile is the nearest-rank q-quantile (0 for no values).
-func quantile(d []time.Duration, q float64) time.Duration {
+// Quantile is the nearest-rank q-quantile (0 for no values).
+func Quantile(d []time.Duration, q float64) time.Duration {
 	if len(d) == 0 {
 		return 0
 	}
@@ -93,7 +93,7 @@ func stats(d []time.Duration) string {
 	if len(d) == 0 {
 		return "-"
 	}
-	return ms(quantile(d, 0.5)) + " / " + ms(quantile(d, 0.99)) + " / " + ms(slices.Max(d))
+	return ms(Quantile(d, 0.5)) + " / " + ms(Quantile(d, 0.99)) + " / " + ms(slices.Max(d))
 }
 
 // since is each wake-up's t - sent, for those where t was seen.

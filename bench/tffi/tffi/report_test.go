@@ -12,18 +12,18 @@ func TestQuantile(t *testing.T) {
 		d = append(d, time.Duration(i)*time.Millisecond)
 	}
 	for q, want := range map[float64]time.Duration{0.5: 50 * time.Millisecond, 0.99: 99 * time.Millisecond, 1: 100 * time.Millisecond, 0: time.Millisecond} {
-		if got := quantile(d, q); got != want {
+		if got := Quantile(d, q); got != want {
 			t.Errorf("q%v = %v, want %v", q, got, want)
 		}
 	}
 	if d[0] != 100*time.Millisecond {
 		t.Error("quantile sorted its input")
 	}
-	if got := quantile(nil, 0.5); got != 0 {
+	if got := Quantile(nil, 0.5); got != 0 {
 		t.Errorf("no values: %v", got)
 	}
 	// Signed: served before Ready.
-	if got := quantile([]time.Duration{-3, 5, -1}, 0.5); got != -1 {
+	if got := Quantile([]time.Duration{-3, 5, -1}, 0.5); got != -1 {
 		t.Errorf("signed p50 %v, want -1", got)
 	}
 }
