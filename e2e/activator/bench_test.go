@@ -129,8 +129,8 @@ func (r *cycleTimes) table() string {
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
 
 func resumeCycles(tb testing.TB, n int) *cycleTimes {
-	e := newEnv(tb)
-	const ns, name = "default", "cycler"
+	const ns, name = "cycle", "cycler"
+	e := newEnv(tb, simSpec{namespaces: []string{ns}})
 	e.createSandbox(tb, ns, name, false, nil)
 	// No idle timeout: the router writes nothing but resumes, so its
 	// i-th patch of the sandbox is the i-th cycle's resume.

@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/sandbox-router/sandbox-router/e2e/routerproc"
 	"github.com/sandbox-router/sandbox-router/e2e/sim"
 )
@@ -24,8 +22,8 @@ import (
 // exits 0. A second SIGTERM ends the drain delay early.
 func TestDrainKeepsRouting(t *testing.T) {
 	const manual = "manual" // its sim waits for MarkReady
-	e := newEnv(t, simSpec{namespaces: []string{metav1.NamespaceDefault}}, simSpec{namespaces: []string{manual}, manualReady: true})
-	const ns = metav1.NamespaceDefault
+	const ns = "drain"
+	e := newEnv(t, simSpec{namespaces: []string{ns}}, simSpec{namespaces: []string{manual}, manualReady: true})
 	e.createSandbox(t, ns, "napper", false, nil)
 	e.createSandbox(t, ns, "mover", false, nil)
 	e.createSandbox(t, manual, "late", true, nil)

@@ -60,7 +60,65 @@ var sandboxGVR = schema.GroupVersionResource{Group: sim.Group, Version: "v1beta1
 func TestMain(m *testing.M) {
 	code := m.Run()
 	routerproc.RemoveShared()
+	if shared.c != nil {
+		if err := shared.c.Close(); err != nil {
+			fmt.Fprintf(os.Stderr, "cluster: %v\n", err)
+		}
+	}
 	os.Exit(code)
+}
+
+// shared is the API server the package's tests share: each test brings
+// its own namespaces (never "default"), sims and routers, so nothing one
+// test leaves behind is seen by another. Benchmarks start one of their
+// own, so that nothing a test left running disturbs what they measure.
+var shared struct {
+	once sync.Once
+	c    *cluster.Cluster
+	err  error
+}
+
+// clusterFor returns the shared API server for a test, a fresh one for a
+// benchmark; either has the CRDs and the router's grants.
+func clusterFor(tb testing.TB) *cluster.Cluster {
+	tb.Helper()
+	if _, bench := tb.(*testing.B); bench {
+		c := cluster.Start(tb)
+		if err := prepare(tb.Context(), c); err != nil {
+			tb.Fatal(err)
+		}
+		return c
+	}
+	if testing.Short() {
+		tb.Skip("cluster: real etcd + kube-apiserver test skipped in -short mode")
+	}
+	shared.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute) // a cold build takes minutes
+		defer cancel()
+		shared.c, shared.err = cluster.New(ctx, cluster.Options{})
+		if shared.err == nil {
+			shared.err = prepare(ctx, shared.c)
+		}
+	})
+	if shared.err != nil {
+		tb.Fatalf("cluster: %v", shared.err)
+	}
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			shared.c.DumpLogs(tb.Logf)
+		}
+	})
+	return shared.c
+}
+
+func prepare(ctx context.Context, c *cluster.Cluster) error {
+	if err := c.ApplyCRDs(ctx); err != nil {
+		return fmt.Errorf("ApplyCRDs: %w", err)
+	}
+	if err := c.GrantRouter(ctx); err != nil {
+		return fmt.Errorf("GrantRouter: %w", err)
+	}
+	return nil
 }
 
 func binary(tb testing.TB) string {
@@ -94,28 +152,21 @@ type simSpec struct {
 	kubelet *sim.Kubelet
 }
 
+// newEnv returns the API server (see clusterFor) with the namespaces of
+// sims created, a sim started for each spec, and a watch of every Sandbox.
 func newEnv(tb testing.TB, sims ...simSpec) *env {
 	tb.Helper()
-	c := cluster.Start(tb)
+	if len(sims) == 0 {
+		tb.Fatal("newEnv: name the test's namespaces")
+	}
+	c := clusterFor(tb)
 	ctx := tb.Context()
-	if err := c.ApplyCRDs(ctx); err != nil {
-		tb.Fatalf("ApplyCRDs: %v", err)
-	}
-	if err := c.GrantRouter(ctx); err != nil {
-		tb.Fatalf("GrantRouter: %v", err)
-	}
 	e := &env{
 		c: c, dyn: dynamic.NewForConfigOrDie(c.AdminConfig()), cs: kubernetes.NewForConfigOrDie(c.AdminConfig()),
 		sims: map[string]*sim.Sim{}, killed: map[*routerproc.Proc]bool{},
 	}
-	if len(sims) == 0 {
-		sims = []simSpec{{namespaces: []string{metav1.NamespaceDefault}}}
-	}
 	for _, spec := range sims {
 		for _, ns := range spec.namespaces {
-			if ns == metav1.NamespaceDefault {
-				continue
-			}
 			if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 				tb.Fatalf("namespace %s: %v", ns, err)
 			}

@@ -30,8 +30,8 @@ import (
 // annotations: every patch of a sandbox by the router's user in the audit
 // log (which records metadata, not bodies) is a resume.
 func TestHoldOneResume(t *testing.T) {
-	e := newEnv(t)
-	const ns = "default"
+	const ns = "hold"
+	e := newEnv(t, simSpec{namespaces: []string{ns}})
 	for _, name := range []string{"many", "ws", "grpc", "mixed", "health"} {
 		e.createSandbox(t, ns, name, true, nil)
 	}
@@ -271,10 +271,10 @@ func grpcEcho(ctx context.Context, conn *grpc.ClientConn, ns, name string, i int
 // the test marks them Ready, so requests stay held as long as a case
 // needs.
 func TestHoldFailures(t *testing.T) {
-	const slow = "slow"
-	e := newEnv(t, simSpec{namespaces: []string{"default"}}, simSpec{namespaces: []string{slow}, manualReady: true})
+	const failures, slow = "failures", "slow"
+	e := newEnv(t, simSpec{namespaces: []string{failures}}, simSpec{namespaces: []string{slow}, manualReady: true})
 	long := map[string]string{holdAnnotation: "10m"}
-	e.createSandbox(t, "default", "impatient", true, map[string]string{holdAnnotation: "200ms"})
+	e.createSandbox(t, failures, "impatient", true, map[string]string{holdAnnotation: "200ms"})
 	e.createSandbox(t, slow, "crowded", true, long)
 	e.createSandbox(t, slow, "abandoned", true, long)
 	e.createSandbox(t, slow, "doomed", true, long)
@@ -282,7 +282,7 @@ func TestHoldFailures(t *testing.T) {
 
 	t.Run("hold timeout", func(t *testing.T) {
 		// The pod takes 500ms to start, the hold 200ms at most.
-		r := get(t.Context(), p, "default", "impatient")
+		r := get(t.Context(), p, failures, "impatient")
 		if !r.is(http.StatusGatewayTimeout, "resume_timeout") {
 			t.Fatalf("held past its hold timeout: %v, want 504 resume_timeout", r)
 		}
@@ -290,9 +290,9 @@ func TestHoldFailures(t *testing.T) {
 			t.Errorf("hold timeouts: %v, want 1", got)
 		}
 		// The resume was sent and goes on without the client.
-		e.waitRunning(t, "default", "impatient")
-		eventually(t, p, "default", "impatient", "served once running", func(r reply) bool { return r.servedBy("impatient") })
-		if n := len(e.waitRouterPatches(t, "default", "impatient", 1)); n != 1 {
+		e.waitRunning(t, failures, "impatient")
+		eventually(t, p, failures, "impatient", "served once running", func(r reply) bool { return r.servedBy("impatient") })
+		if n := len(e.waitRouterPatches(t, failures, "impatient", 1)); n != 1 {
 			t.Errorf("%d resume patches, want 1", n)
 		}
 	})

@@ -25,8 +25,8 @@ const idleTimeout = 3 * time.Second
 // suspension) learns of it only through the last-activity annotation the
 // other writes.
 func TestIdleTwoReplicas(t *testing.T) {
-	e := newEnv(t)
-	const ns = "default"
+	const ns = "idle"
+	e := newEnv(t, simSpec{namespaces: []string{ns}})
 	ids := []string{"replica-a", "replica-b"}
 	procs := make([]*routerproc.Proc, len(ids))
 	for i, id := range ids {
