@@ -10,7 +10,8 @@ build:
 	$(GO) build -o $(BIN)/sandbox-router ./cmd/sandbox-router
 
 # All tests, always with the race detector. Chromium (Debian's) drives the
-# browser tests of e2e/browser. etcd, kube-apiserver, kubectl and helm
+# browser tests of e2e/browser; node and npm run the official TypeScript
+# MCP SDK against the MCP endpoint (e2e/mcp). etcd, kube-apiserver, kubectl and helm
 # are built from source first (e2e/cluster/buildtools; cached in
 # e2e/tools/bin), outside any package's timeout. The end-to-end tests go first,
 # alone: on a fresh machine they build etcd and kube-apiserver from source
@@ -18,6 +19,7 @@ build:
 # deadline-bounded data-plane tests running beside them.
 test:
 	command -v chromium >/dev/null || { S=$$([ "$$(id -u)" -eq 0 ] || echo sudo); $$S apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y -qq --no-install-recommends chromium; }
+	command -v node >/dev/null && command -v npm >/dev/null || { S=$$([ "$$(id -u)" -eq 0 ] || echo sudo); $$S apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$S apt-get install -y -qq --no-install-recommends nodejs npm; }
 	$(GO) run ./e2e/cluster/buildtools
 	$(GO) test -race -count=1 -timeout 45m ./e2e/...
 	cd e2e/sdk && $(GO) test -race -count=1 -timeout 10m ./...

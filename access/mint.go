@@ -176,8 +176,32 @@ func (m *Minter) mint(w http.ResponseWriter, r *http.Request) (*MintResponse, er
 	if err != nil {
 		return nil, err
 	}
+	return m.issue(r.Context(), id, client, req, claims, r)
+}
+
+// Preview mints a token for p, an MCP caller (the preview_url tool), as
+// the endpoint would for the same request: p must be a Kubernetes
+// identity (a token cannot beget another), allowed to reach the sandbox.
+// r is the request p came with: where its entry links point when
+// PublicURL is not set.
+func (m *Minter) Preview(ctx context.Context, p Principal, req MintRequest, client netip.Addr, r *http.Request) (*MintResponse, error) {
+	if p.Auth != AuthKubernetesToken {
+		return nil, &Error{Status: http.StatusForbidden, Code: "token_cannot_mint",
+			Detail: "a preview link is minted only for a Kubernetes identity, never from another scoped token"}
+	}
+	claims, err := m.claimsFor(req)
+	if err != nil {
+		return nil, &Error{Status: http.StatusBadRequest, Code: "invalid_request", Detail: err.Error()}
+	}
+	return m.issue(ctx, mintCaller{p.id, p.Auth}, client, req, claims, r)
+}
+
+// issue mints the token of a checked request for id: may they reach the
+// sandbox, within the limits, does it exist; then it signs.
+func (m *Minter) issue(ctx context.Context, id mintCaller, client netip.Addr, req MintRequest, claims scoped.Claims, r *http.Request) (*MintResponse, error) {
+	c := m.c
 	sandbox := resolver.Key{Namespace: req.Namespace, Name: req.Name}
-	err = c.authorize(r.Context(), id.Identity, sandbox)
+	err := c.authorize(ctx, id.Identity, sandbox)
 	c.metrics.decided(err)
 	if err != nil {
 		return nil, err

@@ -63,47 +63,54 @@ func (m *Minter) parseBody(body io.Reader) (MintRequest, scoped.Claims, error) {
 	if _, err := dec.Token(); err != io.EOF {
 		return req, scoped.Claims{}, errors.New("the body holds more than one JSON object")
 	}
+	claims, err := m.claimsFor(req)
+	return req, claims, err
+}
+
+// claimsFor checks a request and makes the claims of its token (all but
+// the key, UID and subject, which minting adds).
+func (m *Minter) claimsFor(req MintRequest) (scoped.Claims, error) {
 	if !resolver.IsDNSLabel(req.Namespace) || !resolver.IsDNSLabel(req.Name) {
-		return req, scoped.Claims{}, errors.New("namespace and name must be DNS-1123 labels")
+		return scoped.Claims{}, errors.New("namespace and name must be DNS-1123 labels")
 	}
 	ttl := m.opts.DefaultTTL
 	if req.TTL != "" {
 		d, err := time.ParseDuration(req.TTL)
 		if err != nil || d < MinMintTTL {
-			return req, scoped.Claims{}, fmt.Errorf("ttl %q is not a duration of at least %s", req.TTL, MinMintTTL)
+			return scoped.Claims{}, fmt.Errorf("ttl %q is not a duration of at least %s", req.TTL, MinMintTTL)
 		}
 		if d > m.opts.MaxTTL {
-			return req, scoped.Claims{}, fmt.Errorf("ttl %s is longer than the router allows (%s)", d, m.opts.MaxTTL)
+			return scoped.Claims{}, fmt.Errorf("ttl %s is longer than the router allows (%s)", d, m.opts.MaxTTL)
 		}
 		ttl = d
 	}
 	if len(req.Ports) > maxMintList || len(req.Methods) > maxMintList || len(req.ClientCIDRs) > maxMintList {
-		return req, scoped.Claims{}, fmt.Errorf("at most %d ports, methods and clientCIDRs", maxMintList)
+		return scoped.Claims{}, fmt.Errorf("at most %d ports, methods and clientCIDRs", maxMintList)
 	}
 	claims := scoped.Claims{Namespace: req.Namespace, Name: req.Name, Expires: m.now().Add(ttl), Ports: req.Ports, PathPrefix: req.PathPrefix}
 	if slices.Contains(req.Ports, 0) {
-		return req, claims, errors.New("ports must be 1-65535")
+		return claims, errors.New("ports must be 1-65535")
 	}
 	for _, meth := range req.Methods {
 		if len(meth) > maxMintMethod || !httpguts.ValidHeaderFieldName(meth) || strings.ToUpper(meth) != meth {
-			return req, claims, fmt.Errorf("method %q is not an HTTP method in upper case", meth)
+			return claims, fmt.Errorf("method %q is not an HTTP method in upper case", meth)
 		}
 		claims.Methods = append(claims.Methods, meth)
 	}
 	if req.PathPrefix != "" && !validMintPath(req.PathPrefix) {
-		return req, claims, fmt.Errorf("pathPrefix must start with / and hold at most %d printable ASCII characters, none of \" < > \\ ? #", maxMintPath)
+		return claims, fmt.Errorf("pathPrefix must start with / and hold at most %d printable ASCII characters, none of \" < > \\ ? #", maxMintPath)
 	}
 	for _, s := range req.ClientCIDRs {
 		pfx, err := netip.ParsePrefix(s)
 		if err != nil {
-			return req, claims, fmt.Errorf("clientCIDRs: %v", err)
+			return claims, fmt.Errorf("clientCIDRs: %v", err)
 		}
 		if pfx.Addr().Is4In6() {
-			return req, claims, fmt.Errorf("clientCIDRs: write %s as an IPv4 range (client addresses are compared unmapped)", s)
+			return claims, fmt.Errorf("clientCIDRs: write %s as an IPv4 range (client addresses are compared unmapped)", s)
 		}
 		claims.ClientCIDRs = append(claims.ClientCIDRs, pfx.Masked())
 	}
-	return req, claims, nil
+	return claims, nil
 }
 
 // validMintPath reports whether p can be a token's path prefix as it is:

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,6 +111,11 @@ type Options struct {
 	// that names no sandbox): short-lived scoped tokens for callers
 	// Kubernetes lets reach a sandbox. nil: not served.
 	Mint http.Handler
+	// MCP serves every request whose Host is one of MCPHosts (the MCP
+	// endpoint, package mcp), before anything of the data plane: it
+	// authenticates its callers itself. nil: not served.
+	MCP      http.Handler
+	MCPHosts []string
 	// IdentityHeaders tells the sandbox who called: X-Sandbox-Caller-User,
 	// -Groups and -Auth, from what Access admitted the request on. Clients'
 	// copies never pass, whether on or off (every X-Sandbox-* header is
@@ -257,6 +263,10 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (rt *Router) serve(w http.ResponseWriter, r *http.Request, rec *record) {
+	if rt.opts.MCP != nil && rt.isMCPHost(r.Host) {
+		rt.serveOwn(w, r, rec, rt.opts.MCP)
+		return
+	}
 	key, kerr := rt.keys.parse(r)
 	if kerr != nil {
 		// A request that names no sandbox may be for the router itself.
@@ -266,9 +276,7 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, rec *record) {
 			writeHealth(w)
 			return
 		case kerr == errMissingID && r.URL.Path == access.MintPath && rt.opts.Mint != nil:
-			sw := &statusWriter{ResponseWriter: w}
-			rt.opts.Mint.ServeHTTP(sw, r)
-			rec.status = sw.status
+			rt.serveOwn(w, r, rec, rt.opts.Mint)
 			return
 		}
 		rt.answer(w, r, rec, &httpError{status: http.StatusBadRequest, code: kerr.code, detail: kerr.detail})
@@ -326,6 +334,28 @@ func (rt *Router) serve(w http.ResponseWriter, r *http.Request, rec *record) {
 		rt.answerAttempt(w, r, rec, ae)
 		return
 	}
+}
+
+// serveOwn serves a request for one of the router's own endpoints (the
+// minting endpoint, MCP), noting its status for the access log.
+func (rt *Router) serveOwn(w http.ResponseWriter, r *http.Request, rec *record, h http.Handler) {
+	sw := &statusWriter{ResponseWriter: w}
+	h.ServeHTTP(sw, r)
+	rec.status = sw.status
+}
+
+// isMCPHost reports whether host (with or without a port) is one of
+// Options.MCPHosts, compared without regard to case.
+func (rt *Router) isMCPHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	for _, m := range rt.opts.MCPHosts {
+		if strings.EqualFold(host, m) {
+			return true
+		}
+	}
+	return false
 }
 
 // retryState is what one request's retries used up.

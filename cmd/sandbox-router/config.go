@@ -131,6 +131,7 @@ type config struct {
 	LimitTableSize         int
 
 	XDS xdsConfig
+	MCP mcpConfig
 
 	AccessLog string
 	LogLevel  string
@@ -258,6 +259,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&c.LimitFailedAuthBurst, "limit-failed-auth-burst", 30, "refused credentials one client address may send at once")
 	fs.IntVar(&c.LimitTableSize, "limit-table-size", 100000, "identities, addresses and sandboxes each limit remembers (LRU)")
 	c.XDS.flags(fs)
+	c.MCP.flags(fs)
 	fs.StringVar(&c.AccessLog, "access-log", "stdout", "access log destination: stdout, stderr, off, or a file path (true and false, as upstream's boolean flag: stdout and off)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	return fs
@@ -460,6 +462,7 @@ func (c *config) validate() error {
 		bad("dial-retries must be between 0 and 10")
 	}
 	c.XDS.validate(c, bad)
+	c.MCP.validate(c, bad)
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -141,10 +142,24 @@ func run(cfg *config) error {
 		pfx, _ := netip.ParsePrefix(p) // validated
 		podCIDRs = append(podCIDRs, pfx)
 	}
-	rt, err := router.New(router.Options{
+	// The MCP endpoint serves runtime calls through the router, which
+	// serves the endpoint on its host: the router is set once built.
+	var rt *router.Router
+	dataPlane := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { rt.ServeHTTP(w, r) })
+	mcpHandler, err := startMCP(lifeCtx, cfg, checker, minter, kr, restCfg, dataPlane, reg, log)
+	if err != nil {
+		return err
+	}
+	var mcpHosts []string
+	if mcpHandler != nil {
+		mcpHosts = []string{cfg.MCP.Host}
+	}
+	rt, err = router.New(router.Options{
 		Resolver:             res,
 		Access:               checker,
 		Mint:                 minter,
+		MCP:                  mcpHandler,
+		MCPHosts:             mcpHosts,
 		Activator:            act,
 		Activity:             activity,
 		BaseDomains:          cfg.BaseDomains,
