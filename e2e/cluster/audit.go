@@ -15,14 +15,24 @@ import (
 )
 
 // auditPolicy is the API server's audit policy: one Metadata event per
-// finished request (stage ResponseComplete only), for writes of Sandbox
-// objects (patch and update of the main resource, not of its status
-// subresource), for every request on Leases, by anyone but the API
+// finished request (stage ResponseComplete only), by anyone but the API
 // server itself (its own identity leases in kube-system renew every few
-// seconds), and for the TokenReviews and SubjectAccessReviews the user
-// "router" creates (--authz-mode); nothing else. The cost is within the noise of a patch
-// throughput run (1000 merge patches, 1 and 8 clients, with and without
-// the log); an event takes about 750 bytes.
+// seconds), for
+//
+//   - writes of Sandbox objects: patch and update of the main resource
+//     (not of its status subresource);
+//   - creates and deletes of Sandboxes and of SandboxClaims
+//     (extensions.agents.x-k8s.io), the main resources only: who made or
+//     removed one, such as a caller of the MCP tools acting with its own
+//     token (mcp/kube) rather than the router's;
+//   - every request on Leases;
+//   - the TokenReviews and SubjectAccessReviews the user "router" creates
+//     (--authz-mode);
+//
+// and nothing else (no get, list or watch of sandboxes, no status
+// writes, no pods). The cost is within the noise of a patch throughput
+// run (1000 merge patches, 1 and 8 clients, with and without the log);
+// an event takes about 750 bytes.
 const auditPolicy = `apiVersion: audit.k8s.io/v1
 kind: Policy
 omitStages: [RequestReceived, ResponseStarted, Panic]
@@ -34,6 +44,13 @@ rules:
     resources:
       - group: agents.x-k8s.io
         resources: [sandboxes]
+  - level: Metadata
+    verbs: [create, delete]
+    resources:
+      - group: agents.x-k8s.io
+        resources: [sandboxes]
+      - group: extensions.agents.x-k8s.io
+        resources: [sandboxclaims]
   - level: Metadata
     resources:
       - group: coordination.k8s.io
@@ -58,9 +75,9 @@ type AuditEvent struct {
 	User        string // user.username: "admin", "router", "system:serviceaccount:..."
 	Namespace   string
 	Name        string // empty for a create the authorizer refused
-	APIGroup    string // "agents.x-k8s.io", "coordination.k8s.io"
+	APIGroup    string // "agents.x-k8s.io", "extensions.agents.x-k8s.io", "coordination.k8s.io", ...
 	APIVersion  string // the version the request was made through: v1beta1, v1alpha1, v1
-	Resource    string // "sandboxes", "leases"
+	Resource    string // "sandboxes", "sandboxclaims", "leases", ...
 	Subresource string
 	Code        int // responseStatus.code: 200, 201, 403, 404, 409, ...
 	// RequestReceived is when the API server received the request and
@@ -99,10 +116,11 @@ var eventStart = []byte(`{"kind":"Event"`)
 
 // AuditEvents returns the events of the audit log, oldest first, across
 // every API server start of this cluster (the log is appended to): the
-// writes (patch, update) of Sandboxes and every request on Leases (see
-// auditPolicy). The API server writes an event once the request's
-// handler has returned, which can be just after the client got its
-// response: to see a request that has just returned, use
+// writes (patch, update) of Sandboxes, the creates and deletes of
+// Sandboxes and SandboxClaims, every request on Leases and the router's
+// reviews (see auditPolicy). The API server writes an event once the
+// request's handler has returned, which can be just after the client got
+// its response: to see a request that has just returned, use
 // WaitAuditEvents. Each call reads only what was added since the last
 // one; the slice returned is the caller's.
 func (c *Cluster) AuditEvents() ([]AuditEvent, error) {

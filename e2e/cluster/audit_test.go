@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -12,10 +13,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 )
+
+// claimGVR is the SandboxClaims of e2e/sim's CRD.
+var claimGVR = schema.GroupVersionResource{Group: "extensions.agents.x-k8s.io", Version: "v1beta1", Resource: "sandboxclaims"}
 
 // auditKey is what TestAuditLog compares of an event.
 type auditKey struct {
@@ -27,10 +32,11 @@ func keyOf(ev AuditEvent) auditKey {
 	return auditKey{ev.Verb, ev.User, ev.Namespace, ev.Name, ev.APIVersion, ev.Resource, ev.Subresource, ev.Code}
 }
 
-// TestAuditLog makes Sandbox patches as admin and as "router" (refused
-// before GrantRouter, allowed after), Lease requests as "router", and
-// requests the policy leaves out, across a restart and a kill of the API
-// server, and finds exactly the audited ones, with their users, codes and
+// TestAuditLog makes Sandbox creates, deletes and patches and SandboxClaim
+// creates and deletes as admin and as "router" (refused before
+// GrantRouter, allowed after), Lease requests as "router", and requests
+// the policy leaves out, across a restart and a kill of the API server,
+// and finds exactly the audited ones, with their users, codes and
 // timestamps.
 func TestAuditLog(t *testing.T) {
 	c := Start(t)
@@ -45,20 +51,87 @@ func TestAuditLog(t *testing.T) {
 	routerAlpha := dynamic.NewForConfigOrDie(c.RouterConfig()).Resource(alphaGVR).Namespace("default")
 	routerLeases := kubernetes.NewForConfigOrDie(c.RouterConfig()).CoordinationV1().Leases(RouterNamespace)
 
-	// Not audited: creates, gets and lists of sandboxes.
-	sb := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "agents.x-k8s.io/v1beta1", "kind": "Sandbox", "metadata": map[string]any{"name": "audited"},
-	}}
-	if _, err := admin.Create(ctx, sb, metav1.CreateOptions{}); err != nil {
+	// The SandboxClaim CRD of the simulated cluster (e2e/sim owns it; a
+	// file, not a package dependency).
+	root, err := repoRoot()
+	if err != nil {
 		t.Fatal(err)
 	}
+	if err := ApplyManifests(ctx, c.AdminConfig(), filepath.Join(root, "e2e", "sim", "testdata", "extensions.agents.x-k8s.io_sandboxclaims.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	adminClaims := dynamic.NewForConfigOrDie(c.AdminConfig()).Resource(claimGVR).Namespace("default")
+	routerClaims := dynamic.NewForConfigOrDie(c.RouterConfig()).Resource(claimGVR).Namespace("default")
+
+	start := time.Now()
+	var want []auditKey
+	expect := func(k auditKey) { want = append(want, k) }
+	sandboxKey := func(verb, user, name string, code int) auditKey {
+		return auditKey{verb, user, "default", name, "v1beta1", "sandboxes", "", code}
+	}
+	claimKey := func(verb, user, name string, code int) auditKey {
+		return auditKey{verb, user, "default", name, "v1beta1", "sandboxclaims", "", code}
+	}
+	sandbox := func(name string) *unstructured.Unstructured {
+		return &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "agents.x-k8s.io/v1beta1", "kind": "Sandbox", "metadata": map[string]any{"name": name},
+		}}
+	}
+	claim := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": claimGVR.GroupVersion().String(), "kind": "SandboxClaim", "metadata": map[string]any{"name": "claimed"},
+		"spec": map[string]any{"warmPoolRef": map[string]any{"name": "python"}},
+	}}
+
+	// Creates and deletes of sandboxes and sandboxclaims are audited, by
+	// whoever makes them, refused or not (a create the authorizer refused
+	// has no name); gets, lists and status writes are not.
+	if _, err := admin.Create(ctx, sandbox("audited"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	expect(sandboxKey("create", "admin", "audited", 201))
 	if _, err := admin.List(ctx, metav1.ListOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := router.Create(ctx, sandbox("refused"), metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("create sandbox as router: err %v, want Forbidden", err)
+	}
+	expect(sandboxKey("create", "router", "", 403))
+	if _, err := admin.Create(ctx, sandbox("doomed"), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	expect(sandboxKey("create", "admin", "doomed", 201))
+	if err := admin.Delete(ctx, "doomed", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	expect(sandboxKey("delete", "admin", "doomed", 200))
+	if err := admin.Delete(ctx, "doomed", metav1.DeleteOptions{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("delete deleted sandbox: err %v, want NotFound", err)
+	}
+	expect(sandboxKey("delete", "admin", "doomed", 404))
+	if _, err := routerClaims.Create(ctx, claim, metav1.CreateOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("create claim as router: err %v, want Forbidden", err)
+	}
+	expect(claimKey("create", "router", "", 403))
+	if _, err := adminClaims.Create(ctx, claim, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	expect(claimKey("create", "admin", "claimed", 201))
+	if _, err := adminClaims.Get(ctx, "claimed", metav1.GetOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adminClaims.Patch(ctx, "claimed", types.MergePatchType, []byte(`{"status":{"sandbox":{"name":"claimed"}}}`), metav1.PatchOptions{}, "status"); err != nil {
+		t.Fatal(err)
+	}
+	if err := routerClaims.Delete(ctx, "claimed", metav1.DeleteOptions{}); !apierrors.IsForbidden(err) {
+		t.Fatalf("delete claim as router: err %v, want Forbidden", err)
+	}
+	expect(claimKey("delete", "router", "claimed", 403))
+	if err := adminClaims.Delete(ctx, "claimed", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	expect(claimKey("delete", "admin", "claimed", 200))
 
-	start := time.Now()
 	annotate := []byte(`{"metadata":{"annotations":{"sandbox-router.dev/last-activity":"2026-01-01T00:00:00Z"}}}`)
-	var want []auditKey
 	patch := func(who string, res dynamic.ResourceInterface, body string, code int, sub ...string) {
 		t.Helper()
 		_, err := res.Patch(ctx, "audited", types.MergePatchType, []byte(body), metav1.PatchOptions{}, sub...)
@@ -69,7 +142,6 @@ func TestAuditLog(t *testing.T) {
 			t.Fatalf("patch as %s: err %v, want Forbidden", who, err)
 		}
 	}
-	expect := func(k auditKey) { want = append(want, k) }
 	sandboxPatch := func(user, version string, code int) auditKey {
 		return auditKey{"patch", user, "default", "audited", version, "sandboxes", "", code}
 	}
@@ -165,7 +237,7 @@ func TestAuditLog(t *testing.T) {
 		t.Fatalf("audit events differ:%s", b.String())
 	}
 	for _, ev := range evs {
-		if ev.APIGroup != map[string]string{"sandboxes": "agents.x-k8s.io", "leases": "coordination.k8s.io"}[ev.Resource] {
+		if ev.APIGroup != map[string]string{"sandboxes": "agents.x-k8s.io", "sandboxclaims": "extensions.agents.x-k8s.io", "leases": "coordination.k8s.io"}[ev.Resource] {
 			t.Errorf("%+v: API group %q", ev, ev.APIGroup)
 		}
 		if ev.RequestReceived.Before(start.Truncate(time.Microsecond)) || ev.StageTimestamp.Before(ev.RequestReceived) {
