@@ -9,7 +9,10 @@
 // server killed under traffic), e2e/activator (scale to zero, the drain)
 // and e2e/propagation (the Ready-to-routable latency), e2e/access (who may
 // reach which sandbox: RBAC, scoped tokens, client certificates, limits,
-// minting), e2e/browser (headless Chromium through browser sessions),
+// minting), e2e/mcp (the MCP endpoint with the Go SDK's client and the
+// official TypeScript SDK, as two identities), e2e/mcpkube (mcp/kube's
+// writes with a caller's own token, and the audit log that names the
+// caller), e2e/browser (headless Chromium through browser sessions),
 // e2e/images (the image of make image pushed to an in-process registry,
 // pulled by digest and checked, its binary run on the real API server;
 // two builds, one digest), e2e/sdk (the stock upstream agent-sandbox Go SDK through the router

@@ -102,7 +102,7 @@ func (h *Handler) suspendSandbox(ctx context.Context, c *caller, a *sandboxRef) 
 
 type createArgs struct {
 	Namespace   string `json:"namespace" jsonschema:"the namespace to create it in"`
-	Template    string `json:"template" jsonschema:"the SandboxTemplate to create it from"`
+	Template    string `json:"template" jsonschema:"what to create it from: the SandboxWarmPool its claim names (upstream v1beta1 claims; the pool names the SandboxTemplate), or the SandboxTemplate with v1alpha1 claims"`
 	Name        string `json:"name,omitempty" jsonschema:"its name (default: generated)"`
 	WaitSeconds int    `json:"wait_seconds,omitempty" jsonschema:"how long to wait for it to run (default 60; the sandbox keeps starting after)"`
 }

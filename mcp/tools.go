@@ -161,7 +161,7 @@ func (h *Handler) toolTable() []tool {
 			"A short-lived browser link to a port of the sandbox (a scoped token limited to it); needs a Kubernetes token.",
 			readOnly, h.previewURL),
 		newTool("create_sandbox", "Create a sandbox",
-			"Create a sandbox from a template (a SandboxClaim, made with your own Kubernetes credentials) and wait until it runs.",
+			"Create a sandbox from a template (a SandboxClaim of its warm pool, made with your own Kubernetes credentials) and wait until it runs.",
 			destructive, h.createSandbox),
 		newTool("delete_sandbox", "Delete a sandbox",
 			"Delete a sandbox (its SandboxClaim when it has one) with your own Kubernetes credentials.", destructive, h.deleteSandbox),

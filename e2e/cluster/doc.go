@@ -28,7 +28,8 @@
 // namespaces, CRDs, custom objects) through discovery.
 //
 // The API server keeps an audit log of Sandbox writes (patch, update; not
-// status) and of every Lease request (audit.go has the policy), appended
+// status), of creates and deletes of Sandboxes and SandboxClaims, and of
+// every Lease request (audit.go has the policy), appended
 // to across restarts: AuditEvents and WaitAuditEvents let a test count and
 // time the requests the router made (who, what, answer code, when
 // received and finished, in microseconds).

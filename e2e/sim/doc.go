@@ -15,6 +15,9 @@
 // sandbox runtime API the agent-sandbox SDKs call (runtime.go: /execute,
 // /upload, /download/, /list/, /exists/) on a bounded in-memory tree of
 // its own, with a few interpreted commands and never a real process.
+// RunClaims (claims.go) plays upstream's SandboxClaim controller in a
+// namespace: a claim gets a Sandbox of its name, which goes with it;
+// ClaimCRDPath is our own minimal SandboxClaim CRD.
 // Options.GRPCPorts are served
 // by a real grpc-go server instead, with the standard health service.
 // GET /ready (ReadinessPath) on every HTTP port is the app's readiness:

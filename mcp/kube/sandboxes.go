@@ -59,19 +59,20 @@ func (c *Cluster) SetSuspended(ctx context.Context, token, namespace, name strin
 
 // CreateClaim creates the SandboxClaim name as the caller: its
 // controller (upstream's extensions controller) then makes a Sandbox for
-// it, of the claim's name on a cold start. what names what is claimed:
-// with claims v1beta1 (upstream v1.0.1) it is the SandboxWarmPool,
-// spec.warmPoolRef.name (the pool names the SandboxTemplate; with no warm
-// sandbox free the controller starts one cold from that template); with
-// v1alpha1 claims it is the SandboxTemplate, spec.sandboxTemplateRef.name.
-// The caller needs create on sandboxclaims; ErrConflict if the claim
-// exists.
-func (c *Cluster) CreateClaim(ctx context.Context, token, namespace, name, what string) error {
+// it, of the claim's name on a cold start (a warm sandbox it adopts keeps
+// its own name; status.sandbox.name of the claim says which). warmPool
+// names what is claimed: with v1beta1 claims (upstream v1.0.1, the
+// default) the SandboxWarmPool, spec.warmPoolRef.name, which names the
+// SandboxTemplate (with no warm sandbox free the controller starts one
+// cold from that template); with v1alpha1 claims the SandboxTemplate
+// itself, spec.sandboxTemplateRef.name. The caller needs create on
+// sandboxclaims; ErrConflict if the claim exists.
+func (c *Cluster) CreateClaim(ctx context.Context, token, namespace, name, warmPool string) error {
 	if err := checkNames(namespace, name); err != nil {
 		return err
 	}
-	if errs := validation.IsDNS1123Subdomain(what); len(errs) > 0 {
-		return fmt.Errorf("%w: %s %q: %s", mcp.ErrInvalid, c.claimRef, what, strings.Join(errs, "; "))
+	if errs := validation.IsDNS1123Subdomain(warmPool); len(errs) > 0 {
+		return fmt.Errorf("%w: %s %q: %s", mcp.ErrInvalid, c.claimRef, warmPool, strings.Join(errs, "; "))
 	}
 	cl, err := c.clientsFor(token)
 	if err != nil {
@@ -81,7 +82,7 @@ func (c *Cluster) CreateClaim(ctx context.Context, token, namespace, name, what 
 		"apiVersion": c.claims.GroupVersion().String(),
 		"kind":       "SandboxClaim",
 		"metadata":   map[string]any{"name": name, "namespace": namespace},
-		"spec":       map[string]any{c.claimRef: map[string]any{"name": what}},
+		"spec":       map[string]any{c.claimRef: map[string]any{"name": warmPool}},
 	}}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
