@@ -182,8 +182,8 @@ type callerServer struct {
 	used      atomic.Int64  // unix nanoseconds of the last request
 }
 
-func (cs *callerServer) touch()               { cs.used.Store(time.Now().UnixNano()) }
-func (cs *callerServer) lastUsed() time.Time  { return time.Unix(0, cs.used.Load()) }
+func (cs *callerServer) touch()              { cs.used.Store(time.Now().UnixNano()) }
+func (cs *callerServer) lastUsed() time.Time { return time.Unix(0, cs.used.Load()) }
 func (cs *callerServer) sessions() (n int) {
 	for range cs.server.Sessions() {
 		n++

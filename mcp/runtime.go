@@ -11,8 +11,8 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
-	"strconv"
 	"net/url"
+	"strconv"
 	"unicode/utf8"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"

@@ -242,7 +242,9 @@ func TestLifecycleAsTheCaller(t *testing.T) {
 		t.Fatalf("create_sandbox: %+v", created)
 	}
 	events, err := e.c.WaitAuditEvents(t.Context(), func(ev []cluster.AuditEvent) bool {
-		return slices.ContainsFunc(ev, func(a cluster.AuditEvent) bool { return a.Resource == "sandboxclaims" && a.Verb == "create" && a.Name == "fresh" })
+		return slices.ContainsFunc(ev, func(a cluster.AuditEvent) bool {
+			return a.Resource == "sandboxclaims" && a.Verb == "create" && a.Name == "fresh"
+		})
 	})
 	if err != nil {
 		t.Fatal(err)
