@@ -128,9 +128,12 @@ func newBenchRequest(port uint16, path string) *http.Request {
 
 // benchHandler drives Router.ServeHTTP directly, one request at a time,
 // through a pooled keep-alive connection to a real loopback backend.
-func benchHandler(b *testing.B, bodySize int, accessLog io.Writer, activity ActivityTracker) {
+func benchHandler(b *testing.B, bodySize int, accessLog io.Writer, activity ActivityTracker, tune ...func(*Router)) {
 	port := startBenchOrigin(b, bodySize)
 	rt := newBenchRouter(b, accessLog, activity)
+	for _, f := range tune {
+		f(rt)
+	}
 	r := newBenchRequest(port, "/bench")
 	w := &benchWriter{h: make(http.Header)}
 	b.SetBytes(int64(bodySize))
@@ -159,6 +162,13 @@ func BenchmarkProxyHTTP1(b *testing.B) {
 	})
 	b.Run("handler/64B+activity", func(b *testing.B) {
 		benchHandler(b, 64, nil, benchTracker{activator.NewTracker()})
+	})
+	// With the MCP endpoint on, every request's Host is compared with
+	// its host first.
+	b.Run("handler/64B+mcp", func(b *testing.B) {
+		benchHandler(b, 64, nil, nil, func(rt *Router) {
+			rt.opts.MCP, rt.opts.MCPHosts = http.NotFoundHandler(), []string{"mcp.sandbox.example.com"}
+		})
 	})
 	b.Run("server/64B", func(b *testing.B) {
 		port := startBenchOrigin(b, 64)

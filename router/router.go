@@ -347,8 +347,10 @@ func (rt *Router) serveOwn(w http.ResponseWriter, r *http.Request, rec *record, 
 // isMCPHost reports whether host (with or without a port) is one of
 // Options.MCPHosts, compared without regard to case.
 func (rt *Router) isMCPHost(host string) bool {
-	if h, _, err := net.SplitHostPort(host); err == nil {
-		host = h
+	// A DNS name, so no brackets to mind; and no SplitHostPort, whose
+	// error for a host without a port would allocate on every request.
+	if i := strings.LastIndexByte(host, ':'); i >= 0 {
+		host = host[:i]
 	}
 	for _, m := range rt.opts.MCPHosts {
 		if strings.EqualFold(host, m) {
