@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
+	"github.com/sandbox-router/sandbox-router/access"
 	"github.com/sandbox-router/sandbox-router/e2e/cluster"
 	"github.com/sandbox-router/sandbox-router/e2e/sim"
 )
@@ -292,6 +294,31 @@ func TestLifecycleAsTheCaller(t *testing.T) {
 	if !strings.HasPrefix(preview.URL, "http://8888-fresh.team-a.sandbox.test") || !strings.Contains(preview.URL, "token") {
 		t.Errorf("preview_url: %q", preview.URL)
 	}
+
+	// The link's scoped token is a credential of its own: it sees that
+	// one sandbox, runs commands in it, and changes nothing.
+	link, err := url.Parse(preview.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	scoped := link.Query().Get(access.DefaultEntryParam)
+	if scoped == "" {
+		t.Fatalf("no token in %s", preview.URL)
+	}
+	viaLink := e.connect(t, scoped, nil)
+	var own listed
+	mustCall(t, viaLink, "list_sandboxes", nil, &own)
+	if got := own.names(); !slices.Equal(got, []string{"team-a/fresh"}) {
+		t.Errorf("a scoped token lists %v", got)
+	}
+	mustCall(t, viaLink, "execute_command", map[string]any{"namespace": teamA, "name": "fresh", "command": "echo scoped"}, &out)
+	if out.Stdout != "scoped\n" {
+		t.Errorf("with a scoped token: %q", out.Stdout)
+	}
+	if text := mustRefuse(t, viaLink, "suspend_sandbox", map[string]any{"namespace": teamA, "name": "fresh"}); !strings.Contains(text, "needs a Kubernetes token") {
+		t.Errorf("a scoped token suspends: %s", text)
+	}
+	mustRefuse(t, viaLink, "get_sandbox", map[string]any{"namespace": teamA, "name": "alpha"})
 
 	mustCall(t, alice, "delete_sandbox", map[string]any{"namespace": teamA, "name": "fresh"}, nil)
 	claimGVR := schema.GroupVersionResource{Group: "extensions.agents.x-k8s.io", Version: "v1beta1", Resource: "sandboxclaims"}
