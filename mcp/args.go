@@ -121,11 +121,10 @@ func seconds(name string, v int, def, max time.Duration) (time.Duration, error) 
 	if v == 0 {
 		return def, nil
 	}
-	d := time.Duration(v) * time.Second
-	if v < 0 || d > max {
+	if v < 0 || v > int(max/time.Second) { // before multiplying: no overflow
 		return 0, fmt.Errorf("%s must be 1-%d seconds", name, int(max/time.Second))
 	}
-	return d, nil
+	return time.Duration(v) * time.Second, nil
 }
 
 // size reads an optional byte count: def when 0, at most max.

@@ -103,7 +103,6 @@ func (h *Handler) authenticated(next http.Handler) http.Handler {
 				Detail: fmt.Sprintf("this identity has %d MCP sessions open, the most it may: close one (DELETE %s with its Mcp-Session-Id)", h.limits.SessionsPerCaller, Path)})
 			return
 		}
-		cs.touch()
 		c := &caller{principal: p, token: token, client: client, request: r, server: cs}
 		bound.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, c)))
 	})
@@ -210,6 +209,7 @@ func (h *Handler) callerServerFor(p access.Principal) (*callerServer, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if cs, ok := h.callers[key]; ok {
+		cs.touch()
 		return cs, nil
 	}
 	if len(h.callers) >= h.limits.Callers {

@@ -35,6 +35,9 @@ func (d dataPlane) call(ctx context.Context, c *caller, key resolver.Key, method
 	if err != nil {
 		return nil, err
 	}
+	if body == nil {
+		req.Body = http.NoBody // as a server's request always has one
+	}
 	req.RequestURI = path
 	req.Host = internalHost
 	req.RemoteAddr = c.request.RemoteAddr

@@ -132,6 +132,12 @@ func (h *Handler) createSandbox(ctx context.Context, c *caller, a *createArgs) (
 		}
 		return nil, clusterError("create", key, err)
 	}
+	// What the router knows of that name is said only to a caller who
+	// may reach it (a sandbox of that name may exist already, not theirs).
+	if ok, err := h.opts.Access.Reaches(ctx, c.principal, key); err != nil || !ok {
+		return jsonResult(map[string]any{"namespace": key.Namespace, "name": key.Name, "claimed": true,
+			"note": "the claim was made; you may not reach the sandbox through the router (RBAC create on sandboxes/proxy), so its state is not shown"})
+	}
 	res := h.waitFor(ctx, key, wait, func(r resolver.Result) bool { return r.State == resolver.StateRunning })
 	if res.State == resolver.StateUnknown {
 		return jsonResult(map[string]any{"namespace": key.Namespace, "name": key.Name, "state": "creating",

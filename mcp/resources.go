@@ -62,8 +62,6 @@ func (r *resources) attach(s *sdk.Server) {
 	go r.refresh(context.Background())
 }
 
-func (r *resources) stop() {}
-
 // refresh lists what the caller reaches now, and adds and removes
 // accordingly.
 func (r *resources) refresh(ctx context.Context) {

@@ -196,7 +196,9 @@ func asText(page []byte, more bool) (string, bool) {
 			page = page[:len(page)-1]
 		}
 	}
-	if !utf8.Valid(page) {
+	if !utf8.Valid(page) || (more && len(page) == 0) {
+		// Empty after the cut: a length shorter than one character. As
+		// bytes, the page still moves the reader on.
 		return "", false
 	}
 	return string(page), true

@@ -90,8 +90,11 @@ func (h *Handler) visible(ctx context.Context, p access.Principal, namespace str
 		byNS[res.Namespace] = append(byNS[res.Namespace], res)
 	}
 	namespaces := make([]string, 0, len(byNS))
-	for ns := range byNS {
+	for ns, list := range byNS {
 		namespaces = append(namespaces, ns)
+		// By name, so that a listing cut by the budget is always the same
+		// first part.
+		slices.SortFunc(list, func(a, b resolver.Result) int { return cmp.Compare(a.Name, b.Name) })
 	}
 	slices.Sort(namespaces)
 	for _, ns := range namespaces {

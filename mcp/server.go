@@ -164,11 +164,15 @@ func (h *Handler) sweep(ctx context.Context) {
 		case <-t.C:
 		}
 		for _, cs := range h.callerServers() {
-			if cs.sessions() == 0 && time.Since(cs.lastUsed()) > h.limits.SessionIdle {
-				h.mu.Lock()
+			// Under the lock that callerServerFor touches a server under:
+			// a server just handed to a request is not idle.
+			h.mu.Lock()
+			idle := cs.sessions() == 0 && time.Since(cs.lastUsed()) > h.limits.SessionIdle
+			if idle {
 				delete(h.callers, cs.key)
-				h.mu.Unlock()
-				cs.resources.stop()
+			}
+			h.mu.Unlock()
+			if idle {
 				continue
 			}
 			cs.resources.refresh(ctx)

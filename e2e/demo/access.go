@@ -88,14 +88,16 @@ func setUpAccess(ctx context.Context, e *env, tmp, routerBin string) (*guarded, 
 	return g, nil
 }
 
-// guardedArgs are the guarded router's flags: RBAC per sandbox, scoped
-// tokens verified with the demo key, minting with it, browser sessions.
-func guardedArgs(e *env, g *guarded, o options, tmp string) []string {
+// guardedArgs are the guarded router's flags, listening on addr: RBAC
+// per sandbox, scoped tokens verified with the demo key, minting with it,
+// browser sessions, and the MCP endpoint on its own host.
+func guardedArgs(e *env, g *guarded, o options, tmp, addr string) []string {
+	_, port, _ := net.SplitHostPort(addr)
 	return []string{
 		"--kubeconfig", e.routerKubeconfig,
 		"--allow-loopback-pod-ip",
 		"--base-domain", baseDomain,
-		"--listen-http", "127.0.0.1:" + strconv.Itoa(o.AccessPort),
+		"--listen-http", addr,
 		"--listen-admin", "127.0.0.1:" + strconv.Itoa(o.AccessAdminPort),
 		"--access-log", filepath.Join(tmp, "access-guarded.log"),
 		"--drain-timeout", "2s",
@@ -107,11 +109,18 @@ func guardedArgs(e *env, g *guarded, o options, tmp string) []string {
 		"--authz-mint-signing-key", filepath.Join(g.keyDir, signingKeyID+".key"),
 		"--authz-cookie-name", cookieName,
 		"--authz-identity-headers",
+		// MCP clients reach the endpoint by this name (*.localhost is
+		// loopback) on the guarded router's port; the tools act as the
+		// caller, so they need the authenticating authz mode above.
+		"--mcp-host", mcpHost,
+		"--mcp-public-url", "http://" + mcpHost + ":" + port,
 	}
 }
 
-// waitGuarded waits until the guarded router is ready and lets the agent
-// reach beta, then mints the preview link the checks open.
+// waitGuarded waits until the guarded router is ready (its caches synced:
+// a sandbox may answer before, but minting and MCP's listings wait for
+// the whole cache) and lets the agent reach beta, then mints the preview
+// link the checks open.
 func waitGuarded(ctx context.Context, p *routerproc.Proc, g *guarded) error {
 	g.http, g.admin = p.HTTPAddr, p.AdminAddr
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
@@ -122,6 +131,20 @@ func waitGuarded(ctx context.Context, p *routerproc.Proc, g *guarded) error {
 		{"X-Sandbox-ID", "beta"}, {"X-Sandbox-Namespace", agentNamespace}}}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
+	readyz := request{url: "http://" + g.admin + "/readyz"}
+	for {
+		status, body, err := readyz.send(ctx, client, false)
+		if err == nil && status == http.StatusOK {
+			break
+		}
+		select {
+		case <-tick.C:
+		case <-p.Exited():
+			return fmt.Errorf("guarded router exited: %v", p.ExitErr())
+		case <-ctx.Done():
+			return fmt.Errorf("guarded router: /readyz not 200 within %s (last: %d %s %v)", readyTimeout, status, body, err)
+		}
+	}
 	for {
 		status, body, err := beta.send(ctx, client, false)
 		if err == nil && status == http.StatusOK {

@@ -22,7 +22,8 @@ import (
 type check struct {
 	note []string // comment lines printed above the command
 	// curl is the command; empty for a step that sends nothing but
-	// waits for something to happen (do watches for it).
+	// waits for something to happen (do watches for it), or that a
+	// client of the demo's own makes (the MCP SDK client's calls).
 	curl string
 	want string // the expected answer, for a failure message
 	// do sends the request and describes the answer; ok says whether it
@@ -238,6 +239,7 @@ func demoChecks(e *env) []check {
 		activatorMetricsCheck(client, e),
 	}
 	cs = append(cs, accessChecks(e)...)
+	cs = append(cs, mcpChecks(e)...)
 	cs = append(cs, suspendChecks(e, client)...)
 	if e.smoke {
 		// Interactively the user tries this (printIdleHint) while
@@ -362,6 +364,8 @@ sandbox-router demo: the router binary in front of simulated sandboxes on a real
                   (it leads the Lease %s/sandbox-router-idle-suspender)
   guarded router  http://%s, admin http://%s: --authz-mode=kubernetes,scoped-token, sessions, minting;
                   team-a/agent (token in %s) may reach team-a/beta only
+  MCP endpoint    %s on the guarded router (--mcp-host %s): every tool acts
+                  as its caller; try it as the agent with T=$(cat %s)
   xDS server      %s (the router's --xds-listen): routes for Envoy and proxyless gRPC clients; a running
                   sandbox's endpoint is its pod, any other's the router (--xds-router-endpoints %s)
   gRPC            every pod serves grpc.health.v1 on port %d (grpc-go); try it through xDS yourself:
@@ -371,7 +375,7 @@ sandbox-router demo: the router binary in front of simulated sandboxes on a real
 
 Every request below was just sent once; the answer it got is under it.
 `, e.c.URL, e.c.KubeconfigPath, e.http, e.admin, routerPid, cluster.RouterNamespace,
-		e.guarded.http, e.guarded.admin, e.guarded.tokenFile, e.xds, e.http, grpcPort, xdsCommand(e, xdsTarget("default", "alpha")),
+		e.guarded.http, e.guarded.admin, e.guarded.tokenFile, mcpURL(e.guarded), mcpHost, e.guarded.tokenFile, e.xds, e.http, grpcPort, xdsCommand(e, xdsTarget("default", "alpha")),
 		sandboxList(e), e.warmPod, e.warmUID,
 		routerLog, filepath.Join(tmp, "access.log"), filepath.Join(tmp, "sim.log"), e.c.Dir)
 }

@@ -14,8 +14,9 @@ import (
 // mode: every request it prints must answer as expected (sleepy woken by
 // the activator, suspended again once idle for its 3s, woken again;
 // grpc-go over xDS straight to alpha's pod, and through the router to
-// grpc-sleepy, which it resumes), and everything it started must be gone
-// when it returns.
+// grpc-sleepy, which it resumes; the MCP endpoint initialized with curl
+// and driven with the Go SDK's MCP client as team-a/agent), and
+// everything it started must be gone when it returns.
 func TestDemoSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("demo: real etcd + kube-apiserver test skipped in -short mode")
@@ -47,6 +48,11 @@ func TestDemoSmoke(t *testing.T) {
 		"-> 401 ", "-> 403 ", `-b `, `"$LINK"`, "(cookie sb-session set: true), then 200 from beta",
 		"-target 9001-alpha.default.sandbox.localhost",
 		"(alpha's pod ", "(the router, which resumed grpc-sleepy)", "(grpc-sleepy's new pod ",
+		"-H 'Host: mcp.sandbox.localhost' http://127.0.0.1:", `"method":"initialize"`,
+		`WWW-Authenticate: Bearer resource_metadata="http://mcp.sandbox.localhost:`,
+		"serverInfo sandbox-router", "claude mcp add --transport http sandboxes http://mcp.sandbox.localhost:",
+		"12 tools: create_sandbox, delete_sandbox, execute_command, ", "-> team-a/beta running\n", `exit 0, stdout "hello from MCP\n"`,
+		"Kubernetes refused to suspend team-a/beta for you (RBAC)",
 		"smoke: all ",
 	} {
 		if !strings.Contains(out.String(), want) {

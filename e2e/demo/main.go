@@ -14,7 +14,11 @@
 // control on (access.go): the ServiceAccount team-a/agent may reach
 // team-a/beta only; the demo shows a request without a token refused,
 // the agent's token allowed on beta and refused on alpha, and a preview
-// link minted by the agent and opened with curl's cookie jar.
+// link minted by the agent and opened with curl's cookie jar. It also
+// serves the MCP endpoint (mcp.go) on its own host, mcp.sandbox.localhost:
+// the demo prints the agent's MCP URL with a curl initialize and the
+// claude mcp add line, and drives it with the Go SDK's MCP client (the
+// agent's tools see beta and nothing else).
 //
 // The router runs with the activator (its default with the cluster
 // resolver): the request for the suspended sandbox default/sleepy is held
@@ -242,7 +246,11 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	guardedLog := filepath.Join(tmp, "router-guarded.log")
-	gp, err := routerproc.Start(ctx, routerproc.Options{Bin: o.RouterBin, LogPath: guardedLog, Args: guardedArgs(env, env.guarded, o, tmp)})
+	// Its MCP endpoint names its own address (--mcp-public-url): the port
+	// is chosen before it starts, as the main router's.
+	gp, err := startOnPort(ctx, o.RouterBin, guardedLog, o.AccessPort, logf, func(addr string) []string {
+		return guardedArgs(env, env.guarded, o, tmp, addr)
+	})
 	if err != nil {
 		return err
 	}

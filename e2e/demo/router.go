@@ -16,10 +16,19 @@ import (
 // startRouter starts the demo's main router with args and --listen-http
 // on port, which its xDS server also names as the router fleet
 // (--xds-router-endpoints): clients go there for sandboxes that do not
-// run. That port must be known before the router starts, so with port 0
-// the demo picks a free one, and picks again (a few times) should another
-// process take it in between.
+// run.
 func startRouter(ctx context.Context, bin, logPath string, args []string, port int, logf func(string, ...any)) (*routerproc.Proc, error) {
+	return startOnPort(ctx, bin, logPath, port, logf, func(addr string) []string {
+		return append(slices.Clip(args), "--listen-http", addr, "--xds-router-endpoints", addr)
+	})
+}
+
+// startOnPort starts a router whose arguments name its own HTTP address
+// (args(addr) must include --listen-http addr). That address must be
+// known before the router starts, so with port 0 the demo picks a free
+// one, and picks again (a few times) should another process take it in
+// between.
+func startOnPort(ctx context.Context, bin, logPath string, port int, logf func(string, ...any), args func(addr string) []string) (*routerproc.Proc, error) {
 	const attempts = 3
 	for attempt := 1; ; attempt++ {
 		p, picked := port, port == 0
@@ -30,8 +39,7 @@ func startRouter(ctx context.Context, bin, logPath string, args []string, port i
 			}
 		}
 		addr := "127.0.0.1:" + strconv.Itoa(p)
-		all := append(slices.Clip(args), "--listen-http", addr, "--xds-router-endpoints", addr)
-		rp, err := routerproc.Start(ctx, routerproc.Options{Bin: bin, LogPath: logPath, Args: all})
+		rp, err := routerproc.Start(ctx, routerproc.Options{Bin: bin, LogPath: logPath, Args: args(addr)})
 		if err == nil || !picked || attempt == attempts || !strings.Contains(err.Error(), "address already in use") {
 			return rp, err
 		}

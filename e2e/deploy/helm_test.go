@@ -163,6 +163,11 @@ func TestHelmSchemaRejectsBadValues(t *testing.T) {
 		{"ServiceAccount of your own without a name", []string{"--set", "serviceAccount.create=false"}, "name"},
 		{"unknown route field", []string{"--set", "resolver.mode=static,resolver.routes.sandboxes[0].name=a,resolver.routes.sandboxes[0].address=10.0.0.1"}, "address"},
 		{"unknown log level", []string{"--set", "logLevel=verbose"}, "logLevel"},
+		{"MCP without a host", []string{"--set", "authz.mode=kubernetes,mcp.enabled=true"}, "host"},
+		{"MCP with allow-all", []string{"--set", "mcp.enabled=true,mcp.host=mcp.example.com"}, "mode"},
+		{"MCP with static routes", []string{"--set", "resolver.mode=static,authz.mode=scoped-token,authz.scopedToken.v1SecretName=s,mcp.enabled=true,mcp.host=mcp.example.com"}, "mode"},
+		{"bad MCP host", []string{"--set", "authz.mode=kubernetes,mcp.enabled=true,mcp.host=MCP_host"}, "host"},
+		{"MCP public URL with a path", []string{"--set", "authz.mode=kubernetes,mcp.enabled=true,mcp.host=mcp.example.com,mcp.publicURL=https://mcp.example.com/mcp"}, "publicURL"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -178,6 +183,32 @@ func TestHelmSchemaRejectsBadValues(t *testing.T) {
 				if msg := err.Error() + string(out); !strings.Contains(msg, tc.want) {
 					t.Errorf("helm %s %v: the error does not name %q:\n%s", cmd[0], tc.args, tc.want, msg)
 				}
+			}
+		})
+	}
+}
+
+// TestHelmTemplateRefuses: what no schema can say (one value compared
+// with another) the templates refuse; helm lint does not run their fail,
+// so only helm template is asked.
+func TestHelmTemplateRefuses(t *testing.T) {
+	helm := helmBin(t)
+	cases := []struct {
+		name string
+		args []string
+		want string // in the error
+	}{
+		{"xDS with static routes", []string{"--set", "xds.enabled=true,resolver.mode=static"}, "xds.enabled"},
+		{"MCP host a base domain", []string{"--set", "authz.mode=kubernetes,mcp.enabled=true,mcp.host=example.com,routing.baseDomains={example.com}"}, "mcp.host"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := run(t, helm, nil, append([]string{"template", "sandbox-router", chartDir}, tc.args...)...)
+			if err == nil {
+				t.Fatalf("helm template %v: accepted\n%s", tc.args, out)
+			}
+			if msg := err.Error() + string(out); !strings.Contains(msg, tc.want) {
+				t.Errorf("helm template %v: the error does not name %q:\n%s", tc.args, tc.want, msg)
 			}
 		})
 	}
