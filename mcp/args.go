@@ -60,6 +60,9 @@ func runtimePath(p string) (string, error) {
 			return "", fmt.Errorf("path %q holds a '..' segment: name the file directly", clip(p))
 		}
 	}
+	if p == "." {
+		return "%2E", nil // a lone dot segment, which proxies normalise away
+	}
 	return url.PathEscape(p), nil
 }
 

@@ -88,7 +88,10 @@ func (h *Handler) authenticated(next http.Handler) http.Handler {
 		if err != nil {
 			var ae *access.Error
 			if !errors.As(err, &ae) {
-				return // the client left
+				if r.Context().Err() == nil {
+					writeError(w, http.StatusServiceUnavailable, access.CodeUnavailable, "the caller could not be authenticated now")
+				}
+				return // else the client left
 			}
 			h.refuse(w, ae)
 			return
@@ -183,9 +186,15 @@ type callerServer struct {
 
 func (cs *callerServer) touch()              { cs.used.Store(time.Now().UnixNano()) }
 func (cs *callerServer) lastUsed() time.Time { return time.Unix(0, cs.used.Load()) }
+
+// sessions counts the initialized sessions: a client's discovery probe
+// (server/discover, before initialize) opens one that closes right
+// after, and must not take the place of the session that follows.
 func (cs *callerServer) sessions() (n int) {
-	for range cs.server.Sessions() {
-		n++
+	for s := range cs.server.Sessions() {
+		if s.InitializeParams() != nil {
+			n++
+		}
 	}
 	return n
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"sync"
@@ -19,6 +20,7 @@ import (
 // is judged exactly as the caller's own HTTP request would be.
 type dataPlane struct {
 	router http.Handler
+	log    *slog.Logger
 }
 
 // internalHost is the Host of the router's in-process requests: one no
@@ -72,7 +74,10 @@ func (d dataPlane) roundTrip(req *http.Request) (*http.Response, error) {
 			// A panic is an abandoned response (the router aborts a
 			// stream it cannot finish so); anything else would take the
 			// whole process down from this goroutine.
-			if recover() != nil {
+			if p := recover(); p != nil {
+				if p != http.ErrAbortHandler && d.log != nil {
+					d.log.Error("mcp: the router panicked serving a runtime call", "panic", p)
+				}
 				w.WriteHeader(http.StatusBadGateway) // if nothing was written yet
 				pw.CloseWithError(errAborted)
 				return

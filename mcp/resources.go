@@ -67,7 +67,7 @@ func (r *resources) attach(s *sdk.Server) {
 func (r *resources) refresh(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, reviewTimeout)
 	defer cancel()
-	list, _, err := r.h.visible(ctx, r.p, "", r.h.limits.Reviews)
+	list, cut, err := r.h.visible(ctx, r.p, "", r.h.limits.Reviews)
 	if err != nil {
 		return // the next refresh or change tries again; nothing is removed on silence
 	}
@@ -82,6 +82,9 @@ func (r *resources) refresh(ctx context.Context) {
 	defer r.mu.Unlock()
 	var gone []string
 	for k := range r.known {
+		if cut {
+			break // a cut list says nothing of what it left out: remove nothing
+		}
 		if _, ok := now[k]; !ok {
 			gone = append(gone, sandboxURI(k))
 			delete(r.known, k)

@@ -140,8 +140,12 @@ func (h *Handler) readFile(ctx context.Context, c *caller, a *readArgs) (*sdk.Ca
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		_, err := readAnswer(resp, key)
-		return nil, err
+		// The runtime is the tenant's code: any other answer, a 2xx
+		// included, is no file.
+		if _, err := readAnswer(resp, key); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("the sandbox's runtime answered /download with %d, not the file", resp.StatusCode)
 	}
 	if n, err := io.CopyN(io.Discard, resp.Body, int64(a.Offset)); err != nil {
 		if errors.Is(err, io.EOF) {

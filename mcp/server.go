@@ -105,11 +105,11 @@ func New(opts Options) (*Handler, error) {
 	h := &Handler{
 		opts:    opts,
 		limits:  opts.Limits.withDefaults(),
-		data:    dataPlane{router: opts.DataPlane},
 		log:     cmp.Or(opts.Log, slog.New(slog.DiscardHandler)),
 		metrics: opts.Metrics,
 		callers: make(map[string]*callerServer),
 	}
+	h.data = dataPlane{router: opts.DataPlane, log: h.log}
 	h.tools = h.toolTable()
 	h.metadata = h.metadataHandler()
 	h.streamable = h.authenticated(sdk.NewStreamableHTTPHandler(h.serverFor, &sdk.StreamableHTTPOptions{

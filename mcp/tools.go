@@ -121,7 +121,7 @@ func decodeArgs(raw json.RawMessage, into any) error {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(into); err != nil {
-		return fmt.Errorf("the arguments do not fit the tool's input schema: %v", err)
+		return fmt.Errorf("the arguments do not fit the tool's input schema: %s", clip(err.Error()))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("the arguments hold more than one JSON value")
@@ -136,7 +136,7 @@ var (
 	open        = sdk.ToolAnnotations{DestructiveHint: new(true), OpenWorldHint: new(true)}
 )
 
-// toolTable is every tool, in the order clients list them.
+// toolTable is every tool (clients list them by name).
 func (h *Handler) toolTable() []tool {
 	return []tool{
 		newTool("list_sandboxes", "List sandboxes",
@@ -174,7 +174,7 @@ func (h *Handler) toolTable() []tool {
 // and outcome.
 func (h *Handler) limited(t tool) sdk.ToolHandler {
 	name := t.def.Name
-	return func(ctx context.Context, req *sdk.CallToolRequest) (*sdk.CallToolResult, error) {
+	return func(ctx context.Context, req *sdk.CallToolRequest) (res *sdk.CallToolResult, _ error) {
 		c := callerOf(req.Extra)
 		if c == nil {
 			return toolError("this call carries no authenticated caller"), nil
@@ -192,12 +192,24 @@ func (h *Handler) limited(t tool) sdk.ToolHandler {
 			return toolError(fmt.Sprintf("too many calls at once: at most %d run together for your identity; wait for one to end", h.limits.ConcurrentCalls)), nil
 		}
 		start := time.Now()
+		// The go-sdk recovers no panic: one in a tool would end the
+		// router. A bug becomes the caller's tool error, and a log line.
+		defer func() {
+			if p := recover(); p != nil {
+				h.log.Error("mcp: a tool panicked", "tool", name, "panic", p)
+				h.metrics.call(name, "error")
+				res = toolError("the tool failed (an internal error of the router)")
+			}
+		}()
 		res, err := t.run(ctx, c, req.Params.Arguments)
 		outcome := "ok"
 		switch {
 		case err != nil:
 			outcome = "error"
 			res = toolError(err.Error())
+		case res == nil:
+			outcome = "error"
+			res = toolError("the tool returned nothing (an internal error of the router)")
 		case res.IsError:
 			outcome = "error"
 		}
