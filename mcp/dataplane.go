@@ -89,6 +89,10 @@ func (d dataPlane) roundTrip(req *http.Request) (*http.Response, error) {
 	}()
 	select {
 	case resp := <-w.head:
+		if err := ctx.Err(); err != nil { // the caller left as the head came
+			resp.Body.Close()
+			return nil, err
+		}
 		return resp, nil
 	case <-ctx.Done():
 		cancel()

@@ -70,10 +70,10 @@ func (h *Handler) resumeSandbox(ctx context.Context, c *caller, a *resumeArgs) (
 	if err := h.reach(ctx, c, key); err != nil {
 		return nil, err
 	}
-	if h.opts.Sandboxes.Lookup(key).State != resolver.StateRunning {
-		if err := cl.SetSuspended(ctx, c.token, key.Namespace, key.Name, false); err != nil {
-			return nil, clusterError("resume", key, err)
-		}
+	// Patched even when it runs: RBAC is asked every time, so the
+	// answer never depends on a state the caller did not choose.
+	if err := cl.SetSuspended(ctx, c.token, key.Namespace, key.Name, false); err != nil {
+		return nil, clusterError("resume", key, err)
 	}
 	res := h.waitFor(ctx, key, wait, func(r resolver.Result) bool { return r.State == resolver.StateRunning })
 	return stateResult(res, resolver.StateRunning, wait)

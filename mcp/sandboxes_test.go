@@ -320,7 +320,8 @@ func TestLifecycleTools(t *testing.T) {
 	if err != nil || structured(t, res)["state"] != "running" {
 		t.Fatalf("resume: %s, %v", text(res), err)
 	}
-	// Resuming a running sandbox writes nothing.
+	// Resuming a running sandbox still asks RBAC (a patch that changes
+	// nothing), so the answer never depends on its state.
 	if _, err := e.call(ctx, c, "resume_sandbox", `{"namespace":"team-a","name":"a1"}`); err != nil {
 		t.Fatal(err)
 	}
@@ -342,6 +343,7 @@ func TestLifecycleTools(t *testing.T) {
 	}
 	want := []clusterCall{
 		{op: "suspend", token: "tok-alice", namespace: "team-a", name: "a1", suspended: true},
+		{op: "suspend", token: "tok-alice", namespace: "team-a", name: "a1", suspended: false},
 		{op: "suspend", token: "tok-alice", namespace: "team-a", name: "a1", suspended: false},
 		{op: "create", token: "tok-alice", namespace: "team-a", name: "new1", template: "python.v3"},
 		{op: "create", token: "tok-alice", namespace: "team-a", name: generated, template: "python"},
