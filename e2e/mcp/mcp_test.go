@@ -487,3 +487,76 @@ func TestTypeScriptClient(t *testing.T) {
 	}
 	t.Logf("the TypeScript SDK negotiated protocol %s", res.ProtocolVersion)
 }
+
+// TestEveryToolAsBothIdentities runs each of the twelve tools as alice
+// and as bob on a sandbox only alice may reach (team-a/alpha), one in a
+// namespace neither may reach (team-b/delta), and the one bob may reach
+// (team-a/beta): what a caller may not reach is invisible, whatever the
+// tool; what it may reach but not change, Kubernetes refuses by RBAC.
+func TestEveryToolAsBothIdentities(t *testing.T) {
+	e := newEnv(t)
+	sessions := map[string]*sdk.ClientSession{"alice": e.connect(t, e.alice, nil), "bob": e.connect(t, e.bob, nil)}
+	args := func(ns, name string) map[string]map[string]any {
+		ref := func(kv ...any) map[string]any {
+			m := map[string]any{"namespace": ns, "name": name}
+			for i := 0; i < len(kv); i += 2 {
+				m[kv[i].(string)] = kv[i+1]
+			}
+			return m
+		}
+		return map[string]map[string]any{
+			"get_sandbox":     ref(),
+			"resume_sandbox":  ref(),
+			"suspend_sandbox": ref(),
+			"execute_command": ref("command", "hostname"),
+			"read_file":       ref("path", "nothing-here"),
+			"write_file":      ref("path", "probe.txt", "content", "x"),
+			"list_files":      ref("path", "."),
+			"file_exists":     ref("path", "probe.txt"),
+			"preview_url":     ref("port", 8888),
+			"delete_sandbox":  ref(),
+		}
+	}
+	invisible := func(ns, name string) string { return "no sandbox " + ns + "/" + name + " that you may reach" }
+	rbac := "Kubernetes refused to"
+
+	type expect struct {
+		who, ns, name string
+		// want: "" succeeds; anything else is a substring of the refusal.
+		want map[string]string
+	}
+	all := func(s string) map[string]string {
+		m := map[string]string{}
+		for tool := range args("x", "y") {
+			m[tool] = s
+		}
+		return m
+	}
+	bobOnBeta := map[string]string{
+		"get_sandbox": "", "execute_command": "", "write_file": "", "list_files": "", "file_exists": "", "preview_url": "",
+		"read_file":      "the sandbox's runtime answered 404",
+		"resume_sandbox": rbac, "suspend_sandbox": rbac, "delete_sandbox": rbac,
+	}
+	for _, c := range []expect{
+		{"bob", teamA, "alpha", all(invisible(teamA, "alpha"))},
+		{"bob", teamB, "delta", all(invisible(teamB, "delta"))},
+		{"alice", teamB, "delta", all(invisible(teamB, "delta"))},
+		{"bob", teamA, "beta", bobOnBeta},
+	} {
+		for tool, a := range args(c.ns, c.name) {
+			text, isErr := call(t, sessions[c.who], tool, a)
+			switch want := c.want[tool]; {
+			case want == "" && isErr:
+				t.Errorf("%s %s on %s/%s: refused: %s", c.who, tool, c.ns, c.name, text)
+			case want != "" && (!isErr || !strings.Contains(text, want)):
+				t.Errorf("%s %s on %s/%s: %q, want a refusal with %q", c.who, tool, c.ns, c.name, text, want)
+			}
+		}
+	}
+	// create_sandbox and list_sandboxes name no existing sandbox: bob may
+	// not create, and lists only beta (TestToolsActForTheCaller); alice
+	// creates in team-a only.
+	if text := mustRefuse(t, sessions["alice"], "create_sandbox", map[string]any{"namespace": teamB, "template": "python", "name": "elsewhere"}); !strings.Contains(text, rbac) {
+		t.Errorf("alice creates in team-b: %s", text)
+	}
+}
