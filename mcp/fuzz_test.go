@@ -155,8 +155,11 @@ func checkDecode[T any](t *testing.T, raw []byte) {
 	// without regard to case), each of its type.
 	fields := make(map[string]bool)
 	rt := reflect.TypeFor[T]()
-	for i := range rt.NumField() {
-		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+	for _, f := range reflect.VisibleFields(rt) { // an embedded sandboxRef's fields are the tool's
+		if f.Anonymous {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
 		fields[strings.ToLower(name)] = true
 	}
 	var obj map[string]json.RawMessage

@@ -49,13 +49,12 @@ func clusterError(op string, key resolver.Key, err error) error {
 }
 
 type resumeArgs struct {
-	Namespace   string `json:"namespace" jsonschema:"the sandbox's namespace"`
-	Name        string `json:"name" jsonschema:"the sandbox's name"`
-	WaitSeconds int    `json:"wait_seconds,omitempty" jsonschema:"how long to wait for it to run (default 60)"`
+	sandboxRef
+	WaitSeconds int `json:"wait_seconds,omitempty" jsonschema:"how long to wait for it to run (default 60)"`
 }
 
 func (h *Handler) resumeSandbox(ctx context.Context, c *caller, a *resumeArgs) (*sdk.CallToolResult, error) {
-	key, err := (&sandboxRef{a.Namespace, a.Name}).key()
+	key, err := a.key()
 	if err != nil {
 		return nil, err
 	}
@@ -172,14 +171,13 @@ func (h *Handler) deleteSandbox(ctx context.Context, c *caller, a *sandboxRef) (
 }
 
 type previewArgs struct {
-	Namespace  string `json:"namespace" jsonschema:"the sandbox's namespace"`
-	Name       string `json:"name" jsonschema:"the sandbox's name"`
-	Port       int    `json:"port,omitempty" jsonschema:"the sandbox's port to open (default 8888)"`
-	TTLSeconds int    `json:"ttl_seconds,omitempty" jsonschema:"how long the link works (default 900, at most the router's limit)"`
+	sandboxRef
+	Port       int `json:"port,omitempty" jsonschema:"the sandbox's port to open (default 8888)"`
+	TTLSeconds int `json:"ttl_seconds,omitempty" jsonschema:"how long the link works (default 900, at most the router's limit)"`
 }
 
 func (h *Handler) previewURL(ctx context.Context, c *caller, a *previewArgs) (*sdk.CallToolResult, error) {
-	key, err := (&sandboxRef{a.Namespace, a.Name}).key()
+	key, err := a.key()
 	if err != nil {
 		return nil, err
 	}

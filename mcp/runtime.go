@@ -35,8 +35,7 @@ const maxRuntimeAnswer = 4 << 20
 const maxReadOffset = 1 << 30
 
 type executeArgs struct {
-	Namespace      string `json:"namespace" jsonschema:"the sandbox's namespace"`
-	Name           string `json:"name" jsonschema:"the sandbox's name"`
+	sandboxRef
 	Command        string `json:"command" jsonschema:"the command line, e.g. python3 main.py (split into arguments like a shell would, but no pipes, redirections or variables: wrap in sh -c '...' for those)"`
 	TimeoutSeconds int    `json:"timeout_seconds,omitempty" jsonschema:"how long the command may run, waking a suspended sandbox included (default 60)"`
 	MaxOutputBytes int    `json:"max_output_bytes,omitempty" jsonschema:"how much of stdout and of stderr to return (default 65536, at most 1048576); the rest is cut with a marker"`
@@ -49,7 +48,7 @@ type executeResult struct {
 }
 
 func (h *Handler) executeCommand(ctx context.Context, c *caller, a *executeArgs) (*sdk.CallToolResult, error) {
-	key, err := (&sandboxRef{a.Namespace, a.Name}).key()
+	key, err := a.key()
 	if err != nil {
 		return nil, err
 	}
@@ -102,21 +101,19 @@ func cut(s string, limit int, stream string) string {
 }
 
 type fileArgs struct {
-	Namespace string `json:"namespace" jsonschema:"the sandbox's namespace"`
-	Name      string `json:"name" jsonschema:"the sandbox's name"`
-	Path      string `json:"path" jsonschema:"the file's path in the sandbox, absolute or relative to its working directory"`
+	sandboxRef
+	Path string `json:"path" jsonschema:"the file's path in the sandbox, absolute or relative to its working directory"`
 }
 
 type readArgs struct {
-	Namespace string `json:"namespace" jsonschema:"the sandbox's namespace"`
-	Name      string `json:"name" jsonschema:"the sandbox's name"`
-	Path      string `json:"path" jsonschema:"the file's path in the sandbox"`
-	Offset    int    `json:"offset,omitempty" jsonschema:"the byte to start at (default 0): for the next page of a large file"`
-	Length    int    `json:"length,omitempty" jsonschema:"how many bytes to return (default 65536, at most 1048576)"`
+	sandboxRef
+	Path   string `json:"path" jsonschema:"the file's path in the sandbox"`
+	Offset int    `json:"offset,omitempty" jsonschema:"the byte to start at (default 0): for the next page of a large file"`
+	Length int    `json:"length,omitempty" jsonschema:"how many bytes to return (default 65536, at most 1048576)"`
 }
 
 func (h *Handler) readFile(ctx context.Context, c *caller, a *readArgs) (*sdk.CallToolResult, error) {
-	key, err := (&sandboxRef{a.Namespace, a.Name}).key()
+	key, err := a.key()
 	if err != nil {
 		return nil, err
 	}
@@ -209,15 +206,14 @@ func asText(page []byte, more bool) (string, bool) {
 }
 
 type writeArgs struct {
-	Namespace string `json:"namespace" jsonschema:"the sandbox's namespace"`
-	Name      string `json:"name" jsonschema:"the sandbox's name"`
-	Path      string `json:"path" jsonschema:"the file's path in the sandbox; missing directories are created"`
-	Content   string `json:"content" jsonschema:"the file's content: text, or base64 when encoding is base64"`
-	Encoding  string `json:"encoding,omitempty" jsonschema:"text (the default) or base64 (for binary content)"`
+	sandboxRef
+	Path     string `json:"path" jsonschema:"the file's path in the sandbox; missing directories are created"`
+	Content  string `json:"content" jsonschema:"the file's content: text, or base64 when encoding is base64"`
+	Encoding string `json:"encoding,omitempty" jsonschema:"text (the default) or base64 (for binary content)"`
 }
 
 func (h *Handler) writeFile(ctx context.Context, c *caller, a *writeArgs) (*sdk.CallToolResult, error) {
-	key, err := (&sandboxRef{a.Namespace, a.Name}).key()
+	key, err := a.key()
 	if err != nil {
 		return nil, err
 	}
@@ -295,7 +291,7 @@ func (h *Handler) fileExists(ctx context.Context, c *caller, a *fileArgs) (*sdk.
 
 // pathCall is a GET of a runtime operation on a path: its JSON answer.
 func (h *Handler) pathCall(ctx context.Context, c *caller, a *fileArgs, op string) ([]byte, resolver.Key, error) {
-	key, err := (&sandboxRef{a.Namespace, a.Name}).key()
+	key, err := a.key()
 	if err != nil {
 		return nil, key, err
 	}
