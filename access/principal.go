@@ -2,7 +2,11 @@ package access
 
 import (
 	"context"
+	"encoding/hex"
+	"fmt"
 	"net/netip"
+	"slices"
+	"time"
 
 	"github.com/sandbox-router/sandbox-router/access/scoped"
 	"github.com/sandbox-router/sandbox-router/resolver"
@@ -30,7 +34,7 @@ func (c *Checker) Authenticate(ctx context.Context, token string, client netip.A
 			return Principal{}, e
 		}
 	}
-	p, err := c.principal(ctx, token)
+	p, err := c.principal(ctx, token, client)
 	if err == errInvalidCredentials && c.limiter != nil {
 		c.limiter.failed(client)
 	}
@@ -38,7 +42,7 @@ func (c *Checker) Authenticate(ctx context.Context, token string, client netip.A
 	return p, err
 }
 
-func (c *Checker) principal(ctx context.Context, token string) (Principal, error) {
+func (c *Checker) principal(ctx context.Context, token string, client netip.Addr) (Principal, error) {
 	switch {
 	case token == "" || len(token) > maxTokenBytes:
 		return Principal{}, errInvalidCredentials
@@ -46,6 +50,9 @@ func (c *Checker) principal(ctx context.Context, token string) (Principal, error
 		claims, err := c.scoped.Verify(token)
 		if err != nil {
 			return Principal{}, errInvalidCredentials
+		}
+		if len(claims.ClientCIDRs) > 0 && !slices.ContainsFunc(claims.ClientCIDRs, func(p netip.Prefix) bool { return client.IsValid() && p.Contains(client.Unmap()) }) {
+			return Principal{}, errForbidden // its client addresses do not include this one
 		}
 		return Principal{Caller: Caller{User: claims.Subject, Auth: AuthScopedToken}, claims: claims}, nil
 	case c.tokens == nil:
@@ -71,6 +78,9 @@ func (c *Checker) Reaches(ctx context.Context, p Principal, sandbox resolver.Key
 		if sandbox.Name == "" || cl.Namespace != sandbox.Namespace || cl.Name != sandbox.Name {
 			return false, nil
 		}
+		if !time.Now().Before(cl.Expires) {
+			return false, nil // a principal outlives its request: an open stream
+		}
 		return cl.Version < 2 || cl.UID == c.currentUID(sandbox), nil
 	case AuthKubernetesToken:
 		if c.access == nil {
@@ -86,6 +96,18 @@ func (c *Checker) Reaches(ctx context.Context, p Principal, sandbox resolver.Key
 		return false, err
 	}
 	return false, nil
+}
+
+// Key names p for what it may reach: every field a decision depends on
+// (a Kubernetes identity's user, UID, groups in any order and extra; a
+// scoped token's sandbox, the UID it is bound to and its subject), so
+// two principals with one key are answered alike.
+func (p Principal) Key() string {
+	if p.Auth == AuthScopedToken {
+		c := p.claims
+		return fmt.Sprintf("scoped\x00%d\x00%s\x00%s\x00%s\x00%q", c.Version, c.Namespace, c.Name, c.UID, c.Subject)
+	}
+	return "kube\x00" + hex.EncodeToString(p.id.digest[:])
 }
 
 // Sandbox is the one sandbox a scoped token's principal may reach; false

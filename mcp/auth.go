@@ -202,12 +202,7 @@ func (cs *callerServer) sessions() (n int) {
 // identityKey names an identity: its server, limits and sessions are
 // shared by all its tokens. A scoped token is its own identity (two may
 // reach different sandboxes).
-func identityKey(p access.Principal) string {
-	if sb, ok := p.Sandbox(); ok {
-		return "scoped\x00" + sb.Namespace + "\x00" + sb.Name + "\x00" + p.User
-	}
-	return "kube\x00" + p.User + "\x00" + strings.Join(p.Groups, "\x00")
-}
+func identityKey(p access.Principal) string { return p.Key() }
 
 var errTooManyCallers = &access.Error{Status: http.StatusServiceUnavailable, Code: "too_many_callers", RetryAfter: 30,
 	Detail: "the MCP endpoint serves as many identities as it may; try again later"}

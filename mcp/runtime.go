@@ -331,7 +331,9 @@ func readAnswer(resp *http.Response, key resolver.Key) ([]byte, error) {
 		Message string `json:"message"`
 	}
 	_ = json.Unmarshal(raw, &e)
-	if e.Code != "" { // the router's own answer
+	// The router's own answers are told by their codes; a sandbox that
+	// answers with a "code" of its own is the sandbox.
+	if routerCodes[e.Code] {
 		switch resp.StatusCode {
 		case http.StatusNotFound, http.StatusForbidden:
 			return nil, notVisible(key)
@@ -345,6 +347,17 @@ func readAnswer(resp *http.Response, key resolver.Key) ([]byte, error) {
 	}
 	msg := cmp.Or(e.Message, e.Detail, string(raw))
 	return nil, fmt.Errorf("the sandbox's runtime answered %d: %s", resp.StatusCode, clip(msg))
+}
+
+// routerCodes are the codes of the router's own answers to a request
+// (router/errors.go and access/errors.go) that readAnswer explains.
+var routerCodes = map[string]bool{
+	"sandbox_not_found": true, "sandbox_forbidden": true, "missing_credentials": true, "invalid_credentials": true,
+	"sandbox_suspended": true, "sandbox_suspending": true, "sandbox_starting": true, "sandbox_finished": true,
+	"router_not_ready": true, "upstream_connect_failed": true, "upstream_timeout": true, "upstream_protocol_error": true,
+	"request_body_too_large": true, "router_shutting_down": true, "upstream_busy": true, "connection_limit": true,
+	"upstream_connection_limit": true, "rate_limited": true, "sandbox_busy": true, "access_unavailable": true,
+	"too_many_failed_credentials": true, "hold_queue_full": true, "resume_timeout": true, "resume_failed": true, "sandbox_deleted": true,
 }
 
 // callError is a runtime call that got no answer.

@@ -60,9 +60,10 @@ func infoOf(res resolver.Result) sandboxInfo {
 }
 
 // visible lists the sandboxes p may reach, in namespace (all when ""),
-// sorted. A namespace p reaches as a whole (a RoleBinding without
-// resourceNames) costs one cached review; elsewhere each sandbox costs
-// one, at most budget of them: past it the answer is cut (truncated).
+// sorted. Each namespace costs one cached review (a RoleBinding without
+// resourceNames grants it whole); in one not granted whole each sandbox
+// costs one more; at most budget reviews in all: past it the answer is
+// cut (truncated).
 func (h *Handler) visible(ctx context.Context, p access.Principal, namespace string, budget int) (out []resolver.Result, truncated bool, err error) {
 	sb := h.opts.Sandboxes
 	if key, ok := p.Sandbox(); ok { // a scoped token reaches one sandbox
@@ -98,6 +99,11 @@ func (h *Handler) visible(ctx context.Context, p access.Principal, namespace str
 	}
 	slices.Sort(namespaces)
 	for _, ns := range namespaces {
+		if budget == 0 {
+			truncated = true
+			break
+		}
+		budget-- // a namespace's review counts too
 		all, err := h.opts.Access.Reaches(ctx, p, resolver.Key{Namespace: ns})
 		if err != nil {
 			return nil, false, err
@@ -149,6 +155,7 @@ func (h *Handler) listSandboxes(ctx context.Context, c *caller, a *listArgs) (*s
 		state = s
 	}
 	var labelled map[string]bool
+	truncated := false
 	if a.LabelSelector != "" {
 		if err := checkSelector(a.LabelSelector); err != nil {
 			return nil, err
@@ -163,12 +170,16 @@ func (h *Handler) listSandboxes(ctx context.Context, c *caller, a *listArgs) (*s
 		if err != nil {
 			return nil, clusterError("list sandboxes", resolver.Key{Namespace: a.Namespace}, err)
 		}
+		if len(names) > maxListed {
+			truncated = true // the API server's first names only
+		}
 		labelled = make(map[string]bool, len(names))
 		for _, n := range names {
 			labelled[n] = true
 		}
 	}
-	all, truncated, err := h.visible(ctx, c.principal, a.Namespace, h.limits.Reviews)
+	all, cut, err := h.visible(ctx, c.principal, a.Namespace, h.limits.Reviews)
+	truncated = truncated || cut
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

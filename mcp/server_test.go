@@ -348,7 +348,7 @@ func TestSessionsPerCaller(t *testing.T) {
 
 func aliceSessions(e *env) int {
 	for _, c := range e.h.callerServers() {
-		if strings.Contains(c.key, "alice") {
+		if c.resources.p.User == "alice" {
 			return c.sessions()
 		}
 	}
