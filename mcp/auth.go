@@ -9,10 +9,12 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
 	"github.com/modelcontextprotocol/go-sdk/oauthex"
 	"golang.org/x/time/rate"
@@ -101,9 +103,14 @@ func (h *Handler) authenticated(next http.Handler) http.Handler {
 			h.refuse(w, err.(*access.Error))
 			return
 		}
-		if r.Method == http.MethodPost && r.Header.Get("Mcp-Session-Id") == "" && cs.sessions() >= h.limits.SessionsPerCaller {
+		// The cheap early answer; initializeLimit holds the bound exactly
+		// when requests race. Sessions never initialized (a discovery
+		// probe's, a client's that failed) count too, under a looser
+		// bound: each holds memory until it times out.
+		if r.Method == http.MethodPost && r.Header.Get("Mcp-Session-Id") == "" &&
+			(cs.sessions() >= h.limits.SessionsPerCaller || cs.openSessions() >= 4*h.limits.SessionsPerCaller) {
 			h.refuse(w, &access.Error{Status: http.StatusTooManyRequests, Code: "too_many_sessions", RetryAfter: 10,
-				Detail: fmt.Sprintf("this identity has %d MCP sessions open, the most it may: close one (DELETE %s with its Mcp-Session-Id)", h.limits.SessionsPerCaller, Path)})
+				Detail: tooManySessions(h.limits.SessionsPerCaller)})
 			return
 		}
 		c := &caller{principal: p, token: token, client: client, request: r, server: cs}
@@ -182,6 +189,57 @@ type callerServer struct {
 	calls     *rate.Limiter
 	inflight  chan struct{} // a slot per tool call running
 	used      atomic.Int64  // unix nanoseconds of the last request
+
+	mu      sync.Mutex
+	opening int // requests that may open a session, being answered
+}
+
+// openSessions counts every session, initialized or not.
+func (cs *callerServer) openSessions() (n int) {
+	for range cs.server.Sessions() {
+		n++
+	}
+	return n
+}
+
+func tooManySessions(most int) string {
+	return fmt.Sprintf("this identity has %d MCP sessions open, the most it may: close one (DELETE %s with its Mcp-Session-Id)", most, Path)
+}
+
+// initializeLimit bounds the identity's sessions where a session becomes
+// one: its initialize request, whose place is held while it is handled,
+// so that racing requests cannot all pass the count.
+func (cs *callerServer) initializeLimit(most int) sdk.Middleware {
+	return func(next sdk.MethodHandler) sdk.MethodHandler {
+		return func(ctx context.Context, method string, req sdk.Request) (sdk.Result, error) {
+			if method != "initialize" {
+				return next(ctx, method, req)
+			}
+			release, ok := cs.reserve(most)
+			if !ok {
+				return nil, &jsonrpc.Error{Code: jsonrpc.CodeInvalidRequest, Message: tooManySessions(most)}
+			}
+			defer release()
+			return next(ctx, method, req)
+		}
+	}
+}
+
+// reserve holds a place for a session being initialized, if the identity
+// has one left; release gives it back once it is (it then counts
+// itself).
+func (cs *callerServer) reserve(most int) (release func(), ok bool) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if cs.sessions()+cs.opening >= most {
+		return nil, false
+	}
+	cs.opening++
+	return func() {
+		cs.mu.Lock()
+		cs.opening--
+		cs.mu.Unlock()
+	}, true
 }
 
 func (cs *callerServer) touch()              { cs.used.Store(time.Now().UnixNano()) }
@@ -233,6 +291,7 @@ func (h *Handler) callerServerFor(p access.Principal) (*callerServer, error) {
 		HasResources:       true,
 		HasTools:           true,
 	})
+	cs.server.AddReceivingMiddleware(cs.initializeLimit(h.limits.SessionsPerCaller))
 	for _, t := range h.tools {
 		cs.server.AddTool(t.def, h.limited(t))
 	}

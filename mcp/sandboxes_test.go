@@ -201,7 +201,6 @@ func TestReviewBudget(t *testing.T) {
 	e.access.reset()
 	listNames(t, e, c, `{}`)
 	if n := len(e.access.reviews()); n != 4 { // the namespace's and three sandboxes'
-
 		t.Errorf("%d reviews: %v", n, e.access.reviews())
 	}
 	// The budget is the Handler's: the same for the resources.

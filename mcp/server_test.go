@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/modelcontextprotocol/go-sdk/auth"
@@ -622,5 +623,23 @@ func TestLimitedNeverPanics(t *testing.T) {
 		default:
 			t.Errorf("%s: the call's slot was not freed", name)
 		}
+	}
+}
+
+// TestSessionsPerCallerRacing: connects racing for the last places open
+// no more sessions than the bound, however they interleave.
+func TestSessionsPerCallerRacing(t *testing.T) {
+	e, srv := serverEnv(t, Limits{SessionsPerCaller: 2})
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			if cs, err := connect(t, srv, "tok-alice", nil); err == nil {
+				t.Cleanup(func() { cs.Close() })
+			}
+		})
+	}
+	wg.Wait()
+	if n := aliceSessions(e); n > 2 {
+		t.Errorf("%d sessions open, the bound is 2", n)
 	}
 }
