@@ -364,6 +364,23 @@ type fakeCluster struct {
 	calls []clusterCall
 	err   error
 	names []string
+	// adopt: a claim (by name) whose controller adopts the warm sandbox
+	// of the value's name instead of starting one of its own.
+	adopt map[string]string
+}
+
+// claimed is the sandbox a claim gets: the adopted one, or its own name.
+func (c *fakeCluster) claimed(claim string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if sb, ok := c.adopt[claim]; ok {
+		return sb
+	}
+	return claim
+}
+
+func (c *fakeCluster) ClaimedSandbox(ctx context.Context, token, namespace, claim string) (string, error) {
+	return c.claimed(claim), nil
 }
 
 func (c *fakeCluster) record(cc clusterCall) error {
@@ -404,7 +421,7 @@ func (c *fakeCluster) CreateClaim(ctx context.Context, token, namespace, name, t
 		return err
 	}
 	if c.sb != nil {
-		c.sb.set(running(namespace, name))
+		c.sb.set(running(namespace, c.claimed(name)))
 	}
 	return nil
 }

@@ -75,7 +75,7 @@ func (h *Handler) resumeSandbox(ctx context.Context, c *caller, a *resumeArgs) (
 		return nil, clusterError("resume", key, err)
 	}
 	res := h.waitFor(ctx, key, wait, func(r resolver.Result) bool { return r.State == resolver.StateRunning })
-	return stateResult(res, resolver.StateRunning, wait)
+	return stateResult(key, res, resolver.StateRunning, wait)
 }
 
 func (h *Handler) suspendSandbox(ctx context.Context, c *caller, a *sandboxRef) (*sdk.CallToolResult, error) {
@@ -96,7 +96,7 @@ func (h *Handler) suspendSandbox(ctx context.Context, c *caller, a *sandboxRef) 
 	res := h.waitFor(ctx, key, 5*time.Second, func(r resolver.Result) bool {
 		return r.State == resolver.StateSuspending || r.State == resolver.StateSuspended
 	})
-	return jsonResult(infoOf(res))
+	return jsonResult(infoOf(key, res))
 }
 
 type createArgs struct {
@@ -131,18 +131,26 @@ func (h *Handler) createSandbox(ctx context.Context, c *caller, a *createArgs) (
 		}
 		return nil, clusterError("create", key, err)
 	}
+	// The claim's controller names the sandbox in the claim's status: its
+	// own name on a cold start, a warm sandbox's when it adopted one.
+	claim := key.Name
+	deadline := time.Now().Add(wait)
+	wctx, cancel := context.WithDeadline(ctx, deadline)
+	name, err := cl.ClaimedSandbox(wctx, c.token, key.Namespace, claim)
+	cancel()
+	if err != nil {
+		return jsonResult(map[string]any{"namespace": key.Namespace, "claim": claim, "state": "creating",
+			"note": fmt.Sprintf("the claim was made; its sandbox is not named yet (%v): it has the claim's name on a cold start; check with list_sandboxes", err)})
+	}
+	key.Name = name
 	// What the router knows of that name is said only to a caller who
 	// may reach it (a sandbox of that name may exist already, not theirs).
 	if ok, err := h.opts.Access.Reaches(ctx, c.principal, key); err != nil || !ok {
-		return jsonResult(map[string]any{"namespace": key.Namespace, "name": key.Name, "claimed": true,
+		return jsonResult(map[string]any{"namespace": key.Namespace, "claim": claim, "name": name,
 			"note": "the claim was made; you may not reach the sandbox through the router (RBAC create on sandboxes/proxy), so its state is not shown"})
 	}
-	res := h.waitFor(ctx, key, wait, func(r resolver.Result) bool { return r.State == resolver.StateRunning })
-	if res.State == resolver.StateUnknown {
-		return jsonResult(map[string]any{"namespace": key.Namespace, "name": key.Name, "state": "creating",
-			"note": "the claim was made; the sandbox does not exist yet: check again with get_sandbox"})
-	}
-	return stateResult(res, resolver.StateRunning, wait)
+	res := h.waitFor(ctx, key, time.Until(deadline), func(r resolver.Result) bool { return r.State == resolver.StateRunning })
+	return stateResult(key, res, resolver.StateRunning, wait)
 }
 
 // generatedName is a fresh sandbox name.
@@ -247,8 +255,8 @@ func (h *Handler) waitFor(ctx context.Context, key resolver.Key, d time.Duration
 
 // stateResult says where a sandbox is, and whether it got where it
 // should within the wait.
-func stateResult(res resolver.Result, want resolver.State, wait time.Duration) (*sdk.CallToolResult, error) {
-	info := infoOf(res)
+func stateResult(key resolver.Key, res resolver.Result, want resolver.State, wait time.Duration) (*sdk.CallToolResult, error) {
+	info := infoOf(key, res)
 	if res.State == want {
 		return jsonResult(info)
 	}

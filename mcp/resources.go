@@ -154,7 +154,7 @@ func (r *resources) read(ctx context.Context, req *sdk.ReadResourceRequest) (*sd
 	if err := r.h.reach(ctx, c, key); err != nil {
 		return nil, sdk.ResourceNotFoundError(req.Params.URI)
 	}
-	b, err := json.Marshal(infoOf(r.h.opts.Sandboxes.Lookup(key)))
+	b, err := json.Marshal(infoOf(key, r.h.opts.Sandboxes.Lookup(key)))
 	if err != nil {
 		return nil, err
 	}

@@ -54,9 +54,10 @@ type sandboxInfo struct {
 	URI       string `json:"uri"`
 }
 
-func infoOf(res resolver.Result) sandboxInfo {
-	key := resolver.Key{Namespace: res.Namespace, Name: res.Name}
-	return sandboxInfo{Namespace: res.Namespace, Name: res.Name, State: res.State.String(), UID: res.UID, URI: sandboxURI(key)}
+// infoOf describes the sandbox key as res found it (named by key, so a
+// sandbox gone meanwhile is still named: state unknown).
+func infoOf(key resolver.Key, res resolver.Result) sandboxInfo {
+	return sandboxInfo{Namespace: key.Namespace, Name: key.Name, State: res.State.String(), UID: res.UID, URI: sandboxURI(key)}
 }
 
 // visible lists the sandboxes p may reach, in namespace (all when ""),
@@ -195,7 +196,7 @@ func (h *Handler) listSandboxes(ctx context.Context, c *caller, a *listArgs) (*s
 			truncated = true
 			break
 		}
-		list = append(list, infoOf(res))
+		list = append(list, infoOf(resolver.Key{Namespace: res.Namespace, Name: res.Name}, res))
 	}
 	out := map[string]any{"sandboxes": list, "count": len(list)}
 	if truncated {
@@ -213,5 +214,5 @@ func (h *Handler) getSandbox(ctx context.Context, c *caller, a *sandboxRef) (*sd
 	if err := h.reach(ctx, c, key); err != nil {
 		return nil, err
 	}
-	return jsonResult(infoOf(h.opts.Sandboxes.Lookup(key)))
+	return jsonResult(infoOf(key, h.opts.Sandboxes.Lookup(key)))
 }

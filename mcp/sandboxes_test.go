@@ -436,3 +436,19 @@ func TestPreviewURL(t *testing.T) {
 		t.Errorf("bad ttl: %v", err)
 	}
 }
+
+// TestCreateAdoptsWarmSandbox: a claim whose controller adopts a warm
+// sandbox (which keeps its own name) answers with that sandbox, not a
+// name that never appears.
+func TestCreateAdoptsWarmSandbox(t *testing.T) {
+	e := visibilityEnv(t, Limits{})
+	e.cluster.adopt = map[string]string{"mine": "warm-7"}
+	c := e.caller(t, "tok-alice")
+	res, err := e.call(context.Background(), c, "create_sandbox", `{"namespace":"team-a","template":"python","name":"mine"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := structured(t, res); m["name"] != "warm-7" || m["state"] != "running" {
+		t.Errorf("create_sandbox answered %v", m)
+	}
+}

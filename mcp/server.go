@@ -44,6 +44,9 @@ type Access interface {
 type Cluster interface {
 	SetSuspended(ctx context.Context, token, namespace, name string, suspended bool) error
 	CreateClaim(ctx context.Context, token, namespace, name, template string) error
+	// ClaimedSandbox waits (ctx bounds it) until the claim names its
+	// sandbox: the claim's own name, or a warm sandbox's it adopted.
+	ClaimedSandbox(ctx context.Context, token, namespace, claim string) (string, error)
 	Delete(ctx context.Context, token, namespace, name string) error
 	ListNames(ctx context.Context, token, namespace, labelSelector string, limit int64) ([]string, error)
 }

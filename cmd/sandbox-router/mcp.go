@@ -194,6 +194,14 @@ func (l *lateCluster) CreateClaim(ctx context.Context, token, namespace, name, t
 	return c.CreateClaim(ctx, token, namespace, name, template)
 }
 
+func (l *lateCluster) ClaimedSandbox(ctx context.Context, token, namespace, claim string) (string, error) {
+	c, err := l.get()
+	if err != nil {
+		return "", err
+	}
+	return c.ClaimedSandbox(ctx, token, namespace, claim)
+}
+
 func (l *lateCluster) Delete(ctx context.Context, token, namespace, name string) error {
 	c, err := l.get()
 	if err != nil {

@@ -205,7 +205,7 @@ func (e *env) identities(ctx context.Context) error {
 		"alice": {
 			reach(),
 			{APIGroups: []string{sim.Group}, Resources: []string{"sandboxes"}, Verbs: []string{"get", "list", "patch", "delete"}},
-			{APIGroups: []string{"extensions.agents.x-k8s.io"}, Resources: []string{"sandboxclaims"}, Verbs: []string{"get", "create", "delete"}},
+			{APIGroups: []string{"extensions.agents.x-k8s.io"}, Resources: []string{"sandboxclaims"}, Verbs: []string{"get", "watch", "create", "delete"}},
 		},
 		"bob": {reach("beta")},
 	}

@@ -7,13 +7,16 @@ import (
 	"fmt"
 	"strings"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/watch"
 
 	"github.com/sandbox-router/sandbox-router/mcp"
 )
@@ -88,6 +91,50 @@ func (c *Cluster) CreateClaim(ctx context.Context, token, namespace, name, warmP
 	defer cancel()
 	_, err = cl.dyn.Resource(c.claims).Namespace(namespace).Create(ctx, claim, metav1.CreateOptions{})
 	return classify(err)
+}
+
+// ClaimedSandbox waits, as the caller, until the SandboxClaim claim
+// names its Sandbox (status.sandbox.name: the claim's own name on a cold
+// start, a warm sandbox's name when the controller adopted one) and
+// returns that name; ctx bounds the wait. One watch of the one claim
+// (its current state first), so the caller needs watch on
+// sandboxclaims: ErrForbidden without it.
+func (c *Cluster) ClaimedSandbox(ctx context.Context, token, namespace, claim string) (string, error) {
+	if err := checkNames(namespace, claim); err != nil {
+		return "", err
+	}
+	cl, err := c.clientsFor(token)
+	if err != nil {
+		return "", err
+	}
+	w, err := cl.dyn.Resource(c.claims).Namespace(namespace).Watch(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("metadata.name", claim).String(),
+	})
+	if err != nil {
+		return "", classify(err)
+	}
+	defer w.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return "", fmt.Errorf("%w: the watch of claim %s ended", mcp.ErrUnavailable, claim)
+			}
+			switch ev.Type {
+			case watch.Deleted:
+				return "", fmt.Errorf("%w: claim %s was deleted", mcp.ErrNotFound, claim)
+			case watch.Error:
+				return "", classify(apierrors.FromObject(ev.Object))
+			}
+			if u, ok := ev.Object.(*unstructured.Unstructured); ok {
+				if name, _, _ := unstructured.NestedString(u.Object, "status", "sandbox", "name"); name != "" {
+					return name, nil
+				}
+			}
+		}
+	}
 }
 
 // Delete deletes the sandbox name as the caller, choosing what to delete
