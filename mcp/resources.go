@@ -37,18 +37,24 @@ func parseSandboxURI(uri string) (resolver.Key, bool) {
 	return resolver.Key{Namespace: ns, Name: name}, true
 }
 
-// resources keeps one caller's resource list.
+// resources keeps one caller's resource list. Changes are queued (a set
+// of keys, bounded by the sandboxes there are) and applied by one
+// goroutine per caller at a time, each key from its state at that moment:
+// a caller whose client reads its notifications slowly delays only its
+// own list, and an older view never overwrites a newer one.
 type resources struct {
 	h *Handler
 	p access.Principal // as first authenticated: whose list it is
 
-	mu     sync.Mutex
-	server *sdk.Server
-	known  map[resolver.Key]resolver.State
+	mu      sync.Mutex
+	server  *sdk.Server
+	known   map[resolver.Key]resolver.State
+	pending map[resolver.Key]struct{}
+	running bool // a drain goroutine is at work
 }
 
 func newResources(h *Handler, p access.Principal) *resources {
-	return &resources{h: h, p: p, known: make(map[resolver.Key]resolver.State)}
+	return &resources{h: h, p: p, known: make(map[resolver.Key]resolver.State), pending: make(map[resolver.Key]struct{})}
 }
 
 // reviewTimeout bounds the access reviews of one update.
@@ -62,84 +68,119 @@ func (r *resources) attach(s *sdk.Server) {
 	go r.refresh(context.Background())
 }
 
-// refresh lists what the caller reaches now, and adds and removes
-// accordingly.
+// refresh queues every sandbox the caller reaches now and every one its
+// list holds (which may have gone out of reach).
 func (r *resources) refresh(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, reviewTimeout)
 	defer cancel()
-	list, cut, err := r.h.visible(ctx, r.p, "", r.h.limits.Reviews)
+	list, _, err := r.h.visible(ctx, r.p, "", r.h.limits.Reviews)
 	if err != nil {
 		return // the next refresh or change tries again; nothing is removed on silence
 	}
-	if len(list) > r.h.limits.Resources {
-		list = list[:r.h.limits.Resources]
-	}
-	now := make(map[resolver.Key]resolver.Result, len(list))
+	keys := make([]resolver.Key, 0, len(list))
 	for _, res := range list {
-		now[resolver.Key{Namespace: res.Namespace, Name: res.Name}] = res
+		keys = append(keys, resolver.Key{Namespace: res.Namespace, Name: res.Name})
 	}
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	var gone []string
 	for k := range r.known {
-		if cut {
-			break // a cut list says nothing of what it left out: remove nothing
-		}
-		if _, ok := now[k]; !ok {
-			gone = append(gone, sandboxURI(k))
-			delete(r.known, k)
+		keys = append(keys, k)
+	}
+	r.mu.Unlock()
+	r.changed(keys)
+}
+
+// changed queues keys (name keys; a warm-pool pod's UID key is nobody's
+// sandbox) and starts the caller's drain if none runs.
+func (r *resources) changed(keys []resolver.Key) {
+	r.mu.Lock()
+	for _, k := range keys {
+		if k.UID == "" {
+			r.pending[k] = struct{}{}
 		}
 	}
-	if len(gone) > 0 {
-		r.server.RemoveResources(gone...)
-	}
-	for k, res := range now {
-		r.setLocked(ctx, k, res)
+	start := !r.running && len(r.pending) > 0
+	r.running = r.running || start
+	r.mu.Unlock()
+	if start {
+		go r.drain()
 	}
 }
 
-// changed updates the sandboxes of keys the caller reaches.
-func (r *resources) changed(ctx context.Context, keys []resolver.Key) {
-	ctx, cancel := context.WithTimeout(ctx, reviewTimeout)
-	defer cancel()
-	for _, k := range keys {
-		if k.UID != "" {
-			continue // a warm-pool pod: nobody's sandbox
+// drain applies the queued keys until none is left.
+func (r *resources) drain() {
+	for {
+		r.mu.Lock()
+		if len(r.pending) == 0 {
+			r.running = false
+			r.mu.Unlock()
+			return
 		}
+		keys := make([]resolver.Key, 0, len(r.pending))
+		for k := range r.pending {
+			keys = append(keys, k)
+		}
+		clear(r.pending)
+		r.mu.Unlock()
+		r.apply(keys)
+	}
+}
+
+// apply brings keys' resources to their state now: each is looked up and
+// its access reviewed (no lock held), the list changed under the lock,
+// and the server told after it (its notifications may block on a slow
+// client).
+func (r *resources) apply(keys []resolver.Key) {
+	ctx, cancel := context.WithTimeout(context.Background(), reviewTimeout)
+	defer cancel()
+	type state struct {
+		key   resolver.Key
+		res   resolver.Result
+		reach bool
+	}
+	states := make([]state, 0, len(keys))
+	for _, k := range keys {
 		res := r.h.opts.Sandboxes.Lookup(k)
 		reach := false
 		if res.State != resolver.StateUnknown {
 			ok, err := r.h.opts.Access.Reaches(ctx, r.p, k)
 			if err != nil {
-				continue
+				continue // unknown now: left as it is
 			}
 			reach = ok
 		}
-		r.mu.Lock()
-		_, had := r.known[k]
+		states = append(states, state{k, res, reach})
+	}
+	var gone []string
+	var added []*sdk.Resource
+	var updated []string
+	r.mu.Lock()
+	server := r.server
+	for _, st := range states {
+		old, had := r.known[st.key]
+		uri := sandboxURI(st.key)
 		switch {
-		case reach && (had || len(r.known) < r.h.limits.Resources):
-			r.setLocked(ctx, k, res)
-		case !reach && had:
-			delete(r.known, k)
-			r.server.RemoveResources(sandboxURI(k))
+		case !st.reach && had:
+			delete(r.known, st.key)
+			gone = append(gone, uri)
+		case st.reach && had && old == st.res.State:
+		case st.reach && (had || len(r.known) < r.h.limits.Resources):
+			r.known[st.key] = st.res.State
+			added = append(added, &sdk.Resource{URI: uri, Name: st.key.Namespace + "/" + st.key.Name, MIMEType: "application/json",
+				Description: "sandbox " + st.key.Namespace + "/" + st.key.Name + ": " + st.res.State.String()})
+			if had {
+				updated = append(updated, uri)
+			}
 		}
-		r.mu.Unlock()
 	}
-}
-
-// setLocked adds k's resource, or tells its subscribers it changed.
-func (r *resources) setLocked(ctx context.Context, k resolver.Key, res resolver.Result) {
-	old, had := r.known[k]
-	if had && old == res.State {
-		return
+	r.mu.Unlock()
+	if len(gone) > 0 {
+		server.RemoveResources(gone...)
 	}
-	r.known[k] = res.State
-	uri := sandboxURI(k)
-	r.server.AddResource(&sdk.Resource{URI: uri, Name: k.Namespace + "/" + k.Name, MIMEType: "application/json",
-		Description: "sandbox " + k.Namespace + "/" + k.Name + ": " + res.State.String()}, r.read)
-	if had {
-		_ = r.server.ResourceUpdated(ctx, &sdk.ResourceUpdatedNotificationParams{URI: uri})
+	for _, res := range added {
+		server.AddResource(res, r.read)
+	}
+	for _, uri := range updated {
+		_ = server.ResourceUpdated(ctx, &sdk.ResourceUpdatedNotificationParams{URI: uri})
 	}
 }
 

@@ -150,7 +150,7 @@ func (h *Handler) Run(ctx context.Context) error {
 			return nil // ctx ended
 		}
 		for _, cs := range h.callerServers() {
-			cs.resources.changed(ctx, keys)
+			cs.resources.changed(keys)
 		}
 	}
 }
