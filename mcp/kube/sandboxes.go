@@ -140,25 +140,27 @@ func (c *Cluster) ClaimedSandbox(ctx context.Context, token, namespace, claim st
 // Delete deletes the sandbox name as the caller, choosing what to delete
 // so that the sandbox does not come back:
 //
-//  1. the SandboxClaim of that name, if the caller can see one: its
-//     controller (or the garbage collector) deletes its Sandbox;
-//  2. otherwise (no such claim, or the caller may not get claims) the
-//     Sandbox of that name is read: if a SandboxClaim controls it (a
-//     warm-pool sandbox adopted by a claim of another name), that claim is
-//     deleted, since deleting the Sandbox alone would only make the
-//     claim's controller start a new one; if the caller may not delete
-//     that claim the answer is ErrForbidden and nothing is deleted;
-//  3. a Sandbox that no claim controls is deleted itself (also when the
-//     caller may not get it: then its delete is tried blind and the API
-//     server's answer is returned).
+//  1. the Sandbox of that name is read: if a SandboxClaim controls it
+//     (its own claim, or one of another name that adopted it from a warm
+//     pool), that claim is deleted, since deleting the Sandbox alone would
+//     only make the claim's controller start a new one (ErrForbidden, and
+//     nothing deleted, if the caller may not); otherwise the Sandbox
+//     itself. A claim of the same name that controls another sandbox is
+//     left alone;
+//  2. no Sandbox the caller may read: the SandboxClaim of that name, if
+//     it names no other sandbox (one not yet given its sandbox names
+//     none);
+//  3. the caller may not read Sandboxes and no such claim: the
+//     Sandbox's delete is tried blind and the API server's answer
+//     returned.
 //
 // So a caller with rights on sandboxes only (get, delete) can delete
-// sandboxes that no claim owns, and a caller with rights on claims only
-// can delete claims by name. Every delete carries a UID precondition of
-// the object read, so an object replaced meanwhile is not deleted
-// (ErrConflict). ErrNotFound if there is neither claim nor Sandbox (or
-// none the caller may see). It returns once the API server accepted the
-// deletion; the Sandbox and its pod go shortly after.
+// sandboxes that no claim owns, and a caller with rights on claims can
+// delete its claims. Every delete carries a UID precondition of the
+// object read, so an object replaced meanwhile is not deleted
+// (ErrConflict). ErrNotFound if there is neither (or none the caller may
+// see). It returns once the API server accepted the deletion; the
+// Sandbox and its pod go shortly after.
 func (c *Cluster) Delete(ctx context.Context, token, namespace, name string) error {
 	if err := checkNames(namespace, name); err != nil {
 		return err
@@ -170,42 +172,53 @@ func (c *Cluster) Delete(ctx context.Context, token, namespace, name string) err
 	claims := cl.dyn.Resource(c.claims).Namespace(namespace)
 	sandboxes := cl.dyn.Resource(c.sandboxes).Namespace(namespace)
 
-	// 1. The claim of that name.
-	claim, err := c.get(ctx, claims, name)
+	// 1. The Sandbox, and the claim that controls it: a claim of the same
+	// name may control another sandbox (one it adopted from a warm pool).
+	sb, err := c.get(ctx, sandboxes, name)
 	switch {
 	case err == nil:
-		return c.deleteObject(ctx, claims, name, claim.GetUID(), true)
+		if ref := controllingClaim(sb); ref != nil {
+			err := c.deleteObject(ctx, claims, ref.Name, ref.UID, false)
+			switch {
+			case err == nil:
+				return nil
+			case errors.Is(err, mcp.ErrForbidden):
+				return fmt.Errorf("%w: sandbox %q belongs to SandboxClaim %q, which the caller may not delete: %s",
+					mcp.ErrForbidden, name, ref.Name, strings.TrimPrefix(err.Error(), mcp.ErrForbidden.Error()+": "))
+			case !errors.Is(err, mcp.ErrNotFound):
+				return err
+			}
+			// The claim is gone already: its Sandbox is an orphan that the
+			// garbage collector will delete; delete it now.
+		}
+		return c.deleteObject(ctx, sandboxes, name, sb.GetUID(), true)
 	case errors.Is(err, mcp.ErrNotFound), errors.Is(err, mcp.ErrForbidden):
-		// The caller may have rights on sandboxes only: go on.
 	default:
 		return err
 	}
+	sandboxForbidden := errors.Is(err, mcp.ErrForbidden)
 
-	// 2. The Sandbox, and the claim that controls it.
-	sb, err := c.get(ctx, sandboxes, name)
+	// 2. No Sandbox the caller may read: the claim of that name, if it
+	// names no other sandbox (a claim not yet given one names none).
+	claim, err := c.get(ctx, claims, name)
 	switch {
-	case errors.Is(err, mcp.ErrForbidden):
-		// 3, blind.
-		return c.deleteObject(ctx, sandboxes, name, "", false)
-	case err != nil:
+	case err == nil:
+		if got, _, _ := unstructured.NestedString(claim.Object, "status", "sandbox", "name"); got == "" || got == name {
+			return c.deleteObject(ctx, claims, name, claim.GetUID(), true)
+		}
+		if !sandboxForbidden {
+			return fmt.Errorf("%w: no sandbox %q (SandboxClaim %q has sandbox %q)", mcp.ErrNotFound, name, name, got)
+		}
+	case errors.Is(err, mcp.ErrNotFound), errors.Is(err, mcp.ErrForbidden):
+	default:
 		return err
 	}
-	if ref := controllingClaim(sb); ref != nil {
-		err := c.deleteObject(ctx, claims, ref.Name, ref.UID, false)
-		switch {
-		case err == nil:
-			return nil
-		case errors.Is(err, mcp.ErrForbidden):
-			return fmt.Errorf("%w: sandbox %q belongs to SandboxClaim %q, which the caller may not delete: %s",
-				mcp.ErrForbidden, name, ref.Name, strings.TrimPrefix(err.Error(), mcp.ErrForbidden.Error()+": "))
-		case !errors.Is(err, mcp.ErrNotFound):
-			return err
-		}
-		// The claim is gone already: its Sandbox is an orphan that the
-		// garbage collector will delete; delete it now.
+	if !sandboxForbidden {
+		return fmt.Errorf("%w: no sandbox or SandboxClaim %q", mcp.ErrNotFound, name)
 	}
-	// 3. A Sandbox of its own.
-	return c.deleteObject(ctx, sandboxes, name, sb.GetUID(), true)
+	// 3. The caller may not read sandboxes: its delete, blind, and the API
+	// server's answer.
+	return c.deleteObject(ctx, sandboxes, name, "", false)
 }
 
 // ListNames returns the names of the Sandboxes of namespace that match
