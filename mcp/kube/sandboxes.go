@@ -203,7 +203,8 @@ func (c *Cluster) Delete(ctx context.Context, token, namespace, name string) err
 	claim, err := c.get(ctx, claims, name)
 	switch {
 	case err == nil:
-		if got, _, _ := unstructured.NestedString(claim.Object, "status", "sandbox", "name"); got == "" || got == name {
+		got, _, _ := unstructured.NestedString(claim.Object, "status", "sandbox", "name")
+		if got == "" || got == name {
 			return c.deleteObject(ctx, claims, name, claim.GetUID(), true)
 		}
 		if !sandboxForbidden {
