@@ -127,7 +127,7 @@ func (h *Handler) createSandbox(ctx context.Context, c *caller, a *createArgs) (
 	}
 	if err := cl.CreateClaim(ctx, c.token, key.Namespace, key.Name, a.Template); err != nil {
 		if errors.Is(err, ErrNotFound) {
-			return nil, fmt.Errorf("Kubernetes has no SandboxClaim API in %s (is the agent-sandbox extensions controller installed?): %v", key.Namespace, err)
+			return nil, fmt.Errorf("not found: no namespace %s, or no SandboxClaim API (is the agent-sandbox extensions controller installed?): %v", key.Namespace, err)
 		}
 		return nil, clusterError("create", key, err)
 	}
@@ -193,7 +193,7 @@ func (h *Handler) previewURL(ctx context.Context, c *caller, a *previewArgs) (*s
 	if err != nil {
 		return nil, err
 	}
-	if a.TTLSeconds < 0 || a.TTLSeconds > 24*3600 {
+	if a.TTLSeconds != 0 && (a.TTLSeconds < 10 || a.TTLSeconds > 24*3600) {
 		return nil, errors.New("ttl_seconds must be 10-86400 (the router may allow less)")
 	}
 	if h.opts.Previews == nil {

@@ -419,7 +419,7 @@ func TestPreviewURL(t *testing.T) {
 		!slices.Equal(reqs[0].Ports, []uint16{3000}) || reqs[0].TTL != "600s" {
 		t.Errorf("mint requests %+v", reqs)
 	}
-	for _, args := range []string{`"port":70000`, `"port":-1`, `"ttl_seconds":-1`, `"ttl_seconds":86401`} {
+	for _, args := range []string{`"port":70000`, `"port":-1`, `"ttl_seconds":-1`, `"ttl_seconds":5`, `"ttl_seconds":86401`} {
 		if _, err := e.call(context.Background(), c, "preview_url", `{"namespace":"team-a","name":"a1",`+args+`}`); err == nil {
 			t.Errorf("%s accepted", args)
 		}
@@ -431,7 +431,7 @@ func TestPreviewURL(t *testing.T) {
 		t.Errorf("forbidden: %v", err)
 	}
 	e.previews.err = &access.Error{Status: http.StatusBadRequest, Code: "bad_ttl", Detail: "ttl is below 1m"}
-	if _, err := e.call(context.Background(), c, "preview_url", `{"namespace":"team-a","name":"a1","ttl_seconds":5}`); err == nil ||
+	if _, err := e.call(context.Background(), c, "preview_url", `{"namespace":"team-a","name":"a1","ttl_seconds":30}`); err == nil ||
 		!strings.Contains(err.Error(), "ttl is below 1m") {
 		t.Errorf("bad ttl: %v", err)
 	}

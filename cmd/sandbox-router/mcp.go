@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"strings"
@@ -53,8 +54,9 @@ func (m *mcpConfig) validate(c *config, bad func(string, ...any)) {
 		}
 		return
 	}
-	if !validDNSName(strings.ToLower(m.Host)) {
-		bad("mcp-host: %q is not a host name", m.Host)
+	host := strings.ToLower(m.Host)
+	if !validDNSName(host) || !strings.Contains(host, ".") {
+		bad("mcp-host: %q is not a host name with a domain (e.g. mcp.sandboxes.example.com)", m.Host)
 	}
 	if c.Routes != "" {
 		bad("mcp-host needs the Kubernetes resolver (routes selects the static one)")
@@ -64,9 +66,15 @@ func (m *mcpConfig) validate(c *config, bad func(string, ...any)) {
 	}
 	for _, d := range c.BaseDomains {
 		d = strings.Trim(strings.ToLower(d), ".")
-		if h := strings.ToLower(m.Host); h == d {
-			bad("mcp-host %s is a base domain: give the endpoint a host of its own", m.Host)
+		if host == d || strings.HasSuffix(host, "."+d) {
+			// <id>.<ns>.<base> names a sandbox: the endpoint would hide it.
+			bad("mcp-host %s is or is under the base domain %s: give the endpoint a host of its own", m.Host, d)
 		}
+	}
+	if c.PathRoutingPrefix != "" && c.AuthzMintKey != "" && c.AuthzMintPublicURL == "" {
+		// preview_url would build path links on the MCP host, which
+		// serves nothing else.
+		bad("mcp-host with path-routing-prefix and authz-mint-signing-key needs authz-mint-public-url: where preview links point")
 	}
 	if m.PublicURL != "" {
 		if u, err := url.Parse(m.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" ||
@@ -125,7 +133,7 @@ func startMCP(ctx context.Context, cfg *config, checker router.Access, minter ht
 		Access:               c,
 		DataPlane:            dataPlane,
 		Cluster:              &lateCluster{},
-		Limits: mcp.Limits{CallsPerSecond: m.CallsPerSecond, CallBurst: int(2 * m.CallsPerSecond), ConcurrentCalls: m.ConcurrentCalls,
+		Limits: mcp.Limits{CallsPerSecond: m.CallsPerSecond, CallBurst: max(1, int(math.Ceil(2*m.CallsPerSecond))), ConcurrentCalls: m.ConcurrentCalls,
 			SessionsPerCaller: m.SessionsPerCaller, CommandTimeout: m.CommandTimeout},
 		Metrics: mcp.NewMetrics(reg),
 		Log:     log.With("component", "mcp"),
@@ -145,11 +153,13 @@ func startMCP(ctx context.Context, cfg *config, checker router.Access, minter ht
 		versions := kr.Versions()
 		if len(versions) == 0 {
 			log.Error("mcp: no Sandbox API version served: the tools that change sandboxes are off")
+			late.off(errors.New("no Sandbox API version is served"))
 			return
 		}
 		cl, err := mcpkube.New(mcpkube.Options{Config: restCfg, SandboxVersion: versions[0], ClaimVersion: m.ClaimVersion})
 		if err != nil {
 			log.Error("mcp: the tools that change sandboxes are off", "err", err)
+			late.off(err)
 			return
 		}
 		late.cluster.Store(cl)
@@ -164,16 +174,26 @@ func startMCP(ctx context.Context, cfg *config, checker router.Access, minter ht
 }
 
 // lateCluster is the caller-credential client once the Sandbox API
-// version is known; until then its calls fail as unavailable.
+// version is known; until then its calls fail as unavailable, and for
+// good if it could not be built.
 type lateCluster struct {
 	cluster atomic.Pointer[mcpkube.Cluster]
+	failed  atomic.Pointer[error]
 }
 
 var errClusterNotReady = fmt.Errorf("%w: the router has not discovered the Sandbox API yet", mcp.ErrUnavailable)
 
+func (l *lateCluster) off(err error) {
+	err = fmt.Errorf("this router cannot change sandboxes (%v): ask its operator", err)
+	l.failed.Store(&err)
+}
+
 func (l *lateCluster) get() (*mcpkube.Cluster, error) {
 	if c := l.cluster.Load(); c != nil {
 		return c, nil
+	}
+	if err := l.failed.Load(); err != nil {
+		return nil, *err
 	}
 	return nil, errClusterNotReady
 }
