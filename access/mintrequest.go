@@ -89,24 +89,24 @@ func (m *Minter) claimsFor(req MintRequest) (scoped.Claims, error) {
 	}
 	claims := scoped.Claims{Namespace: req.Namespace, Name: req.Name, Expires: m.now().Add(ttl), Ports: req.Ports, PathPrefix: req.PathPrefix}
 	if slices.Contains(req.Ports, 0) {
-		return claims, errors.New("ports must be 1-65535")
+		return scoped.Claims{}, errors.New("ports must be 1-65535")
 	}
 	for _, meth := range req.Methods {
 		if len(meth) > maxMintMethod || !httpguts.ValidHeaderFieldName(meth) || strings.ToUpper(meth) != meth {
-			return claims, fmt.Errorf("method %q is not an HTTP method in upper case", meth)
+			return scoped.Claims{}, fmt.Errorf("method %q is not an HTTP method in upper case", meth)
 		}
 		claims.Methods = append(claims.Methods, meth)
 	}
 	if req.PathPrefix != "" && !validMintPath(req.PathPrefix) {
-		return claims, fmt.Errorf("pathPrefix must start with / and hold at most %d printable ASCII characters, none of \" < > \\ ? #", maxMintPath)
+		return scoped.Claims{}, fmt.Errorf("pathPrefix must start with / and hold at most %d printable ASCII characters, none of \" < > \\ ? #", maxMintPath)
 	}
 	for _, s := range req.ClientCIDRs {
 		pfx, err := netip.ParsePrefix(s)
 		if err != nil {
-			return claims, fmt.Errorf("clientCIDRs: %v", err)
+			return scoped.Claims{}, fmt.Errorf("clientCIDRs: %v", err)
 		}
 		if pfx.Addr().Is4In6() {
-			return claims, fmt.Errorf("clientCIDRs: write %s as an IPv4 range (client addresses are compared unmapped)", s)
+			return scoped.Claims{}, fmt.Errorf("clientCIDRs: write %s as an IPv4 range (client addresses are compared unmapped)", s)
 		}
 		claims.ClientCIDRs = append(claims.ClientCIDRs, pfx.Masked())
 	}

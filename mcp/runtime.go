@@ -259,7 +259,7 @@ func (h *Handler) writeFile(ctx context.Context, c *caller, a *writeArgs) (*sdk.
 const maxListEntries = 1000
 
 func (h *Handler) listFiles(ctx context.Context, c *caller, a *fileArgs) (*sdk.CallToolResult, error) {
-	raw, _, err := h.pathCall(ctx, c, a, "/list/")
+	raw, err := h.pathCall(ctx, c, a, "/list/")
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +276,7 @@ func (h *Handler) listFiles(ctx context.Context, c *caller, a *fileArgs) (*sdk.C
 }
 
 func (h *Handler) fileExists(ctx context.Context, c *caller, a *fileArgs) (*sdk.CallToolResult, error) {
-	raw, _, err := h.pathCall(ctx, c, a, "/exists/")
+	raw, err := h.pathCall(ctx, c, a, "/exists/")
 	if err != nil {
 		return nil, err
 	}
@@ -290,25 +290,24 @@ func (h *Handler) fileExists(ctx context.Context, c *caller, a *fileArgs) (*sdk.
 }
 
 // pathCall is a GET of a runtime operation on a path: its JSON answer.
-func (h *Handler) pathCall(ctx context.Context, c *caller, a *fileArgs, op string) ([]byte, resolver.Key, error) {
+func (h *Handler) pathCall(ctx context.Context, c *caller, a *fileArgs, op string) ([]byte, error) {
 	key, err := a.key()
 	if err != nil {
-		return nil, key, err
+		return nil, err
 	}
 	seg, err := runtimePath(a.Path)
 	if err != nil {
-		return nil, key, err
+		return nil, err
 	}
 	if err := h.reach(ctx, c, key); err != nil {
-		return nil, key, err
+		return nil, err
 	}
 	resp, err := h.data.call(ctx, c, key, http.MethodGet, op+seg, "", nil, h.limits.CommandTimeout)
 	if err != nil {
-		return nil, key, callError(ctx, key, err)
+		return nil, callError(ctx, key, err)
 	}
 	defer resp.Body.Close()
-	raw, err := readAnswer(resp, key)
-	return raw, key, err
+	return readAnswer(resp, key)
 }
 
 // readAnswer reads a runtime answer (bounded) and turns a refusal into

@@ -88,6 +88,7 @@ type Handler struct {
 	streamable http.Handler
 	metadata   http.Handler
 	tools      []tool
+	inflight   chan struct{} // a slot per tool call running, of everyone
 	log        *slog.Logger
 	metrics    *Metrics
 
@@ -113,6 +114,7 @@ func New(opts Options) (*Handler, error) {
 		callers: make(map[string]*callerServer),
 	}
 	h.data = dataPlane{router: opts.DataPlane, log: h.log}
+	h.inflight = make(chan struct{}, h.limits.TotalCalls)
 	h.tools = h.toolTable()
 	h.metadata = h.metadataHandler()
 	h.streamable = h.authenticated(sdk.NewStreamableHTTPHandler(h.serverFor, &sdk.StreamableHTTPOptions{

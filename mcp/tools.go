@@ -19,8 +19,10 @@ type Limits struct {
 	// CallsPerSecond and CallBurst: the rate of tool calls (10/s, 20).
 	CallsPerSecond float64
 	CallBurst      int
-	// ConcurrentCalls running at once (8).
-	ConcurrentCalls int
+	// ConcurrentCalls running at once (8); TotalCalls, of all identities
+	// together (64): what bounds the memory of the calls (a write_file
+	// holds its file a few times over).
+	ConcurrentCalls, TotalCalls int
 	// SessionsPerCaller open at once (16); Callers, identities served at
 	// once (10000); SessionIdle closes a session without requests (30m).
 	SessionsPerCaller int
@@ -65,6 +67,7 @@ func (l Limits) withDefaults() Limits {
 	}
 	def(&l.CallBurst, 20)
 	def(&l.ConcurrentCalls, 8)
+	def(&l.TotalCalls, 64)
 	def(&l.SessionsPerCaller, 16)
 	def(&l.Callers, 10000)
 	defD(&l.SessionIdle, 30*time.Minute)
@@ -191,7 +194,15 @@ func (h *Handler) limited(t tool) sdk.ToolHandler {
 			h.metrics.call(name, "concurrency_limited")
 			return toolError(fmt.Sprintf("too many calls at once: at most %d run together for your identity; wait for one to end", h.limits.ConcurrentCalls)), nil
 		}
+		select {
+		case h.inflight <- struct{}{}:
+			defer func() { <-h.inflight }()
+		default:
+			h.metrics.call(name, "concurrency_limited")
+			return toolError("the router is running as many tool calls as it may: retry in a second"), nil
+		}
 		start := time.Now()
+		defer func() { h.metrics.seconds.WithLabelValues(name).Observe(time.Since(start).Seconds()) }()
 		// The go-sdk recovers no panic: one in a tool would end the
 		// router. A bug becomes the caller's tool error, and a log line.
 		defer func() {
@@ -214,7 +225,6 @@ func (h *Handler) limited(t tool) sdk.ToolHandler {
 			outcome = "error"
 		}
 		h.metrics.call(name, outcome)
-		h.metrics.seconds.WithLabelValues(name).Observe(time.Since(start).Seconds())
 		return res, nil
 	}
 }
