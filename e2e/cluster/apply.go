@@ -74,7 +74,9 @@ const RouterNamespace = "sandbox-router"
 // routerUserBindings bind the router's roles to this cluster's non-admin
 // user "router" (RouterToken), in place of the ServiceAccount that
 // deploy/rbac binds in a real cluster: the ClusterRole (sandboxes and
-// pods, cluster-wide) and the leader-election Role in RouterNamespace.
+// pods, cluster-wide), the review ClusterRole, the dashboard's
+// ClusterRole (reads of the extensions API), the leader-election Role
+// and the xDS EndpointSlice Role in RouterNamespace.
 const routerUserBindings = `apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
 metadata:
@@ -96,6 +98,19 @@ roleRef:
   apiGroup: rbac.authorization.k8s.io
   kind: ClusterRole
   name: sandbox-router-access
+subjects:
+  - apiGroup: rbac.authorization.k8s.io
+    kind: User
+    name: router
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: sandbox-router-dashboard-e2e-user
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: sandbox-router-dashboard
 subjects:
   - apiGroup: rbac.authorization.k8s.io
     kind: User
@@ -135,8 +150,9 @@ subjects:
 // sandbox-router and its binding to the ServiceAccount; the
 // leader-election Role and RoleBinding in RouterNamespace; the review
 // ClusterRole sandbox-router-access; the xDS server's EndpointSlice Role
-// in RouterNamespace), and binds the roles to the user
-// "router" too, so that RouterConfig, RouterToken and a
+// in RouterNamespace; the dashboard's read-only ClusterRole
+// sandbox-router-dashboard on the extensions API), and binds the roles to
+// the user "router" too, so that RouterConfig, RouterToken and a
 // WriteKubeconfig file act as the router. It returns once the API server's
 // authorizer allows the user every rule of those roles (a new binding
 // takes effect a moment after it is written), so a router started next
@@ -156,6 +172,7 @@ func (c *Cluster) GrantRouter(ctx context.Context) error {
 		filepath.Join(root, "deploy", "rbac", "leader-election"),
 		filepath.Join(root, "deploy", "rbac", "access"),
 		filepath.Join(root, "deploy", "rbac", "xds"),
+		filepath.Join(root, "deploy", "rbac", "dashboard"),
 		bindings,
 	}
 	if err := ApplyManifests(ctx, c.AdminConfig(), paths...); err != nil {
