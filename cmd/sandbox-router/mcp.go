@@ -66,9 +66,10 @@ func (m *mcpConfig) validate(c *config, bad func(string, ...any)) {
 	}
 	for _, d := range c.BaseDomains {
 		d = strings.Trim(strings.ToLower(d), ".")
-		if host == d || strings.HasSuffix(host, "."+d) {
-			// <id>.<ns>.<base> names a sandbox: the endpoint would hide it.
-			bad("mcp-host %s is or is under the base domain %s: give the endpoint a host of its own", m.Host, d)
+		// mcp.<base> is no sandbox's (their hosts are <id>.<ns>.<base>);
+		// a host two labels or more under it would hide one.
+		if sub, under := strings.CutSuffix(host, "."+d); host == d || under && strings.Contains(sub, ".") {
+			bad("mcp-host %s is the base domain %s or a sandbox's host under it: use mcp.%s or a host of its own", m.Host, d, d)
 		}
 	}
 	if c.PathRoutingPrefix != "" && c.AuthzMintKey != "" && c.AuthzMintPublicURL == "" {
