@@ -49,6 +49,7 @@ bench:
 	$(GO) test -run '^$$' -bench TFFI -benchtime 1x -timeout 30m ./e2e/activator/
 	$(GO) test -run '^$$' -bench . -benchmem ./access/
 	$(GO) test -run '^$$' -bench AccessModes -benchtime 1x -timeout 30m ./e2e/access/
+	$(GO) test -run '^$$' -bench TableFirstPage -benchmem ./dashboard/
 
 # A short run of every fuzz target.
 fuzz:

@@ -1,0 +1,38 @@
+// Package dashboard is the router's live web view: an overview of the
+// sandboxes by state, a table of them that stays fast at tens of
+// thousands of rows, a page per sandbox, and a stream of server-sent
+// events that keeps the open pages current without reloading them and
+// without polling anything.
+//
+// It reads the cluster only through the resolver's cache (Sandboxes:
+// snapshot, lookups, lifecycles and the feed of changes) and what only
+// the activator knows (Activity: requests held and open, last activity,
+// the idle timeout in effect). It never calls the API server and never
+// changes a sandbox: the view is read-only, so the worst a bug here can
+// do is show something stale.
+//
+// Who may see what is the Viewer's business (Options.Viewer): every answer
+// (table, counts, events, the one-sandbox view) is filtered by it, so a
+// namespace a viewer may not list is absent, not hidden by the page.
+//
+// Files by concern:
+//   - handler.go: Options, the HTTP routes, security headers, errors, Run;
+//   - sources.go: the interfaces it reads through (Sandboxes, Activity,
+//     Viewer);
+//   - catalog.go: its own copy of the resolver's state as immutable
+//     generations, kept current from ONE subscription to the feed;
+//   - order.go: the sorted orders of a generation, built once per
+//     generation and shared by every request;
+//   - rows.go: the JSON row and what it adds from lifecycles and activity;
+//   - table.go: search, filters, sort and pagination (api/sandboxes);
+//   - overview.go: counts by state, warm-pool pods, held requests
+//     (api/overview);
+//   - sandbox.go: one sandbox (api/sandboxes/{namespace}/{name});
+//   - events.go: the coalesced, per-client bounded event stream
+//     (api/events);
+//   - pages.go and static/: the embedded pages (plain HTML, one small
+//     script, one style sheet; no CDN, no build chain).
+//
+// It must not import the router, the activator or anything that talks to
+// Kubernetes: the binary wires those in through the interfaces above.
+package dashboard

@@ -1,0 +1,261 @@
+package dashboard
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Options configure New. Zero values take the documented defaults.
+type Options struct {
+	// Sandboxes is the resolver. Required.
+	Sandboxes Sandboxes
+	// Activity is the activator's view; nil shows no request counts.
+	Activity Activity
+	// Viewer says who is looking, per request; nil: everyone sees
+	// everything (only for a listener nobody else reaches). An error
+	// answers 401, or 403 when it wraps ErrForbidden; a nil Viewer without
+	// an error is refused too (403), so that a mistake never shows all.
+	Viewer func(r *http.Request) (Viewer, error)
+
+	// Prefix is the path everything is served under: "/" (default) on a
+	// listener of its own, "/dashboard/" on a shared one. It starts and
+	// ends with a slash.
+	Prefix string
+	// RouterURL is the router's data-plane URL the curl examples use
+	// (default http://localhost:8080): http or https, no query.
+	RouterURL string
+
+	// UpdateInterval is the least time between two event messages to one
+	// client (default 250ms): the changes of the meantime go together.
+	UpdateInterval time.Duration
+	// MaxEventRows bounds the changes pending for one client (default
+	// 100); past it the client gets "reload" instead of rows.
+	MaxEventRows int
+	// Heartbeat is how often an idle event stream gets a comment (default
+	// 15s).
+	Heartbeat time.Duration
+	// WriteTimeout is how far an event stream may fall behind (default
+	// 10s): a write that takes longer, or a reload the client has not
+	// taken within it, drops the client (the page reconnects and loads
+	// afresh).
+	WriteTimeout time.Duration
+
+	Log *slog.Logger
+	// Now is the clock for time left before suspension (tests); default
+	// time.Now.
+	Now func() time.Time
+}
+
+// applyInterval is the least time between two generations of the catalog:
+// the feed coalesces meanwhile, so a storm of changes costs at most ten
+// rebuilds a second (each a copy of the item pointers).
+const applyInterval = 100 * time.Millisecond
+
+// Handler serves the dashboard: pages, JSON API and event stream, all
+// under Options.Prefix. Run must run for it to answer (503 until the
+// first snapshot is loaded).
+type Handler struct {
+	opts      Options
+	sb        Sandboxes
+	act       Activity
+	log       *slog.Logger
+	routerURL string
+	prefix    string // without the trailing slash; "" for "/"
+	mux       *http.ServeMux
+	cat       *catalog
+	hub       *hub
+	// lastActivity reads a sandbox's last activity for the sort by it.
+	lastActivity  lastActivityFunc
+	applyInterval time.Duration
+	running       atomic.Bool
+}
+
+// New checks opts and builds the handler; Run feeds it.
+func New(opts Options) (*Handler, error) {
+	if opts.Sandboxes == nil {
+		return nil, errors.New("dashboard: Sandboxes is required")
+	}
+	opts.Prefix = cmp.Or(opts.Prefix, "/")
+	if !strings.HasPrefix(opts.Prefix, "/") || !strings.HasSuffix(opts.Prefix, "/") || strings.ContainsAny(opts.Prefix, "?#%{} ") {
+		return nil, fmt.Errorf("dashboard: Prefix %q must start and end with / and be a plain path", opts.Prefix)
+	}
+	routerURL, err := checkRouterURL(cmp.Or(opts.RouterURL, "http://localhost:8080"))
+	if err != nil {
+		return nil, err
+	}
+	opts.UpdateInterval = cmp.Or(opts.UpdateInterval, 250*time.Millisecond)
+	opts.MaxEventRows = cmp.Or(opts.MaxEventRows, 100)
+	opts.Heartbeat = cmp.Or(opts.Heartbeat, 15*time.Second)
+	opts.WriteTimeout = cmp.Or(opts.WriteTimeout, 10*time.Second)
+	if opts.UpdateInterval < 0 || opts.MaxEventRows < 0 || opts.Heartbeat < 0 || opts.WriteTimeout < 0 {
+		return nil, errors.New("dashboard: intervals and bounds must not be negative")
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	h := &Handler{
+		opts:          opts,
+		sb:            opts.Sandboxes,
+		act:           opts.Activity,
+		log:           cmp.Or(opts.Log, slog.New(slog.DiscardHandler)),
+		routerURL:     routerURL,
+		prefix:        strings.TrimSuffix(opts.Prefix, "/"),
+		cat:           newCatalog(opts.Sandboxes),
+		hub:           newHub(opts.MaxEventRows, opts.WriteTimeout),
+		lastActivity:  lastActivity(opts.Sandboxes, opts.Activity),
+		applyInterval: applyInterval,
+	}
+	h.mux = h.routes()
+	return h, nil
+}
+
+// checkRouterURL accepts an http(s) URL made of characters that need no
+// quoting in a shell command, since it is pasted into curl examples.
+func checkRouterURL(s string) (string, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return "", fmt.Errorf("dashboard: RouterURL %q must be an http or https URL without query", s)
+	}
+	out := strings.TrimSuffix(u.String(), "/")
+	for _, c := range out {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-._~:/[]%", c)) {
+			return "", fmt.Errorf("dashboard: RouterURL %q has a character a shell would need quoted", s)
+		}
+	}
+	return out, nil
+}
+
+func (h *Handler) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/overview", h.serveOverview)
+	mux.HandleFunc("GET /api/sandboxes", h.serveTable)
+	mux.HandleFunc("GET /api/sandboxes/{namespace}/{name}", h.serveSandbox)
+	mux.HandleFunc("GET /api/events", h.serveEvents)
+	mux.HandleFunc("GET /api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such API")
+	})
+	h.pageRoutes(mux)
+	return mux
+}
+
+// ServeHTTP serves everything under the prefix, with the security headers
+// every answer carries.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	securityHeaders(w.Header())
+	p := r.URL.Path
+	switch {
+	case h.prefix != "" && p == h.prefix:
+		// Relative links need the trailing slash.
+		http.Redirect(w, r, h.prefix+"/", http.StatusMovedPermanently)
+	case !strings.HasPrefix(p, h.prefix+"/"):
+		writeError(w, http.StatusNotFound, "not_found", "not a dashboard path")
+	case h.prefix == "":
+		h.mux.ServeHTTP(w, r)
+	default:
+		http.StripPrefix(h.prefix, h.mux).ServeHTTP(w, r)
+	}
+}
+
+// securityHeaders: only the dashboard's own files may run or load, nothing
+// may frame it, nothing is sniffed, nothing leaks in a Referer.
+func securityHeaders(hd http.Header) {
+	hd.Set("Content-Security-Policy", "default-src 'self'; base-uri 'none'; object-src 'none'; form-action 'self'; frame-ancestors 'none'")
+	hd.Set("X-Content-Type-Options", "nosniff")
+	hd.Set("X-Frame-Options", "DENY")
+	hd.Set("Referrer-Policy", "no-referrer")
+	hd.Set("Cross-Origin-Opener-Policy", "same-origin")
+	hd.Set("Cross-Origin-Resource-Policy", "same-origin")
+}
+
+// Run keeps the dashboard's catalog current from one subscription to the
+// resolver's feed, shared by every page and event stream, until ctx ends
+// (then it returns nil). It must be called once.
+func (h *Handler) Run(ctx context.Context) error {
+	if !h.running.CompareAndSwap(false, true) {
+		return errors.New("dashboard: Run called twice")
+	}
+	// Subscribe first: a change during the snapshot is then in the feed.
+	feed := h.sb.Subscribe()
+	defer feed.Close()
+	v := h.cat.load()
+	h.log.Info("dashboard catalog loaded", "items", len(v.items))
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		keys, err := feed.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("dashboard: resolver feed: %w", err)
+		}
+		if changes := h.cat.apply(keys); len(changes) > 0 {
+			h.hub.publish(changes)
+		}
+		t.Reset(h.applyInterval)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// current is the catalog's latest generation; nil before Run loaded it.
+func (h *Handler) current() *view { return h.cat.cur.Load() }
+
+func (h *Handler) now() time.Time { return h.opts.Now() }
+
+// begin does what every API answer starts with: find out who is asking,
+// and take the current generation. It has answered when it returns false.
+func (h *Handler) begin(w http.ResponseWriter, r *http.Request) (*view, *visibility, bool) {
+	var viewer Viewer
+	if h.opts.Viewer != nil {
+		vw, err := h.opts.Viewer(r)
+		switch {
+		case errors.Is(err, ErrForbidden):
+			writeError(w, http.StatusForbidden, "forbidden", "you may not use the dashboard")
+			return nil, nil, false
+		case err != nil:
+			writeError(w, http.StatusUnauthorized, "unauthenticated", "sign in to use the dashboard")
+			return nil, nil, false
+		case vw == nil:
+			h.log.Error("dashboard viewer hook returned neither a viewer nor an error")
+			writeError(w, http.StatusForbidden, "forbidden", "you may not use the dashboard")
+			return nil, nil, false
+		}
+		viewer = vw
+	}
+	v := h.current()
+	if v == nil {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "starting", "the dashboard is loading its data")
+		return nil, nil, false
+	}
+	return v, newVisibility(r.Context(), viewer), true
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json")
+	hd.Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError answers the router's error shape: {"detail", "code"}.
+func writeError(w http.ResponseWriter, status int, code, detail string) {
+	writeJSON(w, status, struct {
+		Detail string `json:"detail"`
+		Code   string `json:"code"`
+	}{detail, code})
+}

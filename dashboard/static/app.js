@@ -1,0 +1,389 @@
+// The dashboard's only script: it reads the JSON API of the page's own
+// origin and keeps the page current from its event stream. No framework,
+// no build step; every value from the server goes into the page as text
+// (textContent), never as markup.
+'use strict';
+
+(function () {
+  var STATES = ['running', 'starting', 'suspending', 'suspended', 'finished'];
+  var $ = function (id) { return document.getElementById(id); };
+
+  // --- fetching and formatting -------------------------------------------
+
+  function getJSON(url) {
+    return fetch(url, { headers: { Accept: 'application/json' }, credentials: 'same-origin' })
+      .then(function (res) {
+        return res.json().catch(function () { return null; }).then(function (body) {
+          if (!res.ok) {
+            throw new Error((body && body.detail) || ('HTTP ' + res.status));
+          }
+          return body;
+        });
+      });
+  }
+
+  function showError(err) {
+    var el = $('error');
+    if (!el) { return; }
+    el.hidden = !err;
+    el.textContent = err ? String(err.message || err) : '';
+  }
+
+  function duration(seconds) {
+    if (seconds === undefined || seconds === null) { return '—'; }
+    if (seconds === 0) { return '0s'; }
+    var d = Math.floor(seconds / 86400), h = Math.floor(seconds % 86400 / 3600);
+    var m = Math.floor(seconds % 3600 / 60), s = seconds % 60;
+    var parts = [];
+    if (d) { parts.push(d + 'd'); }
+    if (h) { parts.push(h + 'h'); }
+    if (m && !d) { parts.push(m + 'm'); }
+    if (s && !d && !h) { parts.push(s + 's'); }
+    return parts.join(' ');
+  }
+
+  function ago(iso) {
+    if (!iso) { return '—'; }
+    var secs = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+    return duration(secs) + ' ago';
+  }
+
+  function text(tag, value, cls) {
+    var el = document.createElement(tag);
+    el.textContent = value;
+    if (cls) { el.className = cls; }
+    return el;
+  }
+
+  function sandboxHref(ns, name) {
+    return 'sandbox?namespace=' + encodeURIComponent(ns) + '&name=' + encodeURIComponent(name);
+  }
+
+  // --- the live region and the event stream -------------------------------
+
+  // Announcements are throttled: a screen reader should hear "12 sandboxes
+  // changed" every few seconds, not every quarter of a second.
+  var live = { changes: 0, timer: null, state: 'Connecting…' };
+
+  function say(msg) {
+    var el = $('live');
+    if (el && el.textContent !== msg) { el.textContent = msg; }
+  }
+
+  function noteChanges(n) {
+    live.changes += n;
+    if (live.timer) { return; }
+    live.timer = setTimeout(function () {
+      live.timer = null;
+      var n = live.changes;
+      live.changes = 0;
+      say('Live · ' + n + (n === 1 ? ' sandbox' : ' sandboxes') + ' changed at ' + new Date().toLocaleTimeString());
+    }, 5000);
+  }
+
+  // connect opens the stream. hello and reload mean "load everything";
+  // update carries changed rows and the overview.
+  function connect(on) {
+    if (!window.EventSource) {
+      say('This browser cannot receive live updates; reload the page to refresh.');
+      on.load();
+      return;
+    }
+    var es = new EventSource('api/events');
+    es.addEventListener('hello', function () { say('Live'); on.load(); });
+    es.addEventListener('reload', function () { on.load(); });
+    es.addEventListener('update', function (e) {
+      var u = JSON.parse(e.data);
+      on.update(u);
+      noteChanges(u.rows.length);
+    });
+    es.onerror = function () { say('Live updates interrupted; reconnecting…'); };
+  }
+
+  // --- overview -----------------------------------------------------------
+
+  function renderOverview(o) {
+    STATES.forEach(function (s) {
+      var el = document.querySelector('.count[data-state="' + s + '"]');
+      if (el) { el.textContent = String(o.states[s] || 0); }
+    });
+    $('total').textContent = '(' + o.sandboxes + ' in all)';
+    $('warm-pods').textContent = String(o.warmPool.pods);
+    $('warm-ready').textContent = String(o.warmPool.ready);
+    $('namespaces').textContent = String(o.namespaces);
+    var held = $('held-section');
+    if (o.heldRequests === undefined) { held.hidden = true; return; }
+    held.hidden = false;
+    $('held').textContent = String(o.heldRequests);
+    var body = document.querySelector('#waking tbody');
+    body.replaceChildren();
+    (o.waking || []).forEach(function (w) {
+      var tr = document.createElement('tr');
+      var td = document.createElement('td');
+      var a = text('a', w.namespace + '/' + w.name);
+      a.href = sandboxHref(w.namespace, w.name);
+      td.appendChild(a);
+      tr.appendChild(td);
+      tr.appendChild(text('td', String(w.heldRequests), 'num'));
+      body.appendChild(tr);
+    });
+  }
+
+  function overviewPage() {
+    connect({
+      load: function () {
+        getJSON('api/overview').then(function (o) { showError(null); renderOverview(o); }, showError);
+      },
+      update: function (u) { renderOverview(u.overview); }
+    });
+  }
+
+  // --- sandboxes table ----------------------------------------------------
+
+  function tablePage() {
+    var form = $('filters');
+    var fields = ['q', 'namespace', 'state', 'kind', 'size'];
+    var query = { sort: 'namespace', order: 'asc', page: 1 };
+    var onPage = new Map(); // row key -> tr
+    var refetch = null;
+
+    var params = new URLSearchParams(location.search);
+    fields.forEach(function (f) { if (params.has(f)) { $(f).value = params.get(f); } });
+    ['sort', 'order'].forEach(function (f) { if (params.has(f)) { query[f] = params.get(f); } });
+    if (params.has('page')) { query.page = Math.max(1, parseInt(params.get('page'), 10) || 1); }
+
+    function rowKey(r) {
+      return r.kind === 'sandbox' ? r.namespace + '/' + r.name : r.namespace + '#' + r.uid;
+    }
+
+    function queryString() {
+      var p = new URLSearchParams();
+      fields.forEach(function (f) {
+        var v = $(f).value.trim();
+        if (v && !(f === 'kind' && v === 'sandbox') && !(f === 'size' && v === '50')) { p.set(f, v); }
+      });
+      if (query.sort !== 'namespace') { p.set('sort', query.sort); }
+      if (query.order !== 'asc') { p.set('order', query.order); }
+      if (query.page > 1) { p.set('page', String(query.page)); }
+      return p.toString();
+    }
+
+    function load() {
+      clearTimeout(refetch);
+      refetch = null;
+      var qs = queryString();
+      history.replaceState(null, '', qs ? '?' + qs : location.pathname);
+      getJSON('api/sandboxes' + (qs ? '?' + qs : '')).then(function (t) {
+        showError(null);
+        render(t);
+      }, showError);
+    }
+
+    // soon reloads the page of rows at most once a second, for changes
+    // that may move rows in or out of it.
+    function soon() {
+      if (!refetch) { refetch = setTimeout(load, 1000); }
+    }
+
+    function cells(tr, r) {
+      tr.replaceChildren();
+      var td = document.createElement('td');
+      td.textContent = r.namespace;
+      tr.appendChild(td);
+      td = document.createElement('td');
+      if (r.kind === 'sandbox') {
+        var a = text('a', r.name);
+        a.href = sandboxHref(r.namespace, r.name);
+        td.appendChild(a);
+      } else {
+        td.appendChild(text('span', r.name));
+        td.appendChild(text('span', ' warm-pool pod', 'tag'));
+      }
+      tr.appendChild(td);
+      tr.appendChild(text('td', r.removed ? 'deleted' : r.state, 'state state-' + (r.removed ? 'deleted' : r.state)));
+      tr.appendChild(text('td', r.podIP || '—'));
+      var act = text('td', ago(r.lastActivity));
+      if (r.lastActivity) { act.title = r.lastActivity; }
+      tr.appendChild(act);
+      tr.appendChild(text('td', r.idleTimeoutSeconds === 0 ? 'never' : duration(r.idleTimeoutSeconds)));
+      tr.appendChild(text('td', duration(r.idleLeftSeconds)));
+      tr.appendChild(text('td', r.openRequests === undefined ? '—' : String(r.openRequests), 'num'));
+      tr.appendChild(text('td', r.heldRequests === undefined ? '—' : String(r.heldRequests), 'num'));
+    }
+
+    function render(t) {
+      var body = $('rows');
+      var focused = document.activeElement && body.contains(document.activeElement) ? document.activeElement.textContent : null;
+      body.replaceChildren();
+      onPage.clear();
+      t.rows.forEach(function (r) {
+        var tr = document.createElement('tr');
+        cells(tr, r);
+        onPage.set(rowKey(r), tr);
+        body.appendChild(tr);
+      });
+      if (focused) {
+        var again = Array.prototype.find.call(body.querySelectorAll('a'), function (a) { return a.textContent === focused; });
+        if (again) { again.focus(); }
+      }
+      var pages = Math.max(1, Math.ceil(t.total / t.size));
+      var from = t.total ? (t.page - 1) * t.size + 1 : 0;
+      var to = Math.min(t.total, t.page * t.size);
+      $('summary').textContent = t.total ? from + '–' + to + ' of ' + t.total : 'Nothing matches.';
+      $('pageinfo').textContent = 'Page ' + t.page + ' of ' + pages;
+      $('prev').disabled = t.page <= 1;
+      $('next').disabled = t.page >= pages;
+      Array.prototype.forEach.call($('state').options, function (o) {
+        if (o.value) { o.textContent = o.value + ' (' + (t.counts[o.value] || 0) + ')'; }
+      });
+      document.querySelectorAll('th[data-sort]').forEach(function (th) {
+        if (th.dataset.sort === query.sort) {
+          th.setAttribute('aria-sort', query.order === 'desc' ? 'descending' : 'ascending');
+        } else {
+          th.removeAttribute('aria-sort');
+        }
+      });
+    }
+
+    // matches says whether a changed row could belong in the table as
+    // filtered; the server decides where.
+    function matches(r) {
+      var kind = $('kind').value, ns = $('namespace').value.trim(), st = $('state').value;
+      var q = $('q').value.trim().toLowerCase();
+      if (kind === 'sandbox' && r.kind !== 'sandbox') { return false; }
+      if (kind === 'warm-pool-pod' && r.kind === 'sandbox') { return false; }
+      if (ns && r.namespace !== ns) { return false; }
+      if (st && r.state !== st && !r.removed) { return false; }
+      return !q || (r.namespace + '/' + r.name).indexOf(q) >= 0;
+    }
+
+    function update(u) {
+      u.rows.forEach(function (r) {
+        var tr = onPage.get(rowKey(r));
+        if (tr && !r.removed && matches(r) && query.sort !== 'state' && query.sort !== 'lastActivity') {
+          cells(tr, r); // in place: its position cannot have changed
+        } else if (tr || matches(r)) {
+          if (tr) { cells(tr, r); }
+          soon();
+        }
+      });
+    }
+
+    var typing = null;
+    form.addEventListener('input', function (e) {
+      if (e.target.tagName !== 'INPUT') { return; }
+      clearTimeout(typing);
+      typing = setTimeout(function () { query.page = 1; load(); }, 250);
+    });
+    form.addEventListener('change', function (e) {
+      if (e.target.tagName === 'SELECT') { query.page = 1; load(); }
+    });
+    form.addEventListener('submit', function (e) { e.preventDefault(); query.page = 1; load(); });
+    document.querySelectorAll('th[data-sort] button').forEach(function (b) {
+      b.addEventListener('click', function () {
+        var key = b.parentElement.dataset.sort;
+        if (query.sort === key) {
+          query.order = query.order === 'asc' ? 'desc' : 'asc';
+        } else {
+          query.sort = key;
+          query.order = key === 'lastActivity' ? 'desc' : 'asc';
+        }
+        query.page = 1;
+        load();
+      });
+    });
+    $('prev').addEventListener('click', function () { if (query.page > 1) { query.page--; load(); } });
+    $('next').addEventListener('click', function () { query.page++; load(); });
+
+    // Keyboard: "/" jumps to the search box; up and down arrows move
+    // between the rows' links.
+    document.addEventListener('keydown', function (e) {
+      var t = e.target;
+      var typingHere = t.tagName === 'INPUT' || t.tagName === 'SELECT' || t.tagName === 'TEXTAREA';
+      if (e.key === '/' && !typingHere && !e.ctrlKey && !e.metaKey && !e.altKey) {
+        e.preventDefault();
+        $('q').focus();
+        return;
+      }
+      if ((e.key === 'ArrowDown' || e.key === 'ArrowUp') && $('rows').contains(t)) {
+        var links = Array.prototype.slice.call($('rows').querySelectorAll('a'));
+        var i = links.indexOf(t);
+        var next = links[i + (e.key === 'ArrowDown' ? 1 : -1)];
+        if (next) { e.preventDefault(); next.focus(); }
+      }
+    });
+
+    connect({ load: load, update: update });
+  }
+
+  // --- one sandbox ----------------------------------------------------------
+
+  function facts(dl, pairs) {
+    dl.replaceChildren();
+    pairs.forEach(function (p) {
+      dl.appendChild(text('dt', p[0]));
+      dl.appendChild(text('dd', p[1]));
+    });
+  }
+
+  function sandboxPage() {
+    var params = new URLSearchParams(location.search);
+    var ns = params.get('namespace') || 'default', name = params.get('name') || '';
+    $('title').textContent = ns + '/' + name;
+    document.title = ns + '/' + name + ' · sandbox-router';
+
+    function load() {
+      getJSON('api/sandboxes/' + encodeURIComponent(ns) + '/' + encodeURIComponent(name)).then(function (a) {
+        showError(null);
+        var r = a.sandbox;
+        facts($('details'), [
+          ['State', r.state],
+          ['UID', r.uid],
+          ['Pod address', r.podIP || '—'],
+          ['Last activity', r.lastActivity ? ago(r.lastActivity) + ' (' + r.lastActivity + ')' : '—'],
+          ['Idle timeout in effect', r.idleTimeoutSeconds === 0 ? 'never' : duration(r.idleTimeoutSeconds)],
+          ['Suspends in (estimate)', duration(r.idleLeftSeconds)],
+          ['Open requests here', r.openRequests === undefined ? '—' : String(r.openRequests)],
+          ['Held requests here', r.heldRequests === undefined ? '—' : String(r.heldRequests)]
+        ]);
+        var lc = a.lifecycle || {};
+        facts($('lifecycle'), [
+          ['Idle timeout', lc.idleTimeoutSeconds === undefined ? 'not set' : (lc.idleTimeoutSeconds === 0 ? 'never' : duration(lc.idleTimeoutSeconds))],
+          ['Hold timeout', lc.holdTimeoutSeconds === undefined ? 'not set' : duration(lc.holdTimeoutSeconds)],
+          ['Release held requests on', lc.release || 'router default'],
+          ['Recorded activity', lc.lastActivity || '—'],
+          ['Revision', lc.revision || '—']
+        ]);
+        $('curl').textContent = a.curl;
+      }, showError);
+    }
+
+    $('copy').addEventListener('click', function () {
+      var code = $('curl');
+      var done = function (msg) { $('copied').textContent = msg; };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(code.textContent).then(function () { done('Copied.'); },
+          function () { done('Copying failed; select the command and copy it.'); });
+        return;
+      }
+      var range = document.createRange();
+      range.selectNodeContents(code);
+      var sel = window.getSelection();
+      sel.removeAllRanges();
+      sel.addRange(range);
+      done('Selected: press Ctrl+C (⌘C) to copy.');
+    });
+
+    connect({
+      load: load,
+      update: function (u) {
+        if (u.rows.some(function (r) { return r.kind === 'sandbox' && r.namespace === ns && r.name === name; })) { load(); }
+      }
+    });
+  }
+
+  var page = document.body.dataset.page;
+  if (page === 'overview') { overviewPage(); }
+  if (page === 'sandboxes') { tablePage(); }
+  if (page === 'sandbox') { sandboxPage(); }
+})();
