@@ -359,16 +359,30 @@ func waitChange(e *env, ns, name string) (<-chan struct{}, func()) {
 func TestResourcesFollowTheCluster(t *testing.T) {
 	e := newEnv(t)
 	updated := make(chan string, 16)
-	bob := e.connect(t, e.bob, &sdk.ClientOptions{ResourceUpdatedHandler: func(_ context.Context, r *sdk.ResourceUpdatedNotificationRequest) {
-		select {
-		case updated <- r.Params.URI:
-		default:
-		}
-	}})
+	listChanged := make(chan struct{}, 1)
+	bob := e.connect(t, e.bob, &sdk.ClientOptions{
+		ResourceUpdatedHandler: func(_ context.Context, r *sdk.ResourceUpdatedNotificationRequest) {
+			select {
+			case updated <- r.Params.URI:
+			default:
+			}
+		},
+		ResourceListChangedHandler: func(context.Context, *sdk.ResourceListChangedRequest) {
+			select {
+			case listChanged <- struct{}{}:
+			default:
+			}
+		},
+	})
 	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 	defer cancel()
+	// The list is filled just after the first request, and says so; a
+	// notification sent before the client's event stream opened is lost,
+	// so the list is also read again now and then until the deadline.
+	recheck := time.NewTicker(50 * time.Millisecond)
+	defer recheck.Stop()
 	var uris []string
-	for { // the list is filled just after the first request
+	for {
 		res, err := bob.ListResources(ctx, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -377,8 +391,14 @@ func TestResourcesFollowTheCluster(t *testing.T) {
 		for _, r := range res.Resources {
 			uris = append(uris, r.URI)
 		}
-		if len(uris) > 0 || ctx.Err() != nil {
+		if len(uris) > 0 {
 			break
+		}
+		select {
+		case <-listChanged:
+		case <-recheck.C:
+		case <-ctx.Done():
+			t.Fatal("bob's resource list stayed empty")
 		}
 	}
 	if !slices.Equal(uris, []string{"sandbox://team-a/beta"}) {
