@@ -31,6 +31,19 @@ func (h *Handler) writer(c *caller) (Cluster, error) {
 	return h.opts.Cluster, nil
 }
 
+// writerOf is writer for a change of the sandbox key, which c must also
+// reach (else it is invisible, as everywhere).
+func (h *Handler) writerOf(ctx context.Context, c *caller, key resolver.Key) (Cluster, error) {
+	cl, err := h.writer(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.reach(ctx, c, key); err != nil {
+		return nil, err
+	}
+	return cl, nil
+}
+
 // clusterError tells the model what an API answer means for it.
 func clusterError(op string, key resolver.Key, err error) error {
 	switch {
@@ -62,11 +75,8 @@ func (h *Handler) resumeSandbox(ctx context.Context, c *caller, a *resumeArgs) (
 	if err != nil {
 		return nil, err
 	}
-	cl, err := h.writer(c)
+	cl, err := h.writerOf(ctx, c, key)
 	if err != nil {
-		return nil, err
-	}
-	if err := h.reach(ctx, c, key); err != nil {
 		return nil, err
 	}
 	// Patched even when it runs: RBAC is asked every time, so the
@@ -83,11 +93,8 @@ func (h *Handler) suspendSandbox(ctx context.Context, c *caller, a *sandboxRef) 
 	if err != nil {
 		return nil, err
 	}
-	cl, err := h.writer(c)
+	cl, err := h.writerOf(ctx, c, key)
 	if err != nil {
-		return nil, err
-	}
-	if err := h.reach(ctx, c, key); err != nil {
 		return nil, err
 	}
 	if err := cl.SetSuspended(ctx, c.token, key.Namespace, key.Name, true); err != nil {
@@ -165,11 +172,8 @@ func (h *Handler) deleteSandbox(ctx context.Context, c *caller, a *sandboxRef) (
 	if err != nil {
 		return nil, err
 	}
-	cl, err := h.writer(c)
+	cl, err := h.writerOf(ctx, c, key)
 	if err != nil {
-		return nil, err
-	}
-	if err := h.reach(ctx, c, key); err != nil {
 		return nil, err
 	}
 	if err := cl.Delete(ctx, c.token, key.Namespace, key.Name); err != nil {
