@@ -16,20 +16,15 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/fields"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
-	"k8s.io/client-go/tools/cache"
-	watchtools "k8s.io/client-go/tools/watch"
 )
 
 const (
@@ -393,30 +388,8 @@ func waitCRDServed(ctx context.Context, dyn dynamic.Interface, dc discovery.Disc
 		ctx, cancel = context.WithTimeout(ctx, crdWaitTimeout)
 		defer cancel()
 	}
-	name := applied.GetName()
-	sel := fields.OneTermEqualSelector("metadata.name", name).String()
-	crds := dyn.Resource(crdGVR)
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = sel
-			return crds.List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = sel
-			return crds.Watch(ctx, o)
-		},
-	}
-	var crd *unstructured.Unstructured
-	_, err := watchtools.UntilWithSync(ctx, lw, &unstructured.Unstructured{}, nil, func(ev watch.Event) (bool, error) {
-		u, ok := ev.Object.(*unstructured.Unstructured)
-		if !ok || ev.Type == watch.Deleted {
-			return false, nil
-		}
-		if conditionTrue(u, "Established") {
-			crd = u
-			return true, nil
-		}
-		return false, nil
+	crd, err := WaitObject(ctx, dyn.Resource(crdGVR), applied.GetName(), func(u *unstructured.Unstructured) bool {
+		return u != nil && conditionTrue(u, "Established")
 	})
 	if err != nil {
 		return fmt.Errorf("not Established: %w", err)

@@ -129,22 +129,11 @@ func waitGuarded(ctx context.Context, p *routerproc.Proc, g *guarded) error {
 	defer client.CloseIdleConnections()
 	beta := request{url: "http://" + g.http + "/", headers: [][2]string{{"Authorization", "Bearer " + g.token},
 		{"X-Sandbox-ID", "beta"}, {"X-Sandbox-Namespace", agentNamespace}}}
+	if err := p.WaitReady(ctx); err != nil {
+		return fmt.Errorf("guarded router: %w", err)
+	}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
-	readyz := request{url: "http://" + g.admin + "/readyz"}
-	for {
-		status, body, err := readyz.send(ctx, client, false)
-		if err == nil && status == http.StatusOK {
-			break
-		}
-		select {
-		case <-tick.C:
-		case <-p.Exited():
-			return fmt.Errorf("guarded router exited: %v", p.ExitErr())
-		case <-ctx.Done():
-			return fmt.Errorf("guarded router: /readyz not 200 within %s (last: %d %s %v)", readyTimeout, status, body, err)
-		}
-	}
 	for {
 		status, body, err := beta.send(ctx, client, false)
 		if err == nil && status == http.StatusOK {

@@ -184,26 +184,13 @@ func (e *env) waitSandbox(t *testing.T, version, ns, name, what string, cond fun
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 	defer cancel()
-	res := e.dyn.Resource(gvr(version)).Namespace(ns)
-	sel := fields.OneTermEqualSelector("metadata.name", name).String()
-	lw := &cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			o.FieldSelector = sel
-			return res.List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			o.FieldSelector = sel
-			return res.Watch(ctx, o)
-		},
-	}
 	var last status
-	_, err := watchtools.UntilWithSync(ctx, lw, &unstructured.Unstructured{}, nil, func(ev watch.Event) (bool, error) {
-		u, ok := ev.Object.(*unstructured.Unstructured)
-		if !ok || ev.Type == watch.Deleted {
-			return false, nil
+	_, err := cluster.WaitObject(ctx, e.dyn.Resource(gvr(version)).Namespace(ns), name, func(u *unstructured.Unstructured) bool {
+		if u == nil {
+			return false // not there (yet, or any more)
 		}
 		last = readStatus(u)
-		return cond(last), nil
+		return cond(last)
 	})
 	if err != nil {
 		t.Fatalf("sandbox %s/%s: %s: %v; last status %s", ns, name, what, err, last)
