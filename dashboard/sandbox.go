@@ -57,9 +57,9 @@ func (h *Handler) serveSandbox(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	it := v.find(resolver.Key{Namespace: ns, Name: name})
-	// A namespace the viewer may not list answers like a sandbox that
+	// A sandbox the viewer may neither list nor get answers like one that
 	// does not exist: its existence is not the viewer's to learn.
-	if it == nil || !vis.may(ns) {
+	if it == nil || !vis.mayGet(ns, name) {
 		writeError(w, http.StatusNotFound, "not_found", "no such sandbox")
 		return
 	}

@@ -45,13 +45,32 @@ type Activity interface {
 }
 
 // Viewer is who is looking, as far as the dashboard cares. Options.Viewer
-// builds one per request.
+// builds one per request. Its answers mirror Kubernetes RBAC: list on a
+// resource in a namespace shows every object of that kind there; get on
+// one sandbox shows that sandbox's own page and nothing else.
 type Viewer interface {
-	// MayList reports whether the viewer may see the sandboxes of
-	// namespace. It is asked once per namespace per answer (and per event
-	// message), so implementations backed by reviews must cache.
-	MayList(ctx context.Context, namespace string) bool
+	// MayList reports whether the viewer may see the objects of resource
+	// in namespace. It is asked once per resource and namespace per answer
+	// (and per event message), so implementations backed by reviews must
+	// cache.
+	MayList(ctx context.Context, resource Resource, namespace string) bool
+	// MayGet reports whether the viewer may see one sandbox (asked for
+	// its own page only, when MayList said no).
+	MayGet(ctx context.Context, namespace, name string) bool
 }
+
+// Resource is a kind of object the dashboard shows, named as the API
+// server's resource (plural) is.
+type Resource string
+
+// The resources a Viewer is asked about. Unclaimed warm-pool pods count
+// as sandboxes: they are what a claim turns into one.
+const (
+	ResourceSandboxes Resource = "sandboxes"        // agents.x-k8s.io
+	ResourceTemplates Resource = "sandboxtemplates" // extensions.agents.x-k8s.io
+	ResourceWarmPools Resource = "sandboxwarmpools" // extensions.agents.x-k8s.io
+	ResourceClaims    Resource = "sandboxclaims"    // extensions.agents.x-k8s.io
+)
 
 // ErrForbidden, wrapped by an error of Options.Viewer, answers 403 (the
 // viewer is known but may not use the dashboard); any other error answers
@@ -63,7 +82,12 @@ var ErrForbidden = errors.New("dashboard: forbidden")
 type visibility struct {
 	ctx    context.Context
 	viewer Viewer // nil: everything is visible
-	memo   map[string]bool
+	memo   map[visibilityKey]bool
+}
+
+type visibilityKey struct {
+	resource  Resource
+	namespace string
 }
 
 func newVisibility(ctx context.Context, v Viewer) *visibility {
@@ -72,17 +96,27 @@ func newVisibility(ctx context.Context, v Viewer) *visibility {
 
 func (v *visibility) all() bool { return v.viewer == nil }
 
-func (v *visibility) may(namespace string) bool {
+// may reports whether the viewer may list the sandboxes of namespace.
+func (v *visibility) may(namespace string) bool { return v.mayList(ResourceSandboxes, namespace) }
+
+func (v *visibility) mayList(resource Resource, namespace string) bool {
 	if v.viewer == nil {
 		return true
 	}
-	if ok, seen := v.memo[namespace]; seen {
+	k := visibilityKey{resource, namespace}
+	if ok, seen := v.memo[k]; seen {
 		return ok
 	}
 	if v.memo == nil {
-		v.memo = make(map[string]bool)
+		v.memo = make(map[visibilityKey]bool)
 	}
-	ok := v.viewer.MayList(v.ctx, namespace)
-	v.memo[namespace] = ok
+	ok := v.viewer.MayList(v.ctx, resource, namespace)
+	v.memo[k] = ok
 	return ok
+}
+
+// mayGet reports whether the viewer may see one sandbox: by listing its
+// namespace or by getting it by name.
+func (v *visibility) mayGet(namespace, name string) bool {
+	return v.may(namespace) || v.viewer.MayGet(v.ctx, namespace, name)
 }

@@ -239,7 +239,10 @@ func (e *env) serve(t *testing.T, viewer func(*http.Request) (dashboard.Viewer, 
 // hideNamespace is a Viewer that may list every namespace but one.
 type hideNamespace string
 
-func (h hideNamespace) MayList(_ context.Context, ns string) bool { return ns != string(h) }
+func (h hideNamespace) MayList(_ context.Context, _ dashboard.Resource, ns string) bool {
+	return ns != string(h)
+}
+func (h hideNamespace) MayGet(context.Context, string, string) bool { return false }
 
 // browser is one headless Chromium with one tab, shared by the subtests.
 type browser struct{ tab context.Context }
