@@ -130,8 +130,9 @@ type config struct {
 	LimitFailedAuthBurst   int
 	LimitTableSize         int
 
-	XDS xdsConfig
-	MCP mcpConfig
+	XDS       xdsConfig
+	MCP       mcpConfig
+	Dashboard dashboardConfig
 
 	AccessLog string
 	LogLevel  string
@@ -260,6 +261,7 @@ func newFlagSet(c *config) *flag.FlagSet {
 	fs.IntVar(&c.LimitTableSize, "limit-table-size", 100000, "identities, addresses and sandboxes each limit remembers (LRU)")
 	c.XDS.flags(fs)
 	c.MCP.flags(fs)
+	c.Dashboard.flags(fs)
 	fs.StringVar(&c.AccessLog, "access-log", "stdout", "access log destination: stdout, stderr, off, or a file path (true and false, as upstream's boolean flag: stdout and off)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	return fs
@@ -463,6 +465,7 @@ func (c *config) validate() error {
 	}
 	c.XDS.validate(c, bad)
 	c.MCP.validate(c, bad)
+	c.Dashboard.validate(c, bad)
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:

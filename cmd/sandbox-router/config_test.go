@@ -148,6 +148,10 @@ func TestConfigErrors(t *testing.T) {
 		{name: "path prefix over the mint path", args: []string{"--authz-mode", "kubernetes,scoped-token", "--authz-scoped-token-public-keys", "keys", "--authz-mint-signing-key", "k1.key", "--path-routing-prefix", "/sandbox-router"}, wantErr: "covers the minting endpoint"},
 		{name: "bad mint public url", args: []string{"--authz-mode", "kubernetes,scoped-token", "--authz-scoped-token-public-keys", "keys", "--authz-mint-signing-key", "k1.key", "--authz-mint-public-url", "https://sb.example.com/x"}, wantErr: "authz-mint-public-url"},
 		{name: "mint public url without a key", args: []string{"--authz-mode", "kubernetes", "--authz-mint-public-url", "https://sb.example.com"}, wantErr: "need authz-mint-signing-key"},
+		{name: "dashboard with allow-all", args: []string{"--listen-dashboard", ":8090"}, wantErr: "set dashboard-anonymous to mean that"},
+		{name: "dashboard with routes", args: []string{"--routes", "r", "--listen-dashboard", ":8090", "--dashboard-anonymous"}, wantErr: "listen-dashboard needs the Kubernetes resolver"},
+		{name: "dashboard bad listen", args: []string{"--authz-mode", "kubernetes", "--listen-dashboard", "8090"}, wantErr: "listen-dashboard"},
+		{name: "dashboard anonymous without listener", args: []string{"--dashboard-anonymous"}, wantErr: "need listen-dashboard"},
 		{name: "zero client timeout cap", args: []string{"--routes", "r", "--max-client-timeout", "0s"}, wantErr: "max-client-timeout must be positive"},
 	}
 	for _, tt := range tests {
@@ -257,5 +261,21 @@ func TestDeriveCaps(t *testing.T) {
 				t.Fatalf("deriveCaps = %+v, %v; want %+v", got, err, tc.want)
 			}
 		})
+	}
+}
+
+func TestConfigDashboard(t *testing.T) {
+	for _, args := range [][]string{
+		{"--authz-mode", "kubernetes", "--listen-dashboard", "127.0.0.1:8090"},
+		{"--listen-dashboard", ":8090", "--dashboard-anonymous"},
+		{"--authz-mode", "tokenreview", "--listen-dashboard", ":8090", "--dashboard-router-url", "https://sandboxes.example.com", "--dashboard-extensions=false"},
+	} {
+		c, err := loadConfig(args, envOf(nil), io.Discard)
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		if c.Dashboard.Listen == "" {
+			t.Fatalf("%v: no dashboard listener", args)
+		}
 	}
 }

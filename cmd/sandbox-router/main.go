@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
+	"github.com/sandbox-router/sandbox-router/access"
 	"github.com/sandbox-router/sandbox-router/resolver/kube"
 	"github.com/sandbox-router/sandbox-router/resolver/static"
 	"github.com/sandbox-router/sandbox-router/router"
@@ -221,7 +222,12 @@ func run(cfg *config) error {
 	if err != nil {
 		return err
 	}
-	log.Info("sandbox-router listening", "http", srv.HTTPAddr(), "https", srv.HTTPSAddr(), "admin", srv.AdminAddr(), "xds", xdsAddr)
+	ac, _ := checker.(*access.Checker) // nil under allow-all
+	dashboardAddr, err := startDashboard(lifeCtx, serveCtx, cfg, kr, restCfg, dashboardParts{Metrics: reg, Checker: ac}, log)
+	if err != nil {
+		return err
+	}
+	log.Info("sandbox-router listening", "http", srv.HTTPAddr(), "https", srv.HTTPSAddr(), "admin", srv.AdminAddr(), "xds", xdsAddr, "dashboard", dashboardAddr)
 	if err := srv.Run(serveCtx); err != nil {
 		return err
 	}

@@ -92,8 +92,9 @@ type Proc struct {
 	// HTTPAddr and AdminAddr are the bound listener addresses; HTTPSAddr
 	// too when the router was given --listen-https, else "".
 	HTTPAddr, HTTPSAddr, AdminAddr string
-	// XDSAddr is the xDS listener's, when --xds-listen is given.
-	XDSAddr string
+	// XDSAddr is the xDS listener's, when --xds-listen is given;
+	// DashboardAddr the dashboard's, when --listen-dashboard is.
+	XDSAddr, DashboardAddr string
 
 	cmd     *exec.Cmd
 	logPath string
@@ -180,9 +181,9 @@ func (p *Proc) readLog(r io.Reader, started chan<- struct{}) {
 		if started == nil {
 			continue
 		}
-		var m struct{ Msg, HTTP, HTTPS, Admin, XDS string }
+		var m struct{ Msg, HTTP, HTTPS, Admin, XDS, Dashboard string }
 		if json.Unmarshal(line, &m) == nil && m.Msg == "sandbox-router listening" {
-			p.HTTPAddr, p.HTTPSAddr, p.AdminAddr, p.XDSAddr = m.HTTP, m.HTTPS, m.Admin, m.XDS
+			p.HTTPAddr, p.HTTPSAddr, p.AdminAddr, p.XDSAddr, p.DashboardAddr = m.HTTP, m.HTTPS, m.Admin, m.XDS, m.Dashboard
 			close(started)
 			started = nil
 		}
