@@ -50,6 +50,7 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./access/
 	$(GO) test -run '^$$' -bench AccessModes -benchtime 1x -timeout 30m ./e2e/access/
 	$(GO) test -run '^$$' -bench TableFirstPage -benchmem ./dashboard/
+	$(GO) test -run '^$$' -bench BrowserTable -benchtime 1x -timeout 30m ./e2e/dashboard/
 
 # A short run of every fuzz target.
 fuzz:

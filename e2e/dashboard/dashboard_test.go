@@ -247,7 +247,7 @@ func (h hideNamespace) MayGet(context.Context, string, string) bool { return fal
 // browser is one headless Chromium with one tab, shared by the subtests.
 type browser struct{ tab context.Context }
 
-func chromium(t *testing.T) string {
+func chromium(t testing.TB) string {
 	t.Helper()
 	if os.Getenv(skipBrowserEnv) == "1" {
 		t.Skipf("%s=1: browser tests skipped", skipBrowserEnv)
@@ -271,7 +271,7 @@ func (b *tail) Write(p []byte) (int, error) {
 	return b.Builder.Write(p)
 }
 
-func startBrowser(t *testing.T) *browser {
+func startBrowser(t testing.TB) *browser {
 	t.Helper()
 	out := &tail{}
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
@@ -299,7 +299,7 @@ func startBrowser(t *testing.T) *browser {
 
 // step is the tab with a deadline for one step: every wait in it ends by
 // then.
-func (b *browser) step(t *testing.T) context.Context {
+func (b *browser) step(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(b.tab, waitTimeout)
 	t.Cleanup(cancel)
 	return ctx
