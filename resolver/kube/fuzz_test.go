@@ -2,6 +2,7 @@ package kube
 
 import (
 	"os"
+	"strconv"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -60,5 +61,47 @@ func FuzzSandboxTransform(f *testing.F) {
 		e.views[v1beta1] = rec
 		res := e.compute()
 		_ = signature(&res, e.current(), e.candidate())
+	})
+}
+
+// FuzzDetails: whatever labels, conditions and ports an object carries,
+// Details gives back at most the bounds, every value within
+// MaxDetailValue, and the labels it keeps exactly as they were.
+func FuzzDetails(f *testing.F) {
+	f.Add("app", "agent", "Ready", "True", "ok", "main", "http", int64(8888))
+	f.Add("a\x1fb", "c\x1ed", "T\x1e", "", "", "", "", int64(-1))
+	f.Fuzz(func(t *testing.T, key, value, ctype, cstatus, reason, container, port string, number int64) {
+		labels := map[string]any{key: value, key + "2": value}
+		var conds, ports []any
+		for i := range 12 {
+			conds = append(conds, map[string]any{"type": ctype + strconv.Itoa(i), "status": cstatus, "reason": reason})
+			ports = append(ports, map[string]any{"name": port, "containerPort": number + int64(i)})
+		}
+		u := &unstructured.Unstructured{Object: map[string]any{
+			"metadata": map[string]any{"name": "a", "namespace": "ns", "labels": labels},
+			"spec":     map[string]any{"podTemplate": map[string]any{"spec": map[string]any{"containers": []any{map[string]any{"name": container, "ports": ports}}}}},
+			"status":   map[string]any{"conditions": conds},
+		}}
+		d := (&transformer{now: func() int64 { return 0 }}).sandbox(v1beta1, u).details()
+		if len(d.Labels) > resolver.MaxDetailLabels || len(d.Conditions) > resolver.MaxDetailConditions || len(d.Ports) > resolver.MaxDetailPorts {
+			t.Fatalf("over the bounds: %+v", d)
+		}
+		for _, l := range d.Labels {
+			if v, ok := labels[l.Key]; !ok || v != l.Value {
+				if len(l.Key) < resolver.MaxDetailValue && len(l.Value) < resolver.MaxDetailValue {
+					t.Fatalf("label %q=%q was not in the object", l.Key, l.Value)
+				}
+			}
+		}
+		for _, c := range d.Conditions {
+			if len(c.Type) > resolver.MaxDetailValue || len(c.Reason) > resolver.MaxDetailValue {
+				t.Fatalf("condition over the value bound: %+v", c)
+			}
+		}
+		for _, p := range d.Ports {
+			if p.Number < 1 || p.Number > 65535 {
+				t.Fatalf("port %d", p.Number)
+			}
+		}
 	})
 }

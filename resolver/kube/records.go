@@ -69,10 +69,15 @@ type sandboxRecord struct {
 	ready    condition
 	finished condition
 	flags    sandboxFlags
+	// created is the creationTimestamp in Unix seconds, meta what views
+	// read beyond routing (Details); 16 bytes that move the record from
+	// the 112-byte size class to the 128-byte one.
+	created int64
+	meta    unique.Handle[sandboxMeta]
 }
 
 // sandboxFlags are the one-bit facts of a sandboxRecord, packed so that
-// the record stays within its 112-byte size class.
+// the record stays within its 128-byte size class.
 type sandboxFlags uint16
 
 const (

@@ -86,6 +86,8 @@ func (t *transformer) sandbox(v apiVersion, u *unstructured.Unstructured) *sandb
 		receivedAt: t.now(),
 		version:    v,
 		deleting:   u.GetDeletionTimestamp() != nil,
+		created:    createdOf(u),
+		meta:       metaOf(u),
 	}
 	rec.resourceVersion, _ = strconv.ParseUint(u.GetResourceVersion(), 10, 64)
 	annotations := u.GetAnnotations()
@@ -118,6 +120,14 @@ func (t *transformer) sandbox(v apiVersion, u *unstructured.Unstructured) *sandb
 		}
 	}
 	return rec
+}
+
+// createdOf is u's creationTimestamp in Unix seconds, 0 when unset.
+func createdOf(u *unstructured.Unstructured) int64 {
+	if t := u.GetCreationTimestamp(); !t.IsZero() {
+		return t.Unix()
+	}
+	return 0
 }
 
 // specSuspension reads both suspension fields whatever version the object

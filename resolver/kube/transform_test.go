@@ -3,6 +3,7 @@ package kube
 import (
 	"encoding/json"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -229,8 +230,8 @@ func TestLifecycleAnnotations(t *testing.T) {
 // TestSandboxRecordSize keeps the record in its allocation size class:
 // the cache's memory is mostly records.
 func TestSandboxRecordSize(t *testing.T) {
-	if size := unsafe.Sizeof(sandboxRecord{}); size > 112 {
-		t.Fatalf("sandboxRecord is %d bytes, over its 112-byte size class", size)
+	if size := unsafe.Sizeof(sandboxRecord{}); size > 128 {
+		t.Fatalf("sandboxRecord is %d bytes, over its 128-byte size class", size)
 	}
 }
 
@@ -267,5 +268,47 @@ func TestPodTransform(t *testing.T) {
 	})
 	if !warm.warmPool || warm.uid != "uid-1-pod" {
 		t.Fatalf("warm pod: %+v", warm)
+	}
+}
+
+func TestDetails(t *testing.T) {
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"metadata": map[string]any{"name": "a", "namespace": "ns", "uid": "u1",
+			"creationTimestamp": "2026-12-01T10:00:00Z",
+			"labels":            map[string]any{"tier": "web", "app": "agent", "bad\x1ekey": "x"}},
+		"spec": map[string]any{"podTemplate": map[string]any{"spec": map[string]any{"containers": []any{
+			map[string]any{"name": "main", "ports": []any{
+				map[string]any{"name": "http", "containerPort": int64(8888)},
+				map[string]any{"name": "grpc", "containerPort": int64(9001), "protocol": "TCP"},
+				map[string]any{"containerPort": int64(0)}, // invalid: left out
+			}},
+		}}}},
+		"status": map[string]any{"conditions": []any{
+			map[string]any{"type": "Ready", "status": "True", "reason": "DependenciesReady", "message": "left out"},
+		}},
+	}}
+	rec := (&transformer{now: func() int64 { return 0 }}).sandbox(v1beta1, u)
+	got := rec.details()
+	want := resolver.Details{
+		Created:    time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC),
+		Labels:     []resolver.Label{{Key: "app", Value: "agent"}, {Key: "tier", Value: "web"}},
+		Conditions: []resolver.Condition{{Type: "Ready", Status: "True", Reason: "DependenciesReady"}},
+		Ports:      []resolver.Port{{Container: "main", Name: "http", Number: 8888}, {Container: "main", Name: "grpc", Number: 9001, Protocol: "TCP"}},
+		Cut:        true, // the key with a separator in it
+	}
+	if !got.Created.Equal(want.Created) {
+		t.Errorf("created %v, want %v", got.Created, want.Created)
+	}
+	got.Created = want.Created
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("details\n got %+v\nwant %+v", got, want)
+	}
+	// Two sandboxes with the same labels, conditions and ports share one
+	// interned copy.
+	u2 := u.DeepCopy()
+	u2.SetName("b")
+	u2.SetLabels(map[string]string{"tier": "web", "app": "agent", "bad\x1ekey": "x"})
+	if rec2 := (&transformer{now: func() int64 { return 0 }}).sandbox(v1beta1, u2); rec2.meta != rec.meta {
+		t.Error("equal metadata not shared")
 	}
 }
