@@ -337,3 +337,23 @@ func FuzzSafeNext(f *testing.F) {
 		}
 	})
 }
+
+// TestSignInPage: the token field is labelled, described and a password
+// field; the form posts to api/session; no inline script or style.
+func TestSignInPage(t *testing.T) {
+	h := start(t, Options{Sandboxes: fixture(), Auth: testAuth})
+	rec := call(h, http.MethodGet, "/signin", "", nil)
+	checkSecurityHeaders(t, "/signin", rec.Header())
+	body := rec.Body.String()
+	for _, want := range []string{`<label for="token">`, `id="token" name="token" type="password"`, `aria-describedby="token-hint"`,
+		`action="api/session"`, `method="post"`, `id="error"`, `role="alert"`, `kubectl create token`, `<script src="static/app.js" defer></script>`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("signin page lacks %s", want)
+		}
+	}
+	for _, banned := range []string{"<script>", "style=", " onclick", " onsubmit"} {
+		if strings.Contains(body, banned) {
+			t.Errorf("signin page has %s", banned)
+		}
+	}
+}
