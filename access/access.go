@@ -118,6 +118,11 @@ type Options struct {
 	Access    SandboxAuthorizer
 	Scoped    ScopedVerifier
 	Sandboxes Sandboxes
+	// Views answers list and get questions (Checker.MayView) in
+	// kubernetes mode; nil takes Access when it implements ViewAuthorizer
+	// too (access/kube's AccessReviewer does). Without one every view
+	// question is refused.
+	Views ViewAuthorizer
 
 	// TokenTTL is how long an authenticated token is trusted without
 	// asking again (default 2m); TokenNegativeTTL how long a refused one
@@ -133,6 +138,9 @@ type Options struct {
 	DecisionTTL         time.Duration
 	DecisionNegativeTTL time.Duration
 	DecisionCacheSize   int
+	// ViewCacheSize bounds the view answers remembered (default 10000);
+	// they live as long as decisions (DecisionTTL, DecisionNegativeTTL).
+	ViewCacheSize int
 	// StaleFor is how long past its time to live an answer keeps serving
 	// while the API server cannot be reached (default 10m). Requests with
 	// no answer at all then get 503, never 401 or 403.
@@ -158,6 +166,7 @@ const (
 	DefaultDecisionTTL         = 30 * time.Second
 	DefaultDecisionNegativeTTL = 5 * time.Second
 	DefaultDecisionCacheSize   = 100000
+	DefaultViewCacheSize       = 10000
 	DefaultStaleFor            = 10 * time.Minute
 	DefaultCallTimeout         = 10 * time.Second
 )
@@ -170,10 +179,12 @@ type Checker struct {
 	// token's form, verified here (scoped).
 	tokens    TokenAuthenticator
 	access    SandboxAuthorizer
+	views     ViewAuthorizer // kubernetes mode: list and get questions
 	scoped    ScopedVerifier
 	sandboxes Sandboxes
 	tokenMemo *memo[Identity]
 	decisions *memo[struct{}]
+	viewMemo  *memo[struct{}]
 	limiter   *limiter // nil: no limits
 	sessions  Sessions
 	metrics   *Metrics
@@ -203,6 +214,13 @@ func New(opts Options) (*Checker, error) {
 			c.tokens = opts.Tokens
 			if m == ModeKubernetes {
 				c.access = opts.Access
+				c.views = opts.Views
+				if c.views == nil {
+					c.views, _ = opts.Access.(ViewAuthorizer)
+				}
+				if c.views == nil {
+					c.log.Warn("access: no ViewAuthorizer: every list and get question (the dashboard's) is refused")
+				}
 			}
 		case ModeScopedToken:
 			if opts.Scoped == nil || opts.Sandboxes == nil {
@@ -222,6 +240,11 @@ func New(opts Options) (*Checker, error) {
 	})
 	c.decisions = newMemo[struct{}](memoOptions{
 		name: "decision", size: cmp.Or(opts.DecisionCacheSize, DefaultDecisionCacheSize),
+		ttl: cmp.Or(opts.DecisionTTL, DefaultDecisionTTL), negativeTTL: cmp.Or(opts.DecisionNegativeTTL, DefaultDecisionNegativeTTL),
+		staleFor: stale, callTimeout: timeout, metrics: opts.Metrics,
+	})
+	c.viewMemo = newMemo[struct{}](memoOptions{
+		name: "view", size: cmp.Or(opts.ViewCacheSize, DefaultViewCacheSize),
 		ttl: cmp.Or(opts.DecisionTTL, DefaultDecisionTTL), negativeTTL: cmp.Or(opts.DecisionNegativeTTL, DefaultDecisionNegativeTTL),
 		staleFor: stale, callTimeout: timeout, metrics: opts.Metrics,
 	})

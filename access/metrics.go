@@ -35,11 +35,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"result"}),
 		caches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sandbox_router_access_cache_total",
-			Help: "Lookups of the access caches (token: TokenReview answers, decision: SubjectAccessReview answers), by result (hit, miss, stale: served past its time to live while the API server could not answer).",
+			Help: "Lookups of the access caches (token: TokenReview answers, decision: SubjectAccessReview answers, view: the list and get SubjectAccessReviews of read-only views), by result (hit, miss, stale: served past its time to live while the API server could not answer).",
 		}, []string{"cache", "result"}),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sandbox_router_access_api_calls_total",
-			Help: "Reviews asked of the API server (token: TokenReview, decision: SubjectAccessReview), by result (ok, error).",
+			Help: "Reviews asked of the API server (token: TokenReview, decision: SubjectAccessReview, view: SubjectAccessReview of list or get), by result (ok, error).",
 		}, []string{"cache", "result"}),
 		limits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sandbox_router_access_limited_total",

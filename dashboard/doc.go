@@ -11,9 +11,19 @@
 // changes a sandbox: the view is read-only, so the worst a bug here can
 // do is show something stale.
 //
-// Who may see what is the Viewer's business (Options.Viewer): every answer
-// (table, counts, events, the one-sandbox view) is filtered by it, so a
-// namespace a viewer may not list is absent, not hidden by the page.
+// Who may see what is the Viewer's business: every answer (table, counts,
+// events, the one-sandbox view) is filtered by it, so a namespace a
+// viewer may not list is absent, not hidden by the page. With
+// Options.Auth (AccessAuth: the router's access Checker) viewers sign in
+// with a Kubernetes token, sent as Authorization: Bearer or kept by the
+// browser in a session cookie that the sign-in page sets; what they see
+// is what RBAC lets them list or get. The cookie carries the token itself
+// (HttpOnly, SameSite=Strict, the prefix's path, Secure with a __Host- or
+// __Secure- name over HTTPS or with Options.SecureCookies), so any
+// replica takes it without shared state and it works no longer than the
+// token does; sign-in and sign-out are refused from other origins.
+// Options.Viewer is the low-level alternative (tests, a proxy that
+// authenticates): one per request from the request itself.
 //
 // Files by concern:
 //   - handler.go: Options, the HTTP routes, security headers, errors, Run;
@@ -30,9 +40,16 @@
 //   - sandbox.go: one sandbox (api/sandboxes/{namespace}/{name});
 //   - events.go: the coalesced, per-client bounded event stream
 //     (api/events);
+//   - signin.go: Options.Auth's sign-in, sign-out and api/session, and
+//     the viewer every API answer starts with; signin_cookie.go: the
+//     session cookie and the credential of a request; signin_guard.go:
+//     the same-origin check of sign-in and sign-out, and the open-redirect
+//     guard of the page to return to;
+//   - access.go: AccessAuth, sign-in through the access package's Checker
+//     (TokenReview, then list and get SubjectAccessReviews);
 //   - pages.go and static/: the embedded pages (plain HTML, one small
 //     script, one style sheet; no CDN, no build chain).
 //
 // It must not import the router, the activator or anything that talks to
-// Kubernetes: the binary wires those in through the interfaces above.
+// Kubernetes (access is fine: it talks through interfaces of its own): the binary wires those in through the interfaces above.
 package dashboard

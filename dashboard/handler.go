@@ -25,6 +25,19 @@ type Options struct {
 	// answers 401, or 403 when it wraps ErrForbidden; a nil Viewer without
 	// an error is refused too (403), so that a mistake never shows all.
 	Viewer func(r *http.Request) (Viewer, error)
+	// Auth turns sign-in on (signin.go): every API answer needs a
+	// credential, an Authorization: Bearer header or the session cookie
+	// that the sign-in page sets, and Auth says which Viewer it is. It and
+	// Viewer are two ways of saying who is looking: set one at most.
+	Auth Authenticator
+	// SecureCookies marks the session cookie Secure (and gives it the
+	// __Host- or __Secure- name form) even on a plain-HTTP connection:
+	// for a dashboard behind a proxy that terminates TLS. A connection of
+	// the dashboard's own over TLS gets them anyway.
+	SecureCookies bool
+	// SessionMaxAge is how long the browser keeps the session cookie
+	// (default 8h); the token inside may stop working sooner.
+	SessionMaxAge time.Duration
 
 	// Prefix is the path everything is served under: "/" (default) on a
 	// listener of its own, "/dashboard/" on a shared one. It starts and
@@ -102,6 +115,13 @@ func New(opts Options) (*Handler, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.Auth != nil && opts.Viewer != nil {
+		return nil, errors.New("dashboard: set Auth or Viewer, not both")
+	}
+	opts.SessionMaxAge = cmp.Or(opts.SessionMaxAge, DefaultSessionMaxAge)
+	if opts.SessionMaxAge < time.Second {
+		return nil, errors.New("dashboard: SessionMaxAge must be at least a second")
+	}
 	h := &Handler{
 		opts:          opts,
 		sb:            opts.Sandboxes,
@@ -140,6 +160,7 @@ func (h *Handler) routes() *http.ServeMux {
 	mux.HandleFunc("GET /api/sandboxes", h.serveTable)
 	mux.HandleFunc("GET /api/sandboxes/{namespace}/{name}", h.serveSandbox)
 	mux.HandleFunc("GET /api/events", h.serveEvents)
+	h.sessionRoutes(mux)
 	mux.HandleFunc("GET /api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such API")
 	})
@@ -218,22 +239,9 @@ func (h *Handler) now() time.Time { return h.opts.Now() }
 // begin does what every API answer starts with: find out who is asking,
 // and take the current generation. It has answered when it returns false.
 func (h *Handler) begin(w http.ResponseWriter, r *http.Request) (*view, *visibility, bool) {
-	var viewer Viewer
-	if h.opts.Viewer != nil {
-		vw, err := h.opts.Viewer(r)
-		switch {
-		case errors.Is(err, ErrForbidden):
-			writeError(w, http.StatusForbidden, "forbidden", "you may not use the dashboard")
-			return nil, nil, false
-		case err != nil:
-			writeError(w, http.StatusUnauthorized, "unauthenticated", "sign in to use the dashboard")
-			return nil, nil, false
-		case vw == nil:
-			h.log.Error("dashboard viewer hook returned neither a viewer nor an error")
-			writeError(w, http.StatusForbidden, "forbidden", "you may not use the dashboard")
-			return nil, nil, false
-		}
-		viewer = vw
+	viewer, ok := h.viewer(w, r)
+	if !ok {
+		return nil, nil, false
 	}
 	v := h.current()
 	if v == nil {

@@ -72,8 +72,8 @@ func intersects(a, b []string) bool {
 	return false
 }
 
-// AccessReviewer authorizes identities per sandbox with
-// SubjectAccessReviews.
+// AccessReviewer authorizes identities with SubjectAccessReviews: per
+// sandbox for the data plane, and list or get for read-only views.
 type AccessReviewer struct {
 	client authorizationclient.SubjectAccessReviewInterface
 }
@@ -85,18 +85,36 @@ func NewAccessReviewer(client authorizationclient.SubjectAccessReviewInterface) 
 
 // MayReach implements access.SandboxAuthorizer.
 func (a *AccessReviewer) MayReach(ctx context.Context, id access.Identity, sandbox resolver.Key) (bool, error) {
+	return a.review(ctx, id, authorizationv1.ResourceAttributes{
+		Namespace:   sandbox.Namespace,
+		Verb:        Verb,
+		Group:       Group,
+		Resource:    Resource,
+		Subresource: Subresource,
+		Name:        sandbox.Name,
+	})
+}
+
+// MayView implements access.ViewAuthorizer: the query's verb (list or
+// get) on its resource, no subresource, as a kubectl get of the
+// identity's own would be judged.
+func (a *AccessReviewer) MayView(ctx context.Context, id access.Identity, q access.ViewQuery) (bool, error) {
+	return a.review(ctx, id, authorizationv1.ResourceAttributes{
+		Namespace: q.Namespace,
+		Verb:      q.Verb,
+		Group:     q.Group,
+		Resource:  q.Resource,
+		Name:      q.Name,
+	})
+}
+
+// review asks whether id may do what attrs say.
+func (a *AccessReviewer) review(ctx context.Context, id access.Identity, attrs authorizationv1.ResourceAttributes) (bool, error) {
 	review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-		User:   id.User,
-		UID:    id.UID,
-		Groups: id.Groups,
-		ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Namespace:   sandbox.Namespace,
-			Verb:        Verb,
-			Group:       Group,
-			Resource:    Resource,
-			Subresource: Subresource,
-			Name:        sandbox.Name,
-		},
+		User:               id.User,
+		UID:                id.UID,
+		Groups:             id.Groups,
+		ResourceAttributes: &attrs,
 	}}
 	if len(id.Extra) > 0 {
 		review.Spec.Extra = make(map[string]authorizationv1.ExtraValue, len(id.Extra))

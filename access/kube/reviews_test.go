@@ -95,3 +95,24 @@ func TestAccessReviewer(t *testing.T) {
 		}
 	}
 }
+
+func TestAccessReviewerMayView(t *testing.T) {
+	cs := fake.NewClientset()
+	var asked *authorizationv1.SubjectAccessReview
+	cs.PrependReactor("create", "subjectaccessreviews", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		asked = a.(k8stesting.CreateAction).GetObject().(*authorizationv1.SubjectAccessReview)
+		out := asked.DeepCopy()
+		out.Status = authorizationv1.SubjectAccessReviewStatus{Allowed: true}
+		return true, out, nil
+	})
+	id := access.Identity{User: "u", Groups: []string{"g"}}
+	q := access.ViewQuery{Verb: access.ViewList, Group: "extensions.agents.x-k8s.io", Resource: "sandboxclaims", Namespace: "ns"}
+	got, err := NewAccessReviewer(cs.AuthorizationV1().SubjectAccessReviews()).MayView(context.Background(), id, q)
+	if err != nil || !got {
+		t.Fatalf("%v %v", got, err)
+	}
+	ra := asked.Spec.ResourceAttributes
+	if asked.Spec.User != "u" || ra.Verb != "list" || ra.Group != q.Group || ra.Resource != "sandboxclaims" || ra.Namespace != "ns" || ra.Name != "" || ra.Subresource != "" {
+		t.Fatalf("asked %+v %+v", asked.Spec, ra)
+	}
+}

@@ -14,12 +14,71 @@
     return fetch(url, { headers: { Accept: 'application/json' }, credentials: 'same-origin' })
       .then(function (res) {
         return res.json().catch(function () { return null; }).then(function (body) {
+          if (res.status === 401) { toSignIn(); }
           if (!res.ok) {
             throw new Error((body && body.detail) || ('HTTP ' + res.status));
           }
           return body;
         });
       });
+  }
+
+  // --- signing in and out ---------------------------------------------------
+
+  // toSignIn sends the browser to the sign-in page, which brings it back
+  // here after (the server checks that "next" stays on the dashboard).
+  function toSignIn() {
+    location.assign('signin?next=' + encodeURIComponent(location.pathname + location.search));
+  }
+
+  function post(url, body) {
+    var init = { method: 'POST', credentials: 'same-origin', headers: { Accept: 'application/json' } };
+    if (body) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    return fetch(url, init).then(function (res) {
+      return res.json().catch(function () { return null; }).then(function (b) {
+        if (!res.ok) { throw new Error((b && b.detail) || ('HTTP ' + res.status)); }
+        return b;
+      });
+    });
+  }
+
+  // sessionControl adds "Signed in as … / Sign out" to the header when
+  // sign-in is on (api/session says so).
+  function sessionControl() {
+    getJSON('api/session').then(function (s) {
+      var header = document.querySelector('header');
+      if (!s || !s.signIn || !header) { return; }
+      var box = text('div', '', 'session');
+      if (s.user) { box.appendChild(text('span', 'Signed in as ' + s.user + ' ', 'muted')); }
+      var out = text('button', 'Sign out');
+      out.type = 'button';
+      out.addEventListener('click', function () {
+        post('api/session/end').then(function () { location.assign('signin'); }, showError);
+      });
+      box.appendChild(out);
+      header.appendChild(box);
+    }, function () { /* a 401 is on its way to the sign-in page */ });
+  }
+
+  function signinPage() {
+    var next = new URLSearchParams(location.search).get('next') || '';
+    $('next').value = next;
+    $('token').focus();
+    $('signin').addEventListener('submit', function (e) {
+      e.preventDefault();
+      $('submit').disabled = true;
+      showError(null);
+      post('api/session', { token: $('token').value.trim(), next: next }).then(function (s) {
+        location.assign(s.next);
+      }, function (err) {
+        $('submit').disabled = false;
+        showError(err);
+        $('token').select();
+      });
+    });
   }
 
   function showError(err) {
@@ -97,7 +156,12 @@
       on.update(u);
       noteChanges(u.rows.length);
     });
-    es.onerror = function () { say('Live updates interrupted; reconnecting…'); };
+    es.onerror = function () {
+      say('Live updates interrupted; reconnecting…');
+      // A refused stream is not retried by the browser: ask why (a 401
+      // goes to the sign-in page).
+      if (es.readyState === EventSource.CLOSED) { getJSON('api/session').catch(showError); }
+    };
   }
 
   // --- overview -----------------------------------------------------------
@@ -383,6 +447,7 @@
   }
 
   var page = document.body.dataset.page;
+  if (page === 'signin') { signinPage(); } else { sessionControl(); }
   if (page === 'overview') { overviewPage(); }
   if (page === 'sandboxes') { tablePage(); }
   if (page === 'sandbox') { sandboxPage(); }
