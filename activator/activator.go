@@ -70,7 +70,10 @@ type Options struct {
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	Metrics *Metrics
-	Log     *slog.Logger
+	// Events records each sandbox's wake-ups and failures for people to
+	// read (the dashboard); nil: none are kept.
+	Events *Recorder
+	Log    *slog.Logger
 }
 
 // Activator holds requests for sandboxes that are not running and wakes
@@ -78,6 +81,7 @@ type Options struct {
 type Activator struct {
 	opts    Options
 	metrics *Metrics
+	events  *Recorder
 	log     *slog.Logger
 	prober  *prober
 
@@ -131,6 +135,7 @@ func New(opts Options) (*Activator, error) {
 	return &Activator{
 		opts:     opts,
 		metrics:  opts.Metrics,
+		events:   opts.Events,
 		log:      opts.Log,
 		prober:   newProber(opts.Dial, opts.ProbeTimeout),
 		episodes: make(map[nsName]*episode),
@@ -169,7 +174,7 @@ func (a *Activator) Activate(ctx context.Context, key resolver.Key, port uint16,
 	case <-ep.failed:
 		return resolver.Result{}, nil, ep.err
 	case <-holdCtx.Done():
-		return resolver.Result{}, nil, a.holdEnded(ctx)
+		return resolver.Result{}, nil, a.holdEnded(ctx, byName)
 	}
 	if key.UID != "" && res.UID != key.UID {
 		// The sandbox was replaced by another of the same name while the
@@ -181,7 +186,7 @@ func (a *Activator) Activate(ctx context.Context, key resolver.Key, port uint16,
 	select {
 	case ep.releasing <- struct{}{}:
 	case <-ctx.Done():
-		return resolver.Result{}, nil, a.holdEnded(ctx)
+		return resolver.Result{}, nil, a.holdEnded(ctx, byName)
 	}
 	ep.released(a.metrics)
 	return res, ep.releaseSlot, nil
@@ -190,11 +195,12 @@ func (a *Activator) Activate(ctx context.Context, key resolver.Key, port uint16,
 // holdEnded says why a hold ended before the sandbox was ready: the client
 // left (its context's error, which the router logs as 499), or a deadline,
 // the request's own or the hold timeout, passed (504).
-func (a *Activator) holdEnded(ctx context.Context) error {
+func (a *Activator) holdEnded(ctx context.Context, key resolver.Key) error {
 	if errors.Is(ctx.Err(), context.Canceled) {
 		return ctx.Err()
 	}
 	a.metrics.holdTimeouts.Inc()
+	a.events.record(key, EventHoldTimeout, "a held request ran out of time (504)")
 	return errTimeout
 }
 
@@ -205,18 +211,21 @@ func (a *Activator) admit(key resolver.Key, port uint16, hold time.Duration) (*e
 	defer a.mu.Unlock()
 	if a.held >= a.opts.MaxHeldTotal {
 		a.metrics.overflow.WithLabelValues("total").Inc()
+		a.events.record(key, EventHoldRefused, "a request was refused (503): the router holds as many requests as it may")
 		return nil, nil, errTotalFull
 	}
 	nn := nsName{key.Namespace, key.Name}
 	ep := a.episodes[nn]
 	if ep != nil && ep.waiters >= a.opts.MaxHeldPerSandbox {
 		a.metrics.overflow.WithLabelValues("sandbox").Inc()
+		a.events.record(key, EventHoldRefused, "a request was refused (503): the sandbox's hold queue is full")
 		return nil, nil, errSandboxFull
 	}
 	if ep != nil && ep.ports[port] == nil && len(ep.ports) >= maxPortsPerSandbox {
 		// Each port is probed: clients must not make the wake-up of a
 		// sandbox probe thousands of ports.
 		a.metrics.overflow.WithLabelValues("sandbox").Inc()
+		a.events.record(key, EventHoldRefused, "a request was refused (503): too many ports are waited for")
 		return nil, nil, errTooManyPorts
 	}
 	if ep != nil && ep.early {
@@ -233,6 +242,7 @@ func (a *Activator) admit(key resolver.Key, port uint16, hold time.Duration) (*e
 	if ep == nil {
 		ep = newEpisode(a, key, hold)
 		a.episodes[nn] = ep
+		a.events.record(key, EventWake, "wake-up began: a request is held while the sandbox resumes")
 		go ep.run()
 	}
 	ep.waiters++
@@ -263,4 +273,19 @@ func (a *Activator) finish(ep *episode) {
 	if a.episodes[nn] == ep {
 		delete(a.episodes, nn)
 	}
+}
+
+// Held is the number of requests held now per sandbox being woken (keys
+// by namespace and name), on this replica: one lock over the wake-ups in
+// progress, which are few.
+func (a *Activator) Held() map[resolver.Key]int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[resolver.Key]int, len(a.episodes))
+	for _, ep := range a.episodes {
+		if ep.waiters > 0 {
+			out[ep.key] = ep.waiters
+		}
+	}
+	return out
 }

@@ -24,8 +24,9 @@ type Tracker struct {
 type Activity struct {
 	key      resolver.Key
 	inFlight atomic.Int64
-	last     atomic.Int64 // unix nanoseconds of the last Begin or End
-	dead     atomic.Bool  // removed from the tracker; Begin must not use it
+	last     atomic.Int64  // unix nanoseconds of the last Begin or End
+	dead     atomic.Bool   // removed from the tracker; Begin must not use it
+	requests atomic.Uint64 // requests begun since the entry was made
 
 	reported time.Time // last activity this replica published (reporter only)
 }
@@ -35,7 +36,8 @@ func NewTracker() *Tracker {
 	return &Tracker{entries: make(map[nsName]*Activity)}
 }
 
-// Begin counts a request for the sandbox; End must follow. Callers track
+// Begin counts a request for the sandbox; End must follow. It also adds
+// one to the sandbox's request count (Requests). Callers track
 // only sandboxes the resolver knows, so the tracker's size follows the
 // cluster, not what clients make up.
 func (t *Tracker) Begin(key resolver.Key) *Activity {
@@ -56,6 +58,7 @@ func (t *Tracker) Begin(key resolver.Key) *Activity {
 		a.last.Store(now)
 		a.inFlight.Add(1)
 		if !a.dead.Load() {
+			a.requests.Add(1)
 			return a
 		}
 		// Swept between the read and the count: use a new entry.
@@ -79,6 +82,19 @@ func (t *Tracker) State(key resolver.Key) (inFlight int64, last time.Time) {
 		return 0, time.Time{}
 	}
 	return a.inFlight.Load(), time.Unix(0, a.last.Load())
+}
+
+// Requests visits the count of requests begun for each sandbox tracked.
+// A count starts at zero when its sandbox is first tracked and restarts
+// there after an hour without requests drops the entry, so a reader that
+// takes rates from two visits must treat a smaller count as a restart.
+// It holds the tracker's read lock while it visits: visit must be quick.
+func (t *Tracker) Requests(visit func(key resolver.Key, total uint64)) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, a := range t.entries {
+		visit(a.key, a.requests.Load())
+	}
 }
 
 // sweep visits every entry. It marks connections still open as active now

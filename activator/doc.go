@@ -15,6 +15,10 @@
 //     flight, last activity), and the reporter that publishes it to the
 //     other replicas as a coarse last-activity annotation;
 //   - idle.go: the idle suspender, run by the one elected replica;
+//   - events.go: the recent events of each sandbox (wake-ups, releases,
+//     refusals, suspensions, failures), bounded, for people to read;
+//   - view.go: View, what the activator knows gathered for a reader
+//     (the dashboard's Activity);
 //   - errors.go, metrics.go.
 //
 // It talks to Kubernetes only through the Sandboxes and Catalog (the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strconv"
 	"sync"
 	"time"
 
@@ -402,6 +403,7 @@ func (ep *episode) resume(ctx context.Context, done chan<- error) {
 			// Everybody left: stop retrying. The episode ends, and the
 			// next request starts a new one.
 			ep.a.metrics.resumes.WithLabelValues(resultLabel(err)).Inc()
+			ep.a.events.record(ep.key, EventResumeFailed, "resume failed ("+resultLabel(err)+"); nobody waits any longer")
 			done <- err
 			return
 		}
@@ -410,6 +412,12 @@ func (ep *episode) resume(ctx context.Context, done chan<- error) {
 			return
 		}
 		ep.a.metrics.resumes.WithLabelValues(resultLabel(err)).Inc()
+		switch {
+		case permanent(err):
+			ep.a.events.record(ep.key, EventResumeFailed, "resume refused ("+resultLabel(err)+"); held requests fail")
+		case err != nil:
+			ep.a.events.record(ep.key, EventResumeFailed, "resume failed ("+resultLabel(err)+"); retrying")
+		}
 		if err == nil || permanent(err) {
 			if err != nil {
 				ep.a.log.Warn("resume refused", "namespace", ep.key.Namespace, "sandbox", ep.key.Name, "err", err)
@@ -456,15 +464,19 @@ func (ep *episode) probe(ctx context.Context, res resolver.Result, still func() 
 			return false
 		}
 		a.mu.Lock()
+		released := 0
 		if pw := ep.ports[port]; pw != nil && !pw.done { // its waiters may have left meanwhile
 			pw.result, pw.done = res, true
 			if on == releaseOnProbe {
 				ep.early, ep.earlyPod, ep.earlyIP, ep.earlyAt = true, ep.cand.Pod, ep.cand.PodIP, time.Now()
 			}
 			close(pw.ready)
+			released = pw.refs
 		}
 		a.mu.Unlock()
-		ep.tl.releasing(on)
+		if ep.tl.releasing(on) {
+			a.events.record(ep.key, EventReleased, "released "+strconv.Itoa(released)+" held request(s) after "+seconds(time.Since(ep.started))+", on "+releaseSignal[on])
+		}
 	}
 	return all
 }

@@ -30,7 +30,10 @@ type IdleOptions struct {
 	// SuspendTimeout bounds one suspend call (default 10s).
 	SuspendTimeout time.Duration
 	Metrics        *Metrics
-	Log            *slog.Logger
+	// Events records suspensions and their failures per sandbox (nil:
+	// none are kept); the Activator's recorder, to keep one history.
+	Events *Recorder
+	Log    *slog.Logger
 }
 
 // IdleSuspender suspends sandboxes idle for longer than their timeout. Only
@@ -205,6 +208,7 @@ func (s *IdleSuspender) check(ctx context.Context, key resolver.Key, now time.Ti
 	switch {
 	case err == nil:
 		s.opts.Metrics.suspensions.WithLabelValues("idle").Inc()
+		s.opts.Events.record(key, EventSuspended, "suspended for idleness (idle timeout "+s.opts.Policy.idleTimeout(key.Namespace, lc).String()+")")
 		s.opts.Log.Info("suspended idle sandbox", "namespace", key.Namespace, "sandbox", key.Name)
 		// The resolver reports the change; until then nothing is due.
 		s.forget(key)
@@ -212,13 +216,16 @@ func (s *IdleSuspender) check(ctx context.Context, key resolver.Key, now time.Ti
 		// Changed meanwhile (most likely a replica reported activity):
 		// look again once the change has reached the cache.
 		s.opts.Metrics.suspendFailures.WithLabelValues("conflict").Inc()
+		s.opts.Events.record(key, EventSuspendFailed, "idle suspension put off: the sandbox changed since it was judged idle")
 		s.schedule(key, now.Add(s.opts.ReportTick))
 	case permanent(err):
 		s.opts.Metrics.suspendFailures.WithLabelValues(resultLabel(err)).Inc()
+		s.opts.Events.record(key, EventSuspendFailed, "idle suspension refused ("+resultLabel(err)+")")
 		s.opts.Log.Warn("suspend refused", "namespace", key.Namespace, "sandbox", key.Name, "err", err)
 		s.forget(key)
 	default:
 		s.opts.Metrics.suspendFailures.WithLabelValues("error").Inc()
+		s.opts.Events.record(key, EventSuspendFailed, "idle suspension failed (error); retrying")
 		s.opts.Log.Info("suspend failed, retrying", "namespace", key.Namespace, "sandbox", key.Name, "err", err)
 		s.schedule(key, now.Add(5*time.Second))
 	}

@@ -50,6 +50,15 @@ const (
 	releaseOnReady = "ready"
 )
 
+// releaseSignal says what each release name means, for events people read.
+var releaseSignal = map[string]string{
+	releaseOnProbe: "the router's probe of the new pod",
+	releaseOnReady: "the pod's Ready condition",
+}
+
+// idleTimeout is the idle timeout in effect for a sandbox of namespace
+// with lifecycle lc: its annotation, else the namespace default, else the
+// global one; 0 means it is never suspended for idleness.
 func (p *Policy) idleTimeout(namespace string, lc resolver.Lifecycle) time.Duration {
 	if lc.IdleTimeoutSet {
 		return lc.IdleTimeout

@@ -72,8 +72,9 @@ func (t *timeline) mark(p phase) {
 	}
 }
 
-// releasing records what let the first requests through.
-func (t *timeline) releasing(on string) {
+// releasing records what let the first requests through; it reports
+// whether these were the first.
+func (t *timeline) releasing(on string) bool {
 	t.mu.Lock()
 	first := t.released == ""
 	if first {
@@ -83,6 +84,7 @@ func (t *timeline) releasing(on string) {
 	if first {
 		t.m.releases.WithLabelValues(on).Inc()
 	}
+	return first
 }
 
 // end closes the timeline: it is logged now, or at its first byte when a

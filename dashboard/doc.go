@@ -7,7 +7,8 @@
 // It reads the cluster only through the resolver's cache (Sandboxes:
 // snapshot, lookups, lifecycles and the feed of changes) and what only
 // the activator knows (Activity: requests held and open, last activity,
-// the idle timeout in effect). It never calls the API server and never
+// the idle timeout in effect; optionally request counts and recent
+// events), and the router's own metrics registry (Options.Metrics). It never calls the API server and never
 // changes a sandbox: the view is read-only, so the worst a bug here can
 // do is show something stale.
 //
@@ -35,9 +36,14 @@
 //     generation and shared by every request;
 //   - rows.go: the JSON row and what it adds from lifecycles and activity;
 //   - table.go: search, filters, sort and pagination (api/sandboxes);
-//   - overview.go: counts by state, warm-pool pods, held requests
-//     (api/overview);
-//   - sandbox.go: one sandbox (api/sandboxes/{namespace}/{name});
+//   - overview.go: counts by state, warm-pool pods, held requests,
+//     busiest sandboxes, the last hour (api/overview);
+//   - stats.go: the samplers behind the activity figures, on one
+//     goroutine; stats_busiest.go: request rates from the activator's
+//     counts; stats_hour.go: the last hour from the router's registry
+//     (resumes, idle suspensions, resume latency quantiles);
+//   - sandbox.go: one sandbox (api/sandboxes/{namespace}/{name}), with
+//     its recent events and curl examples;
 //   - events.go: the coalesced, per-client bounded event stream
 //     (api/events);
 //   - signin.go: Options.Auth's sign-in, sign-out and api/session, and

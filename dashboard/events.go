@@ -157,7 +157,7 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 
 	ctx := r.Context()
 	hello := h.current()
-	if s.event("hello", update{Generation: hello.gen, Rows: []Row{}, Overview: hello.overview(vis, h.act)}, "retry: 3000\n") != nil {
+	if s.event("hello", update{Generation: hello.gen, Rows: []Row{}, Overview: h.overview(hello, vis)}, "retry: 3000\n") != nil {
 		return
 	}
 	heartbeat := time.NewTicker(h.opts.Heartbeat)
@@ -223,7 +223,7 @@ func (h *Handler) sendUpdate(s *stream, items []*item, vis *visibility) error {
 	if len(u.Rows) == 0 {
 		return nil
 	}
-	u.Overview = v.overview(vis, h.act)
+	u.Overview = h.overview(v, vis)
 	return s.event("update", u, "")
 }
 

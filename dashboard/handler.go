@@ -12,6 +12,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Options configure New. Zero values take the documented defaults.
@@ -19,7 +21,14 @@ type Options struct {
 	// Sandboxes is the resolver. Required.
 	Sandboxes Sandboxes
 	// Activity is the activator's view; nil shows no request counts.
+	// When it also has the optional RequestCounts and EventLog methods,
+	// the overview shows the busiest sandboxes and the one-sandbox view
+	// its recent events.
 	Activity Activity
+	// Metrics is the router's own registry (prometheus.Registry is a
+	// Gatherer): gathered once a minute for the last hour's resumes, idle
+	// suspensions and resume latency on the overview. nil: not shown.
+	Metrics prometheus.Gatherer
 	// Viewer says who is looking, per request; nil: everyone sees
 	// everything (only for a listener nobody else reaches). An error
 	// answers 401, or 403 when it wraps ErrForbidden; a nil Viewer without
@@ -46,6 +55,10 @@ type Options struct {
 	// RouterURL is the router's data-plane URL the curl examples use
 	// (default http://localhost:8080): http or https, no query.
 	RouterURL string
+	// BaseDomain, when the router routes by host name (its first
+	// --base-domain), adds a curl example through <name>.<namespace>.<it>
+	// on the RouterURL's scheme and port.
+	BaseDomain string
 
 	// UpdateInterval is the least time between two event messages to one
 	// client (default 250ms): the changes of the meantime go together.
@@ -86,6 +99,7 @@ type Handler struct {
 	mux       *http.ServeMux
 	cat       *catalog
 	hub       *hub
+	stats     *stats
 	// lastActivity reads a sandbox's last activity for the sort by it.
 	lastActivity  lastActivityFunc
 	applyInterval time.Duration
@@ -112,6 +126,9 @@ func New(opts Options) (*Handler, error) {
 	if opts.UpdateInterval < 0 || opts.MaxEventRows < 0 || opts.Heartbeat < 0 || opts.WriteTimeout < 0 {
 		return nil, errors.New("dashboard: intervals and bounds must not be negative")
 	}
+	if opts.BaseDomain != "" && !isDNSName(opts.BaseDomain) {
+		return nil, fmt.Errorf("dashboard: BaseDomain %q is not a DNS name", opts.BaseDomain)
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
@@ -131,6 +148,7 @@ func New(opts Options) (*Handler, error) {
 		prefix:        strings.TrimSuffix(opts.Prefix, "/"),
 		cat:           newCatalog(opts.Sandboxes),
 		hub:           newHub(opts.MaxEventRows, opts.WriteTimeout),
+		stats:         newStats(opts.Activity, opts.Metrics, cmp.Or(opts.Log, slog.New(slog.DiscardHandler))),
 		lastActivity:  lastActivity(opts.Sandboxes, opts.Activity),
 		applyInterval: applyInterval,
 	}
@@ -203,6 +221,11 @@ func securityHeaders(hd http.Header) {
 func (h *Handler) Run(ctx context.Context) error {
 	if !h.running.CompareAndSwap(false, true) {
 		return errors.New("dashboard: Run called twice")
+	}
+	if h.stats.enabled() {
+		statsCtx, stop := context.WithCancel(ctx)
+		defer stop()
+		go h.stats.run(statsCtx)
 	}
 	// Subscribe first: a change during the snapshot is then in the feed.
 	feed := h.sb.Subscribe()

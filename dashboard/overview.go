@@ -25,6 +25,11 @@ type overview struct {
 	// HeldRequests and Waking are this replica's (Activity only).
 	HeldRequests *int     `json:"heldRequests,omitempty"`
 	Waking       []waking `json:"waking,omitempty"`
+	// Busiest are this replica's busiest sandboxes the viewer may see
+	// (an Activity with RequestCounts only).
+	Busiest *busiest `json:"busiest,omitempty"`
+	// LastHour is this replica's last hour (Options.Metrics only).
+	LastHour *lastHour `json:"lastHour,omitempty"`
 }
 
 // warmPool counts unclaimed warm-pool pods: Ready of them can take a
@@ -89,10 +94,21 @@ func (v *view) overview(vis *visibility, act Activity) overview {
 	return o
 }
 
+// overview is the generation's overview with the latest activity
+// figures: the answer of api/overview and part of every event message.
+func (h *Handler) overview(v *view, vis *visibility) overview {
+	o := v.overview(vis, h.act)
+	if b := h.stats.busiest.Load(); b != nil {
+		o.Busiest = b.visibleTo(vis)
+	}
+	o.LastHour = h.stats.lastHour.Load()
+	return o
+}
+
 func (h *Handler) serveOverview(w http.ResponseWriter, r *http.Request) {
 	v, vis, ok := h.begin(w, r)
 	if !ok {
 		return
 	}
-	writeJSON(w, http.StatusOK, v.overview(vis, h.act))
+	writeJSON(w, http.StatusOK, h.overview(v, vis))
 }

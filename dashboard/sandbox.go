@@ -2,6 +2,7 @@ package dashboard
 
 import (
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/sandbox-router/sandbox-router/resolver"
@@ -16,6 +17,41 @@ type sandboxAnswer struct {
 	Lifecycle *lifecycle `json:"lifecycle,omitempty"`
 	// Curl is a request through the router, ready to paste.
 	Curl string `json:"curl"`
+	// Examples are more commands to paste: through the host name (with
+	// Options.BaseDomain) and minting a preview link. They hold
+	// placeholders, never a credential.
+	Examples []example `json:"examples"`
+	// Events are the sandbox's recent events on this replica, newest
+	// first (an Activity with EventLog only).
+	Events []sandboxEvent `json:"events,omitempty"`
+}
+
+// example is a command and what it does.
+type example struct {
+	Title   string `json:"title"`
+	Command string `json:"command"`
+}
+
+// sandboxEvent is one of a sandbox's recent events.
+type sandboxEvent struct {
+	At    time.Time `json:"at"`
+	Kind  string    `json:"kind"`
+	Text  string    `json:"text"`
+	Count int       `json:"count"`
+}
+
+// maxSandboxEvents bounds the events one answer carries, whatever the
+// EventLog visits.
+const maxSandboxEvents = 64
+
+func eventsOf(log EventLog, key resolver.Key) []sandboxEvent {
+	out := []sandboxEvent{}
+	log.VisitEvents(key, func(at time.Time, kind, text string, count int) {
+		if len(out) < maxSandboxEvents {
+			out = append(out, sandboxEvent{At: at, Kind: kind, Text: text, Count: count})
+		}
+	})
+	return out
 }
 
 type lifecycle struct {
@@ -46,6 +82,48 @@ func curlExample(routerURL, namespace, name string) string {
 	return "curl -H 'X-Sandbox-ID: " + name + "' -H 'X-Sandbox-Namespace: " + namespace + "' " + routerURL + "/"
 }
 
+// mintPath is where the router mints scoped tokens (access.MintPath,
+// which this package may not import: access talks to Kubernetes).
+const mintPath = "/sandbox-router/v1/tokens"
+
+// examples are the commands beside the plain curl: the host-name form
+// when the router routes by host, and how to mint a preview link, with
+// the caller's own Kubernetes token as a shell variable.
+func examples(routerURL, baseDomain, namespace, name string) []example {
+	var out []example
+	if baseDomain != "" {
+		scheme, hostPort, _ := strings.Cut(routerURL, "://")
+		hostPort, _, _ = strings.Cut(hostPort, "/")
+		port := ""
+		if i := strings.LastIndexByte(hostPort, ':'); i >= 0 && !strings.HasSuffix(hostPort, "]") {
+			port = hostPort[i:]
+		}
+		out = append(out, example{
+			Title:   "Through its host name (port 8888; <port>-" + name + "." + namespace + "." + baseDomain + " for another)",
+			Command: "curl " + scheme + "://" + name + "." + namespace + "." + baseDomain + port + "/",
+		})
+	}
+	out = append(out, example{
+		Title: "Mint a preview link (a token for this sandbox, 10 minutes; needs the router's minting endpoint and a caller allowed to reach the sandbox)",
+		Command: "curl -s " + routerURL + mintPath + " -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' " +
+			"-d '{\"namespace\":\"" + namespace + "\",\"name\":\"" + name + "\",\"ttl\":\"10m\"}'",
+	})
+	return out
+}
+
+// isDNSName reports whether s is dot-separated DNS labels.
+func isDNSName(s string) bool {
+	if len(s) > 253 {
+		return false
+	}
+	for l := range strings.SplitSeq(s, ".") {
+		if !resolver.IsDNSLabel(l) {
+			return false
+		}
+	}
+	return true
+}
+
 func (h *Handler) serveSandbox(w http.ResponseWriter, r *http.Request) {
 	ns, name := r.PathValue("namespace"), r.PathValue("name")
 	if !resolver.IsDNSLabel(ns) || !resolver.IsDNSLabel(name) {
@@ -67,6 +145,10 @@ func (h *Handler) serveSandbox(w http.ResponseWriter, r *http.Request) {
 		Generation: v.gen,
 		Sandbox:    newRowMaker(h.sb, h.act, h.now()).row(it),
 		Curl:       curlExample(h.routerURL, ns, name),
+		Examples:   examples(h.routerURL, h.opts.BaseDomain, ns, name),
+	}
+	if log, ok := h.act.(EventLog); ok {
+		ans.Events = eventsOf(log, resolver.Key{Namespace: ns, Name: name})
 	}
 	if lc, ok := h.sb.Lifecycle(resolver.Key{Namespace: ns, Name: name, UID: it.res.UID}); ok {
 		ans.Lifecycle = lifecycleOf(lc)

@@ -44,6 +44,22 @@ type Activity interface {
 	IdleTimeout(namespace string, lc resolver.Lifecycle) time.Duration
 }
 
+// RequestCounts is an optional method of an Activity: it visits each
+// sandbox's count of requests begun on this replica (activator.View has
+// it). A count may restart at zero (the activator forgets sandboxes idle
+// for long). With it the overview shows the busiest sandboxes.
+type RequestCounts interface {
+	Requests(visit func(key resolver.Key, total uint64))
+}
+
+// EventLog is an optional method of an Activity: it visits a sandbox's
+// recent events on this replica, newest first (activator.View has it).
+// count is how many times in a row the same thing happened, at the
+// latest. With it the one-sandbox view lists them.
+type EventLog interface {
+	VisitEvents(key resolver.Key, visit func(at time.Time, kind, text string, count int))
+}
+
 // Viewer is who is looking, as far as the dashboard cares. Options.Viewer
 // builds one per request. Its answers mirror Kubernetes RBAC: list on a
 // resource in a namespace shows every object of that kind there; get on

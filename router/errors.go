@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/sandbox-router/sandbox-router/resolver"
 )
 
 // Machine-readable error codes returned in the "code" field. They are part
@@ -232,6 +234,17 @@ func (rt *Router) answerAttempt(w http.ResponseWriter, r *http.Request, rec *rec
 	}
 	rt.log.Debug("upstream attempt failed", "sandbox", rec.key.Name, "namespace", rec.key.Namespace, "err", ae.err)
 	rt.answer(w, r, rec, he)
+	rt.noteSandboxError(rec.key.Key, he)
+}
+
+// noteSandboxError tells Options.ErrorEvents of a failure of the
+// sandbox's own (5xx), if the resolver knows the sandbox: names a client
+// made up (a direct pod address) must not fill its record.
+func (rt *Router) noteSandboxError(key resolver.Key, he *httpError) {
+	if rt.opts.ErrorEvents == nil || he.status < 500 || rt.lookup(key).State == resolver.StateUnknown {
+		return
+	}
+	rt.opts.ErrorEvents.SandboxError(key, he.status, he.code)
 }
 
 func writeHealth(w http.ResponseWriter) {

@@ -70,6 +70,14 @@ type Activity interface {
 	End()
 }
 
+// ErrorEvents learns of the requests to a known sandbox that the router
+// answered with an error of its own because the sandbox failed them (502
+// or 504 from the upstream attempt), so that people looking at the
+// sandbox can see it. It is called on that error path only.
+type ErrorEvents interface {
+	SandboxError(key resolver.Key, status int, code string)
+}
+
 // PodIPMode says what the router does with a client's X-Sandbox-Pod-IP.
 type PodIPMode uint8
 
@@ -92,6 +100,8 @@ type Options struct {
 	Access    Access          // nil: everyone reaches every sandbox
 	Activator Activator       // nil: non-running sandboxes are answered 503 with their state
 	Activity  ActivityTracker // nil: activity is not tracked
+	// ErrorEvents hears of upstream failures per sandbox; nil: nobody.
+	ErrorEvents ErrorEvents
 
 	// BaseDomains enable host-based routing (<port>-<id>.<ns>.<base>).
 	BaseDomains []string

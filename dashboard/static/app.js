@@ -166,7 +166,54 @@
 
   // --- overview -----------------------------------------------------------
 
+  // latency reads a duration in seconds: "430 ms", "1.25 s".
+  function latency(v) {
+    if (v === undefined || v === null) { return '—'; }
+    return v < 1 ? Math.round(v * 1000) + ' ms' : v.toFixed(2) + ' s';
+  }
+
+  function perSecond(v) {
+    return v >= 10 ? v.toFixed(0) : v >= 0.1 ? v.toFixed(1) : v.toFixed(2);
+  }
+
+  function sandboxCell(ns, name) {
+    var td = document.createElement('td');
+    var a = text('a', ns + '/' + name);
+    a.href = sandboxHref(ns, name);
+    td.appendChild(a);
+    return td;
+  }
+
+  // renderActivity shows the last hour and the busiest sandboxes; a
+  // section whose figures the server does not have stays hidden.
+  function renderActivity(o) {
+    var hour = o.lastHour;
+    $('hour-section').hidden = !hour;
+    if (hour) {
+      $('hour-window').textContent = hour.sinceStart ? '(since the router started)' : '(' + duration(Math.round(hour.windowSeconds)) + ')';
+      $('hour-resumes').textContent = String(hour.resumes);
+      $('hour-idle').textContent = String(hour.idleSuspensions);
+      $('hour-p50').textContent = latency(hour.resumeP50Seconds);
+      $('hour-p99').textContent = latency(hour.resumeP99Seconds);
+    }
+    var busy = o.busiest;
+    $('busiest-section').hidden = !busy;
+    if (!busy) { return; }
+    $('busiest-window').textContent = busy.intervalSeconds ? '(over the last ' + duration(Math.round(busy.intervalSeconds)) + ')' : '(measuring…)';
+    var body = document.querySelector('#busiest tbody');
+    body.replaceChildren();
+    busy.sandboxes.forEach(function (b) {
+      var tr = document.createElement('tr');
+      tr.appendChild(sandboxCell(b.namespace, b.name));
+      tr.appendChild(text('td', perSecond(b.requestsPerSecond), 'num'));
+      body.appendChild(tr);
+    });
+    $('busiest').hidden = busy.sandboxes.length === 0;
+    $('busiest-none').hidden = busy.sandboxes.length > 0 || !busy.intervalSeconds;
+  }
+
   function renderOverview(o) {
+    renderActivity(o);
     STATES.forEach(function (s) {
       var el = document.querySelector('.count[data-state="' + s + '"]');
       if (el) { el.textContent = String(o.states[s] || 0); }
@@ -183,11 +230,7 @@
     body.replaceChildren();
     (o.waking || []).forEach(function (w) {
       var tr = document.createElement('tr');
-      var td = document.createElement('td');
-      var a = text('a', w.namespace + '/' + w.name);
-      a.href = sandboxHref(w.namespace, w.name);
-      td.appendChild(a);
-      tr.appendChild(td);
+      tr.appendChild(sandboxCell(w.namespace, w.name));
       tr.appendChild(text('td', String(w.heldRequests), 'num'));
       body.appendChild(tr);
     });
@@ -419,11 +462,54 @@
           ['Revision', lc.revision || '—']
         ]);
         $('curl').textContent = a.curl;
+        renderExamples(a.examples || []);
+        renderEvents(a.events);
       }, showError);
     }
 
-    $('copy').addEventListener('click', function () {
-      var code = $('curl');
+    // renderEvents lists the sandbox's recent events, newest first; the
+    // section stays hidden when the server keeps none.
+    function renderEvents(events) {
+      $('events-section').hidden = !events;
+      if (!events) { return; }
+      var ol = $('events');
+      ol.replaceChildren();
+      events.forEach(function (e) {
+        var li = document.createElement('li');
+        var t = text('time', new Date(e.at).toLocaleTimeString());
+        t.dateTime = e.at;
+        t.title = e.at;
+        li.appendChild(t);
+        li.appendChild(document.createTextNode(' ' + e.text + (e.count > 1 ? ' (×' + e.count + ', the last at this time)' : '')));
+        ol.appendChild(li);
+      });
+      $('events-none').hidden = events.length > 0;
+    }
+
+    function renderExamples(examples) {
+      var box = $('examples');
+      box.replaceChildren();
+      examples.forEach(function (ex, i) {
+        var id = 'example-' + i;
+        box.appendChild(text('p', ex.title));
+        var pre = document.createElement('pre');
+        var code = text('code', ex.command);
+        code.id = id;
+        pre.appendChild(code);
+        box.appendChild(pre);
+        var b = text('button', 'Copy command');
+        b.type = 'button';
+        b.dataset.copy = id;
+        b.setAttribute('aria-label', 'Copy: ' + ex.title);
+        box.appendChild(b);
+      });
+    }
+
+    // Every copy button names the code element it copies (data-copy).
+    $('main').addEventListener('click', function (e) {
+      var btn = e.target.closest('button[data-copy]');
+      if (!btn) { return; }
+      var code = $(btn.dataset.copy);
       var done = function (msg) { $('copied').textContent = msg; };
       if (navigator.clipboard && window.isSecureContext) {
         navigator.clipboard.writeText(code.textContent).then(function () { done('Copied.'); },
