@@ -35,6 +35,7 @@ type client struct {
 	reload      bool      // pending overflowed: the page must reload instead
 	reloadSince time.Time // when reload was set
 	dropped     bool
+	extensions  bool // the extensions catalog changed: see extensions_live.go
 }
 
 func newHub(maxRows int, behind time.Duration) *hub {
@@ -157,7 +158,7 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 
 	ctx := r.Context()
 	hello := h.current()
-	if s.event("hello", update{Generation: hello.gen, Rows: []Row{}, Overview: hello.overview(vis, h.act)}, "retry: 3000\n") != nil {
+	if s.event("hello", update{Generation: hello.gen, Rows: []Row{}, Overview: h.overview(hello, vis)}, "retry: 3000\n") != nil {
 		return
 	}
 	heartbeat := time.NewTicker(h.opts.Heartbeat)
@@ -202,6 +203,9 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 		} else {
 			err = h.sendUpdate(s, items, newVisibility(ctx, vis.viewer))
 		}
+		if err == nil && c.takeExtensions() {
+			err = s.event("extensions", struct{}{}, "")
+		}
 		if err != nil {
 			return
 		}
@@ -223,7 +227,7 @@ func (h *Handler) sendUpdate(s *stream, items []*item, vis *visibility) error {
 	if len(u.Rows) == 0 {
 		return nil
 	}
-	u.Overview = v.overview(vis, h.act)
+	u.Overview = h.overview(v, vis)
 	return s.event("update", u, "")
 }
 
