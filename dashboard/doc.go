@@ -8,7 +8,9 @@
 // snapshot, lookups, lifecycles and the feed of changes) and what only
 // the activator knows (Activity: requests held and open, last activity,
 // the idle timeout in effect; optionally request counts and recent
-// events), and the router's own metrics registry (Options.Metrics). It never calls the API server and never
+// events), the router's own metrics registry (Options.Metrics), and
+// the extensions API's templates, warm pools and claims through a
+// catalog of informers (Extensions). It never calls the API server and never
 // changes a sandbox: the view is read-only, so the worst a bug here can
 // do is show something stale.
 //
@@ -36,8 +38,9 @@
 //     generation and shared by every request;
 //   - rows.go: the JSON row and what it adds from lifecycles and activity;
 //   - table.go: search, filters, sort and pagination (api/sandboxes);
-//   - overview.go: counts by state, warm-pool pods, held requests,
-//     busiest sandboxes, the last hour (api/overview);
+//   - overview.go: counts by state, warm-pool pods, the warm pools'
+//     fill, held requests, busiest sandboxes, the last hour
+//     (api/overview);
 //   - stats.go: the samplers behind the activity figures, on one
 //     goroutine; stats_busiest.go: request rates from the activator's
 //     counts; stats_hour.go: the last hour from the router's registry
@@ -53,6 +56,14 @@
 //     guard of the page to return to;
 //   - access.go: AccessAuth, sign-in through the access package's Checker
 //     (TokenReview, then list and get SubjectAccessReviews);
+//   - extensions.go: the records of the extensions API (templates, warm
+//     pools, claims) and the Extensions interface dashboard/kube's
+//     Catalog satisfies (Options.Extensions, optional);
+//   - extensions_api.go: api/warmpools, api/templates, api/claims (search,
+//     namespace, pages, filtered by the Viewer) and api/kinds (which kinds
+//     are served, synced or failing: a 403 is not "none");
+//   - extensions_live.go: the catalog's changes as an "extensions" ping on
+//     every event stream (it names nothing; the pages refetch);
 //   - pages.go and static/: the embedded pages (plain HTML, one small
 //     script, one style sheet; no CDN, no build chain).
 //

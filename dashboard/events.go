@@ -35,6 +35,7 @@ type client struct {
 	reload      bool      // pending overflowed: the page must reload instead
 	reloadSince time.Time // when reload was set
 	dropped     bool
+	extensions  bool // the extensions catalog changed: see extensions_live.go
 }
 
 func newHub(maxRows int, behind time.Duration) *hub {
@@ -201,6 +202,9 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 			err = s.event("reload", struct{}{}, "")
 		} else {
 			err = h.sendUpdate(s, items, newVisibility(ctx, vis.viewer))
+		}
+		if err == nil && c.takeExtensions() {
+			err = s.event("extensions", struct{}{}, "")
 		}
 		if err != nil {
 			return

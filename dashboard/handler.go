@@ -29,6 +29,10 @@ type Options struct {
 	// Gatherer): gathered once a minute for the last hour's resumes, idle
 	// suspensions and resume latency on the overview. nil: not shown.
 	Metrics prometheus.Gatherer
+	// Extensions is the catalog of templates, warm pools and claims
+	// (dashboard/kube's Catalog); nil: the pages say the extensions API
+	// is not watched.
+	Extensions Extensions
 	// Viewer says who is looking, per request; nil: everyone sees
 	// everything (only for a listener nobody else reaches). An error
 	// answers 401, or 403 when it wraps ErrForbidden; a nil Viewer without
@@ -93,6 +97,7 @@ type Handler struct {
 	opts      Options
 	sb        Sandboxes
 	act       Activity
+	ext       Extensions // nil: not watched
 	log       *slog.Logger
 	routerURL string
 	prefix    string // without the trailing slash; "" for "/"
@@ -143,6 +148,7 @@ func New(opts Options) (*Handler, error) {
 		opts:          opts,
 		sb:            opts.Sandboxes,
 		act:           opts.Activity,
+		ext:           opts.Extensions,
 		log:           cmp.Or(opts.Log, slog.New(slog.DiscardHandler)),
 		routerURL:     routerURL,
 		prefix:        strings.TrimSuffix(opts.Prefix, "/"),
@@ -179,6 +185,10 @@ func (h *Handler) routes() *http.ServeMux {
 	mux.HandleFunc("GET /api/sandboxes/{namespace}/{name}", h.serveSandbox)
 	mux.HandleFunc("GET /api/events", h.serveEvents)
 	h.sessionRoutes(mux)
+	mux.HandleFunc("GET /api/kinds", h.serveKinds)
+	mux.HandleFunc("GET /api/warmpools", h.serveWarmPools)
+	mux.HandleFunc("GET /api/templates", h.serveTemplates)
+	mux.HandleFunc("GET /api/claims", h.serveClaims)
 	mux.HandleFunc("GET /api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not_found", "no such API")
 	})
@@ -230,6 +240,7 @@ func (h *Handler) Run(ctx context.Context) error {
 	// Subscribe first: a change during the snapshot is then in the feed.
 	feed := h.sb.Subscribe()
 	defer feed.Close()
+	defer h.relayExtensions(ctx)()
 	v := h.cat.load()
 	h.log.Info("dashboard catalog loaded", "items", len(v.items))
 	t := time.NewTimer(0)

@@ -20,6 +20,8 @@ type overview struct {
 	Sandboxes int            `json:"sandboxes"`
 	States    map[string]int `json:"states"`
 	WarmPool  warmPool       `json:"warmPool"`
+	// Pools is the fill of the warm pools (SandboxWarmPools) visible.
+	Pools poolFill `json:"pools"`
 	// Namespaces counts the namespaces with anything visible.
 	Namespaces int `json:"namespaces"`
 	// HeldRequests and Waking are this replica's (Activity only).
@@ -94,14 +96,72 @@ func (v *view) overview(vis *visibility, act Activity) overview {
 	return o
 }
 
+// maxShortPools bounds the warm pools the overview lists as short.
+const maxShortPools = 10
+
+// poolFill is the warm pools' fill: desired against ready, in all and for
+// the pools furthest below their desired count.
+type poolFill struct {
+	// Watched is false without an extensions catalog.
+	Watched bool `json:"watched"`
+	Pools   int  `json:"pools"`
+	// Desired, Ready and Unclaimed sum the pools' spec.replicas,
+	// status.readyReplicas and status.replicas.
+	Desired   int64 `json:"desired"`
+	Ready     int64 `json:"ready"`
+	Unclaimed int64 `json:"unclaimed"`
+	// Short are the pools with the largest shortfall (desired - ready > 0),
+	// at most maxShortPools, largest first.
+	Short []warmPoolRow `json:"short"`
+}
+
+// poolFillOf sums the warm pools the viewer may list: a pass over pools,
+// keeping only the bounded list of the shortest.
+func poolFillOf(ext Extensions, vis *visibility) poolFill {
+	f := poolFill{Watched: ext != nil, Short: []warmPoolRow{}}
+	if ext == nil {
+		return f
+	}
+	pools := ext.WarmPools("")
+	for i := range pools {
+		p := &pools[i]
+		if !vis.mayList(ResourceWarmPools, p.Namespace) {
+			continue
+		}
+		f.Pools++
+		f.Desired += int64(p.Desired)
+		f.Ready += int64(p.Ready)
+		f.Unclaimed += int64(p.Replicas)
+		row := warmPoolRowOf(p)
+		if row.Shortfall <= 0 {
+			continue
+		}
+		// Insert in order (largest shortfall, then namespace and name as
+		// the pools come), dropping the tail past the bound.
+		at := len(f.Short)
+		for at > 0 && f.Short[at-1].Shortfall < row.Shortfall {
+			at--
+		}
+		if at < maxShortPools {
+			f.Short = slices.Insert(f.Short, at, row)
+			if len(f.Short) > maxShortPools {
+				f.Short = f.Short[:maxShortPools]
+			}
+		}
+	}
+	return f
+}
+
 // overview is the generation's overview with the latest activity
-// figures: the answer of api/overview and part of every event message.
+// figures and the warm pools' fill: the answer of api/overview and part
+// of every event message.
 func (h *Handler) overview(v *view, vis *visibility) overview {
 	o := v.overview(vis, h.act)
 	if b := h.stats.busiest.Load(); b != nil {
 		o.Busiest = b.visibleTo(vis)
 	}
 	o.LastHour = h.stats.lastHour.Load()
+	o.Pools = poolFillOf(h.ext, vis)
 	return o
 }
 

@@ -55,6 +55,9 @@ var pages = map[string]string{
 	"/{$}":       "static/index.html",
 	"/sandboxes": "static/sandboxes.html",
 	"/sandbox":   "static/sandbox.html",
+	"/warmpools": "static/warmpools.html",
+	"/templates": "static/templates.html",
+	"/claims":    "static/claims.html",
 }
 
 func (h *Handler) pageRoutes(mux *http.ServeMux) {

@@ -69,7 +69,7 @@ func TestTemplateOf(t *testing.T) {
 				"initContainers": []any{map[string]any{"name": "init", "image": "busybox"}},
 			},
 		}}, []Container{
-			{Name: "runtime", Image: "registry.example/python:3.13", Ports: []Port{{"http", 8888, "TCP"}, {"", 9000, "UDP"}}},
+			{Name: "runtime", Image: "registry.example/python:3.13", Ports: []Port{{Name: "http", Number: 8888, Protocol: "TCP"}, {Number: 9000, Protocol: "UDP"}}},
 			{Name: "sidecar"},
 		}},
 		{"bounded", map[string]any{"podTemplate": map[string]any{"spec": map[string]any{"containers": many}}}, func() []Container {

@@ -156,6 +156,7 @@
       on.update(u);
       noteChanges(u.rows.length);
     });
+    if (on.extensions) { es.addEventListener('extensions', on.extensions); }
     es.onerror = function () {
       say('Live updates interrupted; reconnecting…');
       // A refused stream is not retried by the browser: ask why (a 401
@@ -222,6 +223,7 @@
     $('warm-pods').textContent = String(o.warmPool.pods);
     $('warm-ready').textContent = String(o.warmPool.ready);
     $('namespaces').textContent = String(o.namespaces);
+    renderPoolFill(o.pools);
     var held = $('held-section');
     if (o.heldRequests === undefined) { held.hidden = true; return; }
     held.hidden = false;
@@ -237,11 +239,13 @@
   }
 
   function overviewPage() {
+    var load = function () {
+      getJSON('api/overview').then(function (o) { showError(null); renderOverview(o); }, showError);
+    };
     connect({
-      load: function () {
-        getJSON('api/overview').then(function (o) { showError(null); renderOverview(o); }, showError);
-      },
-      update: function (u) { renderOverview(u.overview); }
+      load: load,
+      update: function (u) { renderOverview(u.overview); },
+      extensions: load
     });
   }
 
@@ -532,9 +536,172 @@
     });
   }
 
+  // --- warm pools, templates and claims (the extensions API) -------------
+
+  function num(n) { return text('td', String(n), 'num'); }
+
+  function linkCell(label, href) {
+    var td = document.createElement('td');
+    if (!label) { td.textContent = '—'; return td; }
+    var a = text('a', label);
+    a.href = href;
+    td.appendChild(a);
+    return td;
+  }
+
+  function renderPoolFill(f) {
+    if (!f || !$('fill-pools')) { return; }
+    var status = $('fill-status');
+    status.hidden = f.watched;
+    status.textContent = f.watched ? '' : 'The extensions API (warm pools, templates, claims) is not watched by this router.';
+    $('fill-pools').textContent = String(f.pools);
+    $('fill-desired').textContent = String(f.desired);
+    $('fill-ready').textContent = String(f.ready);
+    $('fill-unclaimed').textContent = String(f.unclaimed);
+    var body = document.querySelector('#short-pools tbody');
+    body.replaceChildren();
+    f.short.forEach(function (p) {
+      var tr = document.createElement('tr');
+      tr.appendChild(linkCell(p.namespace + '/' + p.name, 'warmpools?namespace=' + encodeURIComponent(p.namespace) + '&q=' + encodeURIComponent(p.name)));
+      tr.appendChild(text('td', p.template || '—'));
+      tr.appendChild(num(p.desired));
+      tr.appendChild(num(p.ready));
+      tr.appendChild(num(p.shortfall));
+      body.appendChild(tr);
+    });
+  }
+
+  // kindStatusText says why a list may be empty for another reason than
+  // there being nothing: not watched, not served, failing, not synced.
+  function kindStatusText(a) {
+    if (!a.watched) { return 'The extensions API is not watched by this router: nothing to show.'; }
+    var k = a.kindStatus;
+    if (!k) { return ''; }
+    if (!k.served) { return 'The API server does not serve ' + k.resource + ' (extensions.agents.x-k8s.io): is its CRD installed?'; }
+    if (k.error) { return (k.forbidden ? 'Forbidden: ' : 'Cannot list: ') + k.error; }
+    if (!k.synced) { return 'Still loading ' + k.resource + '…'; }
+    return '';
+  }
+
+  function warmPoolCells(tr, p) {
+    tr.appendChild(text('td', p.namespace));
+    tr.appendChild(text('td', p.name));
+    tr.appendChild(linkCell(p.template, 'templates?namespace=' + encodeURIComponent(p.namespace) + '&q=' + encodeURIComponent(p.template)));
+    tr.appendChild(num(p.desired));
+    tr.appendChild(num(p.ready));
+    tr.appendChild(num(p.unclaimed));
+    tr.appendChild(num(p.shortfall));
+    tr.appendChild(text('td', ago(p.created)));
+  }
+
+  function templateCells(tr, t) {
+    tr.appendChild(text('td', t.namespace));
+    tr.appendChild(text('td', t.name));
+    var names = [], images = [], ports = [];
+    t.containers.forEach(function (c) {
+      names.push(c.name);
+      images.push(c.image);
+      c.ports.forEach(function (p) {
+        ports.push((p.name ? p.name + ' ' : '') + p.number + '/' + p.protocol);
+      });
+    });
+    tr.appendChild(text('td', names.join(', ') || '—'));
+    tr.appendChild(text('td', images.join(', ') || '—'));
+    tr.appendChild(text('td', ports.join(', ') || '—'));
+    tr.appendChild(text('td', ago(t.created)));
+  }
+
+  function claimCells(tr, c) {
+    tr.appendChild(text('td', c.namespace));
+    tr.appendChild(text('td', c.name));
+    tr.appendChild(linkCell(c.warmPool, 'warmpools?namespace=' + encodeURIComponent(c.namespace) + '&q=' + encodeURIComponent(c.warmPool || '')));
+    tr.appendChild(linkCell(c.template, 'templates?namespace=' + encodeURIComponent(c.namespace) + '&q=' + encodeURIComponent(c.template || '')));
+    var sb = linkCell(c.sandbox, sandboxHref(c.namespace, c.sandbox || ''));
+    if (c.sandboxState) { sb.appendChild(text('span', ' ' + c.sandboxState, 'tag')); }
+    tr.appendChild(sb);
+    tr.appendChild(text('td', c.phase, 'state state-' + (c.phase === 'ready' ? 'running' : c.phase === 'deleting' ? 'deleted' : 'starting')));
+    tr.appendChild(text('td', c.reason || '—'));
+    var exp = text('td', c.expires ? new Date(c.expires).toLocaleString() : 'never');
+    tr.appendChild(exp);
+    tr.appendChild(text('td', ago(c.created)));
+  }
+
+  // extensionsPage is the list page of one kind: search, namespace and
+  // page size in the URL, the list refetched whenever the stream says the
+  // catalog changed (the event names nothing; the server filters).
+  function extensionsPage(api, cells) {
+    var form = $('filters');
+    var fields = ['q', 'namespace', 'size'];
+    var pageNo = 1;
+    var params = new URLSearchParams(location.search);
+    fields.forEach(function (f) { if (params.has(f)) { $(f).value = params.get(f); } });
+    if (params.has('page')) { pageNo = Math.max(1, parseInt(params.get('page'), 10) || 1); }
+
+    function queryString() {
+      var p = new URLSearchParams();
+      fields.forEach(function (f) {
+        var v = $(f).value.trim();
+        if (v && !(f === 'size' && v === '50')) { p.set(f, v); }
+      });
+      if (pageNo > 1) { p.set('page', String(pageNo)); }
+      return p.toString();
+    }
+
+    function render(a) {
+      var status = kindStatusText(a);
+      $('kind-status').hidden = !status;
+      $('kind-status').textContent = status;
+      var body = $('rows');
+      body.replaceChildren();
+      a.items.forEach(function (it) {
+        var tr = document.createElement('tr');
+        cells(tr, it);
+        body.appendChild(tr);
+      });
+      var pages = Math.max(1, Math.ceil(a.total / a.size));
+      var from = a.total ? (a.page - 1) * a.size + 1 : 0;
+      $('summary').textContent = a.total ? from + '–' + Math.min(a.total, a.page * a.size) + ' of ' + a.total : 'Nothing matches.';
+      $('pageinfo').textContent = 'Page ' + a.page + ' of ' + pages;
+      $('prev').disabled = a.page <= 1;
+      $('next').disabled = a.page >= pages;
+    }
+
+    function load() {
+      var qs = queryString();
+      history.replaceState(null, '', qs ? '?' + qs : location.pathname);
+      getJSON(api + (qs ? '?' + qs : '')).then(function (a) { showError(null); render(a); }, showError);
+    }
+
+    var typing = null;
+    form.addEventListener('input', function (e) {
+      if (e.target.tagName !== 'INPUT') { return; }
+      clearTimeout(typing);
+      typing = setTimeout(function () { pageNo = 1; load(); }, 250);
+    });
+    form.addEventListener('change', function (e) {
+      if (e.target.tagName === 'SELECT') { pageNo = 1; load(); }
+    });
+    form.addEventListener('submit', function (e) { e.preventDefault(); pageNo = 1; load(); });
+    $('prev').addEventListener('click', function () { if (pageNo > 1) { pageNo--; load(); } });
+    $('next').addEventListener('click', function () { pageNo++; load(); });
+    document.addEventListener('keydown', function (e) {
+      var t = e.target;
+      var typingHere = t.tagName === 'INPUT' || t.tagName === 'SELECT' || t.tagName === 'TEXTAREA';
+      if (e.key === '/' && !typingHere && !e.ctrlKey && !e.metaKey && !e.altKey) {
+        e.preventDefault();
+        $('q').focus();
+      }
+    });
+
+    connect({ load: load, update: function () {}, extensions: load });
+  }
+
   var page = document.body.dataset.page;
   if (page === 'signin') { signinPage(); } else { sessionControl(); }
   if (page === 'overview') { overviewPage(); }
   if (page === 'sandboxes') { tablePage(); }
   if (page === 'sandbox') { sandboxPage(); }
+  if (page === 'warmpools') { extensionsPage('api/warmpools', warmPoolCells); }
+  if (page === 'templates') { extensionsPage('api/templates', templateCells); }
+  if (page === 'claims') { extensionsPage('api/claims', claimCells); }
 })();

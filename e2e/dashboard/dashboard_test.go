@@ -210,7 +210,15 @@ func (e *env) uid(t *testing.T, ns, name string) string {
 // its URL (with the trailing slash).
 func (e *env) serve(t *testing.T, viewer func(*http.Request) (dashboard.Viewer, error)) string {
 	t.Helper()
-	h, err := dashboard.New(dashboard.Options{Sandboxes: e.r, RouterURL: routerURL, Viewer: viewer})
+	return e.serveOptions(t, dashboard.Options{Viewer: viewer})
+}
+
+// serveOptions is serve with more of the dashboard's options (its
+// Sandboxes and RouterURL are the env's).
+func (e *env) serveOptions(t *testing.T, opts dashboard.Options) string {
+	t.Helper()
+	opts.Sandboxes, opts.RouterURL = e.r, routerURL
+	h, err := dashboard.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
