@@ -27,7 +27,7 @@ import (
 // draining replica must go on keeping their sandboxes awake. The lead
 // ends with leadCtx, at SIGTERM, so another replica takes it over while
 // this one drains.
-func startActivator(lifeCtx, leadCtx context.Context, cfg *config, kr *kube.Resolver, restCfg *rest.Config, reg prometheus.Registerer, log *slog.Logger) (router.Activator, router.ActivityTracker, error) {
+func startActivator(lifeCtx, leadCtx context.Context, cfg *config, kr *kube.Resolver, restCfg *rest.Config, reg prometheus.Registerer, log *slog.Logger) (*activatorParts, error) {
 	log = log.With("component", "activator")
 	// Writes get their own client and budget: a relist burst of the
 	// informers must not delay a resume, nor activity writes the reverse.
@@ -35,13 +35,17 @@ func startActivator(lifeCtx, leadCtx context.Context, cfg *config, kr *kube.Reso
 	wcfg.QPS, wcfg.Burst = float32(cfg.ActivatorQPS), int(2*cfg.ActivatorQPS)
 	dyn, err := dynamic.NewForConfig(wcfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	nsTimeouts, _ := parseNamespaceTimeouts(cfg.NamespaceIdleTimeouts) // validated
 	release, _ := resolver.ParseRelease(cfg.ReleaseOn)                 // validated
 	policy := activator.Policy{HoldTimeout: cfg.HoldTimeout, IdleTimeout: cfg.SandboxIdleTimeout, NamespaceIdleTimeouts: nsTimeouts, Release: release}
 	waker := akube.NewWaker(dyn, kr)
 	metrics := activator.NewMetrics(reg)
+	// One history of wake-ups, suspensions and failures per sandbox, for
+	// the dashboard: the hold path, the idle suspender and the router's
+	// error answers write to it.
+	events := activator.NewRecorder(0)
 	act, err := activator.New(activator.Options{
 		Sandboxes:          kr,
 		Waker:              waker,
@@ -51,11 +55,12 @@ func startActivator(lifeCtx, leadCtx context.Context, cfg *config, kr *kube.Reso
 		ReleaseConcurrency: cfg.ReleaseConcurrency,
 		ProbeInterval:      cfg.ProbeInterval,
 		AllowLoopbackPodIP: cfg.AllowLoopbackPodIP,
+		Events:             events,
 		Metrics:            metrics,
 		Log:                log,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	tracker := activator.NewTracker()
 	reporter := activator.NewReporter(activator.ReporterOptions{
@@ -64,7 +69,7 @@ func startActivator(lifeCtx, leadCtx context.Context, cfg *config, kr *kube.Reso
 	})
 	idle := activator.NewIdleSuspender(activator.IdleOptions{
 		Sandboxes: kr, Catalog: kr, Waker: waker, Tracker: tracker, Policy: policy,
-		ReportTick: cfg.ActivityTick, Metrics: metrics, Log: log,
+		ReportTick: cfg.ActivityTick, Events: events, Metrics: metrics, Log: log,
 	})
 	go func() {
 		// Nothing is decided on a cache that is not complete yet.
@@ -104,7 +109,21 @@ func startActivator(lifeCtx, leadCtx context.Context, cfg *config, kr *kube.Reso
 			log.Error("leader election failed", "err", err)
 		}
 	}()
-	return act, activityTracker{tracker}, nil
+	return &activatorParts{
+		activator: act,
+		tracker:   activityTracker{tracker},
+		events:    events,
+		view:      activator.View{Tracker: tracker, Activator: act, Policy: policy, Events: events},
+	}, nil
+}
+
+// activatorParts are what the router and the dashboard take of the
+// activator.
+type activatorParts struct {
+	activator *activator.Activator
+	tracker   activityTracker
+	events    *activator.Recorder
+	view      activator.View
 }
 
 // activityTracker adapts the activator's tracker to the router's interface.

@@ -152,6 +152,7 @@ func TestConfigErrors(t *testing.T) {
 		{name: "dashboard with routes", args: []string{"--routes", "r", "--listen-dashboard", ":8090", "--dashboard-anonymous"}, wantErr: "listen-dashboard needs the Kubernetes resolver"},
 		{name: "dashboard bad listen", args: []string{"--authz-mode", "kubernetes", "--listen-dashboard", "8090"}, wantErr: "listen-dashboard"},
 		{name: "dashboard anonymous without listener", args: []string{"--dashboard-anonymous"}, wantErr: "need listen-dashboard"},
+		{name: "dashboard secure cookies without sign-in", args: []string{"--listen-dashboard", ":8090", "--dashboard-anonymous", "--dashboard-secure-cookies"}, wantErr: "which dashboard-anonymous turns off"},
 		{name: "zero client timeout cap", args: []string{"--routes", "r", "--max-client-timeout", "0s"}, wantErr: "max-client-timeout must be positive"},
 	}
 	for _, tt := range tests {

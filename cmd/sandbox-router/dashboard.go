@@ -22,23 +22,25 @@ import (
 
 // dashboardConfig is the dashboard's part of the configuration.
 type dashboardConfig struct {
-	Listen     string
-	Anonymous  bool
-	RouterURL  string
-	Extensions bool
+	Listen        string
+	Anonymous     bool
+	RouterURL     string
+	Extensions    bool
+	SecureCookies bool
 }
 
 func (d *dashboardConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&d.Listen, "listen-dashboard", "", "serve the web dashboard on this address (a listener of its own); empty disables; needs the Kubernetes resolver; viewers sign in with a Kubernetes token and see what RBAC lets them list or get, unless dashboard-anonymous")
 	fs.BoolVar(&d.Anonymous, "dashboard-anonymous", false, "serve the dashboard without sign-in: whoever reaches its listener sees every sandbox; required with authz-mode allow-all, which knows no viewers")
 	fs.StringVar(&d.RouterURL, "dashboard-router-url", "", "the router's URL as clients reach it, for the dashboard's curl examples (default http://localhost:8080)")
+	fs.BoolVar(&d.SecureCookies, "dashboard-secure-cookies", false, "the dashboard is reached over HTTPS through a TLS-terminating proxy: its sign-in cookie is sent Secure (and __Host- prefixed) although its own listener is plain HTTP")
 	fs.BoolVar(&d.Extensions, "dashboard-extensions", true, "show SandboxTemplates, SandboxWarmPools and SandboxClaims (extensions.agents.x-k8s.io; needs list and watch on them: deploy/rbac/dashboard)")
 }
 
 func (d *dashboardConfig) validate(c *config, bad func(string, ...any)) {
 	if d.Listen == "" {
-		if d.Anonymous || d.RouterURL != "" {
-			bad("dashboard-anonymous and dashboard-router-url need listen-dashboard")
+		if d.Anonymous || d.RouterURL != "" || d.SecureCookies {
+			bad("dashboard-anonymous, dashboard-router-url and dashboard-secure-cookies need listen-dashboard")
 		}
 		return
 	}
@@ -52,6 +54,9 @@ func (d *dashboardConfig) validate(c *config, bad func(string, ...any)) {
 	}
 	if modes, _ := access.ParseModes(c.AuthzMode); len(modes) == 1 && modes[0] == access.ModeAllowAll && !d.Anonymous {
 		bad("listen-dashboard with authz-mode allow-all would show every sandbox to whoever reaches it: set dashboard-anonymous to mean that, or choose an authz-mode that authenticates (kubernetes, tokenreview)")
+	}
+	if d.Anonymous && d.SecureCookies {
+		bad("dashboard-secure-cookies is for sign-in, which dashboard-anonymous turns off")
 	}
 	// dashboard-router-url is checked by dashboard.New, at start.
 }
@@ -74,13 +79,27 @@ func startDashboard(lifeCtx, serveCtx context.Context, cfg *config, kr *kube.Res
 	}
 	log = log.With("component", "dashboard")
 	opts := dashboard.Options{
-		Sandboxes: kr,
-		Activity:  parts.Activity,
-		RouterURL: d.RouterURL,
-		Log:       log,
+		Sandboxes:     kr,
+		Activity:      parts.Activity,
+		Metrics:       parts.Metrics,
+		RouterURL:     d.RouterURL,
+		SecureCookies: d.SecureCookies,
+		Log:           log,
+	}
+	if len(cfg.BaseDomains) > 0 {
+		opts.BaseDomain = cfg.BaseDomains[0]
 	}
 	if !d.Anonymous {
-		opts.Viewer = func(*http.Request) (dashboard.Viewer, error) { return nil, errors.New("sign-in is not built yet") }
+		// Viewers sign in with a token; the access checker reviews it and
+		// asks RBAC what they may list and get.
+		if parts.Checker == nil {
+			return "", errors.New("listen-dashboard: sign-in needs an authz-mode that authenticates")
+		}
+		auth, err := dashboard.AccessAuth(parts.Checker, log)
+		if err != nil {
+			return "", fmt.Errorf("dashboard: %w", err)
+		}
+		opts.Auth = auth
 	}
 	if d.Extensions {
 		cat, err := dashkube.New(dashkube.Options{Config: restCfg, Namespaces: cfg.Namespaces, Log: log})
@@ -92,6 +111,7 @@ func startDashboard(lifeCtx, serveCtx context.Context, cfg *config, kr *kube.Res
 				log.Error("dashboard extensions catalog ended", "err", err)
 			}
 		}()
+		opts.Extensions = cat
 	}
 	h, err := dashboard.New(opts)
 	if err != nil {

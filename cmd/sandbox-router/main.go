@@ -118,10 +118,13 @@ func run(cfg *config) error {
 	}
 	var act router.Activator
 	var activity router.ActivityTracker
+	var errorEvents router.ErrorEvents
+	var activated *activatorParts
 	if kr != nil && cfg.Activator {
-		if act, activity, err = startActivator(lifeCtx, serveCtx, cfg, kr, restCfg, reg, log); err != nil {
+		if activated, err = startActivator(lifeCtx, serveCtx, cfg, kr, restCfg, reg, log); err != nil {
 			return err
 		}
+		act, activity, errorEvents = activated.activator, activated.tracker, activated.events
 	}
 
 	var xdsRes xds.Resolver
@@ -163,6 +166,7 @@ func run(cfg *config) error {
 		MCPHosts:             mcpHosts,
 		Activator:            act,
 		Activity:             activity,
+		ErrorEvents:          errorEvents,
 		BaseDomains:          cfg.BaseDomains,
 		PathRoutingPrefix:    cfg.PathRoutingPrefix,
 		PodIPMode:            podIPMode(cfg.PodIPMode),
@@ -222,8 +226,12 @@ func run(cfg *config) error {
 	if err != nil {
 		return err
 	}
-	ac, _ := checker.(*access.Checker) // nil under allow-all
-	dashboardAddr, err := startDashboard(lifeCtx, serveCtx, cfg, kr, restCfg, dashboardParts{Metrics: reg, Checker: ac}, log)
+	parts := dashboardParts{Metrics: reg}
+	parts.Checker, _ = checker.(*access.Checker) // nil under allow-all
+	if activated != nil {
+		parts.Activity = activated.view
+	}
+	dashboardAddr, err := startDashboard(lifeCtx, serveCtx, cfg, kr, restCfg, parts, log)
 	if err != nil {
 		return err
 	}

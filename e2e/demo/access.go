@@ -25,6 +25,7 @@ import (
 
 	akube "github.com/sandbox-router/sandbox-router/access/kube"
 	"github.com/sandbox-router/sandbox-router/e2e/routerproc"
+	"github.com/sandbox-router/sandbox-router/e2e/sim"
 )
 
 // The guarded router: a second router process on the same cluster with
@@ -41,6 +42,7 @@ const (
 // guarded is what the access checks need.
 type guarded struct {
 	http, admin string // the guarded router's listeners
+	dashboard   string
 	tokenFile   string // team-a/agent's token
 	token       string
 	keyDir      string // keygen's output: demo.key and demo.pem
@@ -61,6 +63,10 @@ func setUpAccess(ctx context.Context, e *env, tmp, routerBin string) (*guarded, 
 	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "reach-beta", Namespace: agentNamespace}, Rules: []rbacv1.PolicyRule{{
 		APIGroups: []string{akube.Group}, Resources: []string{akube.Resource + "/" + akube.Subresource},
 		Verbs: []string{akube.Verb}, ResourceNames: []string{"beta"},
+	}, {
+		// What the guarded router's dashboard shows it: team-a's
+		// sandboxes (list), not the default namespace's.
+		APIGroups: []string{sim.Group}, Resources: []string{"sandboxes"}, Verbs: []string{"get", "list"},
 	}}}
 	if _, err := cs.RbacV1().Roles(agentNamespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
 		return nil, fmt.Errorf("role: %w", err)
@@ -114,6 +120,10 @@ func guardedArgs(e *env, g *guarded, o options, tmp, addr string) []string {
 		// caller, so they need the authenticating authz mode above.
 		"--mcp-host", mcpHost,
 		"--mcp-public-url", "http://" + mcpHost + ":" + port,
+		// Its dashboard asks for a token and shows what RBAC lets the
+		// viewer list or get.
+		"--listen-dashboard", "127.0.0.1:" + strconv.Itoa(o.AccessDashboardPort),
+		"--dashboard-router-url", "http://" + addr,
 	}
 }
 
@@ -122,7 +132,7 @@ func guardedArgs(e *env, g *guarded, o options, tmp, addr string) []string {
 // the whole cache) and lets the agent reach beta, then mints the preview
 // link the checks open.
 func waitGuarded(ctx context.Context, p *routerproc.Proc, g *guarded) error {
-	g.http, g.admin = p.HTTPAddr, p.AdminAddr
+	g.http, g.admin, g.dashboard = p.HTTPAddr, p.AdminAddr, p.DashboardAddr
 	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
 	defer cancel()
 	client := &http.Client{Transport: &http.Transport{Proxy: nil}, Timeout: 5 * time.Second}

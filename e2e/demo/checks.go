@@ -240,6 +240,7 @@ func demoChecks(e *env) []check {
 	}
 	cs = append(cs, accessChecks(e)...)
 	cs = append(cs, mcpChecks(e)...)
+	cs = append(cs, dashboardChecks(e)...)
 	cs = append(cs, suspendChecks(e, client)...)
 	if e.smoke {
 		// Interactively the user tries this (printIdleHint) while
@@ -366,6 +367,8 @@ sandbox-router demo: the router binary in front of simulated sandboxes on a real
                   team-a/agent (token in %s) may reach team-a/beta only
   MCP endpoint    %s on the guarded router (--mcp-host %s): every tool acts
                   as its caller; try it as the agent with T=$(cat %s)
+  dashboard       http://%s/ (the router's, anonymous: it runs allow-all)
+                  http://%s/ (the guarded router's: sign in with the agent's token, %s)
   xDS server      %s (the router's --xds-listen): routes for Envoy and proxyless gRPC clients; a running
                   sandbox's endpoint is its pod, any other's the router (--xds-router-endpoints %s)
   gRPC            every pod serves grpc.health.v1 on port %d (grpc-go); try it through xDS yourself:
@@ -375,7 +378,8 @@ sandbox-router demo: the router binary in front of simulated sandboxes on a real
 
 Every request below was just sent once; the answer it got is under it.
 `, e.c.URL, e.c.KubeconfigPath, e.http, e.admin, routerPid, cluster.RouterNamespace,
-		e.guarded.http, e.guarded.admin, e.guarded.tokenFile, mcpURL(e.guarded), mcpHost, e.guarded.tokenFile, e.xds, e.http, grpcPort, xdsCommand(e, xdsTarget("default", "alpha")),
+		e.guarded.http, e.guarded.admin, e.guarded.tokenFile, mcpURL(e.guarded), mcpHost, e.guarded.tokenFile,
+		e.dashboard, e.guarded.dashboard, e.guarded.tokenFile, e.xds, e.http, grpcPort, xdsCommand(e, xdsTarget("default", "alpha")),
 		sandboxList(e), e.warmPod, e.warmUID,
 		routerLog, filepath.Join(tmp, "access.log"), filepath.Join(tmp, "sim.log"), e.c.Dir)
 }

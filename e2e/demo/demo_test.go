@@ -53,6 +53,7 @@ func TestDemoSmoke(t *testing.T) {
 		"serverInfo sandbox-router", "claude mcp add --transport http sandboxes http://mcp.sandbox.localhost:",
 		"12 tools: create_sandbox, delete_sandbox, execute_command, ", "-> team-a/beta running\n", `exit 0, stdout "hello from MCP\n"`,
 		"Kubernetes refused to suspend team-a/beta for you (RBAC)",
+		"  dashboard       http://127.0.0.1:", "/api/overview\n      -> 200 ", `"namespace":"team-a"`,
 		"smoke: all ",
 	} {
 		if !strings.Contains(out.String(), want) {

@@ -64,6 +64,8 @@ func main() {
 	flag.IntVar(&o.AccessPort, "access-port", 8082, "the guarded router's proxy port (access control on; 0: any free port)")
 	flag.IntVar(&o.AccessAdminPort, "access-admin-port", 9092, "the guarded router's admin port (0: any free port)")
 	flag.IntVar(&o.XDSPort, "xds-port", 18000, "the router's xDS server port on 127.0.0.1 (0: any free port)")
+	flag.IntVar(&o.DashboardPort, "dashboard-port", 8090, "the router's dashboard port on 127.0.0.1 (0: any free port)")
+	flag.IntVar(&o.AccessDashboardPort, "access-dashboard-port", 8092, "the guarded router's dashboard port, with sign-in (0: any free port)")
 	flag.StringVar(&o.XDSClient, "xdsclient", "", "the built e2e/demo/xdsclient, for the command lines the demo prints (empty: go run ./e2e/demo/xdsclient)")
 	flag.BoolVar(&o.Smoke, "smoke", false, "run every request once, check each answer, stop everything and exit 0 or 1")
 	flag.DurationVar(&o.StartDelay, "start-delay", 500*time.Millisecond, "simulated pod start time (image pull and container start)")
@@ -100,6 +102,9 @@ type options struct {
 	// XDSPort is the router's xDS server port on 127.0.0.1; 0 picks a
 	// free one.
 	XDSPort int
+	// DashboardPort and AccessDashboardPort are the routers' dashboard
+	// ports on 127.0.0.1; 0 picks free ones.
+	DashboardPort, AccessDashboardPort int
 	// XDSClient is the xdsclient binary the printed command lines run;
 	// empty prints go run ./e2e/demo/xdsclient.
 	XDSClient string
@@ -141,7 +146,7 @@ func run(ctx context.Context, o options) (err error) {
 	if o.IdleTimeout < 0 {
 		return fmt.Errorf("idle timeout %s: must be positive", o.IdleTimeout)
 	}
-	for _, port := range []int{o.HTTPPort, o.AdminPort, o.AccessPort, o.AccessAdminPort, o.XDSPort} {
+	for _, port := range []int{o.HTTPPort, o.AdminPort, o.AccessPort, o.AccessAdminPort, o.XDSPort, o.DashboardPort, o.AccessDashboardPort} {
 		if err := portFree(port); err != nil {
 			return err
 		}
@@ -203,6 +208,9 @@ func run(ctx context.Context, o options) (err error) {
 		// HTTP listener for sandboxes that do not run: startRouter
 		// adds --listen-http and --xds-router-endpoints with one port.
 		"--xds-listen", "127.0.0.1:" + strconv.Itoa(o.XDSPort),
+		// The dashboard (dashboard.go): this router lets everyone in
+		// (allow-all), so its dashboard must be made anonymous on purpose.
+		"--listen-dashboard", "127.0.0.1:" + strconv.Itoa(o.DashboardPort), "--dashboard-anonymous",
 		"--access-log", filepath.Join(tmp, "access.log"),
 		"--drain-timeout", "2s",
 		// The activator is on (the default with the cluster resolver).
@@ -232,7 +240,7 @@ func run(ctx context.Context, o options) (err error) {
 		err = errors.Join(err, rp.Stop())
 		logf("router (pid %d) stopped", rp.Pid())
 	}()
-	env.http, env.admin, env.xds = rp.HTTPAddr, rp.AdminAddr, rp.XDSAddr
+	env.http, env.admin, env.xds, env.dashboard = rp.HTTPAddr, rp.AdminAddr, rp.XDSAddr, rp.DashboardAddr
 	env.xdsClient = "go run ./e2e/demo/xdsclient"
 	if o.XDSClient != "" {
 		env.xdsClient = o.XDSClient

@@ -72,6 +72,7 @@ type env struct {
 	warmPod, warmUID string
 	http, admin      string   // the router's listeners, host:port
 	xds              string   // the router's xDS server, host:port
+	dashboard        string   // the router's dashboard, host:port
 	xdsClient        string   // the command that runs e2e/demo/xdsclient
 	guarded          *guarded // the router with access control on
 
