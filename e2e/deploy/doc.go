@@ -24,8 +24,15 @@
 // server with SubjectAccessReviews and shown with real requests: the
 // resolver's reads and the activator's merge patches of sandboxes,
 // cluster-wide or per namespace, the leader-election Lease in the router's
-// own namespace, and the token and access reviews of the authz modes that
-// make them.
+// own namespace, the token and access reviews of the authz modes that
+// make them, and the dashboard's reads of the extensions API
+// (SandboxTemplates, SandboxWarmPools, SandboxClaims) where it is on.
+//
+// The dashboard (dashboard_test.go): overlays/dashboard and the chart's
+// dashboard.* values render its flags, port, Service, NetworkPolicy rule,
+// Ingress and RBAC; the chart refuses it under allow-all without
+// dashboard.anonymous, as the router does; the release notes say how to
+// reach it and sign in.
 //
 // It has no code of its own and must not depend on any router package; it
 // runs the router binary (e2e/routerproc) only to check rendered arguments.

@@ -73,6 +73,7 @@ func TestHelmMatchesKustomize(t *testing.T) {
 		{"overlays/namespaced", []string{"--set", "resolver.namespaces={team-a}"}},
 		{"overlays/kubernetes-authz", []string{"--set", "authz.mode=kubernetes"}},
 		{"overlays/xds", []string{"--set", "xds.enabled=true"}},
+		{"overlays/dashboard", []string{"--set", "authz.mode=kubernetes,dashboard.enabled=true"}},
 	}
 	for _, p := range pairs {
 		t.Run(p.dir, func(t *testing.T) {
@@ -178,6 +179,9 @@ func TestHelmOnAPIServer(t *testing.T) {
 				}
 			}
 			expect(t, id, reviews(id.cfg), g.reviews)
+			for _, where := range []string{"", "team-a", "team-b"} {
+				expect(t, id, extensionReads(id.cfg, where), g.extensions[where] || g.extensions[""])
+			}
 			if g.leaseNS != "" {
 				expect(t, id, []probe{leaderElection(id.cfg, admin, g.leaseNS, v.name)}, true)
 				expect(t, id, leaseDenied(id.cfg, g.leaseNS, "team-a"), false)
@@ -208,6 +212,9 @@ func waitGrants(t *testing.T, admin kubernetes.Interface, id identity, g grants)
 	}
 	if g.endpointSlicesNS != "" {
 		want = append(want, authorizationv1.ResourceAttributes{Namespace: g.endpointSlicesNS, Verb: "watch", Group: "discovery.k8s.io", Resource: "endpointslices"})
+	}
+	for ns := range g.extensions {
+		want = append(want, authorizationv1.ResourceAttributes{Namespace: ns, Verb: "watch", Group: extensionsGroup, Resource: "sandboxclaims"})
 	}
 	if g.reviews {
 		want = append(want,

@@ -48,11 +48,15 @@ var variants = []variant{
 	}, true},
 	{"tls-mtls", func(string) grants { return grants{namespaces: allNamespaces, reviews: true} }, true},
 	{"namespaced", func(string) grants {
-		return grants{namespaces: map[string]bool{"team-a": true, "team-b": true}, patch: true}
+		teams := map[string]bool{"team-a": true, "team-b": true}
+		return grants{namespaces: teams, patch: true, extensions: teams}
 	}, true},
 	{"monitoring", func(ns string) grants { return grants{namespaces: allNamespaces, patch: true, leaseNS: ns} }, true},
 	{"xds", func(ns string) grants {
 		return grants{namespaces: allNamespaces, patch: true, leaseNS: ns, endpointSlicesNS: ns}
+	}, true},
+	{"dashboard", func(ns string) grants {
+		return grants{namespaces: allNamespaces, patch: true, leaseNS: ns, reviews: true, extensions: allNamespaces}
 	}, true},
 }
 
@@ -168,6 +172,15 @@ func TestHelmSchemaRejectsBadValues(t *testing.T) {
 		{"MCP with static routes", []string{"--set", "resolver.mode=static,authz.mode=scoped-token,authz.scopedToken.v1SecretName=s,mcp.enabled=true,mcp.host=mcp.example.com"}, "mode"},
 		{"bad MCP host", []string{"--set", "authz.mode=kubernetes,mcp.enabled=true,mcp.host=MCP_host"}, "host"},
 		{"MCP public URL with a path", []string{"--set", "authz.mode=kubernetes,mcp.enabled=true,mcp.host=mcp.example.com,mcp.publicURL=https://mcp.example.com/mcp"}, "publicURL"},
+		{"dashboard router URL with a query", []string{"--set", "authz.mode=kubernetes,dashboard.enabled=true,dashboard.routerURL=https://r.example.com/?a=b"}, "routerURL"},
+		{"dashboard router URL a shell would split", []string{"--set", "authz.mode=kubernetes,dashboard.enabled=true,dashboard.routerURL=https://r.example.com/$(id)"}, "routerURL"},
+		{"dashboard router URL not http", []string{"--set", "authz.mode=kubernetes,dashboard.enabled=true,dashboard.routerURL=ftp://r.example.com"}, "routerURL"},
+		{"dashboard port out of range", []string{"--set", "ports.dashboard=0"}, "dashboard"},
+		{"dashboard Service of an unknown type", []string{"--set", "dashboard.service.type=ExternalName"}, "type"},
+		{"misspelt dashboard key", []string{"--set", "dashboard.anonymus=true"}, "anonymus"},
+		{"dashboard Ingress without a host", []string{"--set", "authz.mode=kubernetes,dashboard.enabled=true,dashboard.ingress.enabled=true"}, "host"},
+		{"dashboard Ingress without the dashboard", []string{"--set", "dashboard.ingress.enabled=true,dashboard.ingress.host=d.example.com"}, "enabled"},
+		{"bad dashboard Ingress host", []string{"--set", "authz.mode=kubernetes,dashboard.enabled=true,dashboard.ingress.enabled=true,dashboard.ingress.host=Dash_board"}, "host"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -200,6 +213,10 @@ func TestHelmTemplateRefuses(t *testing.T) {
 	}{
 		{"xDS with static routes", []string{"--set", "xds.enabled=true,resolver.mode=static"}, "xds.enabled"},
 		{"MCP host a base domain", []string{"--set", "authz.mode=kubernetes,mcp.enabled=true,mcp.host=example.com,routing.baseDomains={example.com}"}, "mcp.host"},
+		// The router refuses the same: a dashboard under allow-all would
+		// show every sandbox to whoever reaches it, unless that is meant.
+		{"dashboard with allow-all", []string{"--set", "dashboard.enabled=true"}, "dashboard.anonymous=true"},
+		{"dashboard with static routes", []string{"--set", "dashboard.enabled=true,dashboard.anonymous=true,resolver.mode=static"}, "cluster resolver"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -435,6 +452,13 @@ func checkRBACObjects(t *testing.T, objs map[string]*object, g grants) {
 	}
 	if g.endpointSlicesNS != "" {
 		want = append(want, g.endpointSlicesNS+" endpointslices list", g.endpointSlicesNS+" endpointslices watch")
+	}
+	for ns := range g.extensions {
+		for _, r := range extensionResources {
+			for _, v := range []string{"get", "list", "watch"} {
+				want = append(want, fmt.Sprintf("%s %s %s", ns, r, v))
+			}
+		}
 	}
 	sort.Strings(got)
 	sort.Strings(want)

@@ -36,6 +36,12 @@ var (
 	sandboxesV1alpha1 = schema.GroupVersionResource{Group: "agents.x-k8s.io", Version: "v1alpha1", Resource: "sandboxes"}
 )
 
+// extensionsGroup and extensionResources are the extensions API the
+// dashboard's catalog reads (deploy/rbac/dashboard).
+const extensionsGroup = "extensions.agents.x-k8s.io"
+
+var extensionResources = []string{"sandboxtemplates", "sandboxwarmpools", "sandboxclaims"}
+
 const (
 	// rbacWait bounds the wait for a new binding to reach the API server's
 	// RBAC cache (an informer, so a binding is not effective at once), and
@@ -116,6 +122,7 @@ func TestRBACOnAPIServer(t *testing.T) {
 				expect(t, id, []probe{leaderElection(id.cfg, admin, routerNS, fmt.Sprintf("namespaced-%d", i))}, true)
 				expect(t, id, leaseDenied(id.cfg, routerNS, "team-a"), false)
 				expect(t, id, reviews(id.cfg), false)
+				expect(t, id, extensionReads(id.cfg, "team-a"), false)
 				accessMatrix(t, admin, id, grants{namespaces: map[string]bool{"team-a": true}, patch: true, leaseNS: routerNS},
 					"team-a", "team-b", routerNS)
 			})
@@ -147,8 +154,13 @@ func TestRBACOnAPIServer(t *testing.T) {
 					_, err := kubernetes.NewForConfigOrDie(id.cfg).DiscoveryV1().EndpointSlices(routerNS).List(ctx, metav1.ListOptions{})
 					return err
 				}})
-				accessMatrix(t, admin, id, grants{namespaces: map[string]bool{"": true}, patch: true, leaseNS: routerNS, reviews: true, endpointSlicesNS: routerNS},
-					"team-a", "team-b", routerNS)
+				// And deploy/rbac/dashboard: the extensions API, read only.
+				waitAllowed(t, id, extensionReads(id.cfg, metav1.NamespaceAll)[0])
+				for _, ns := range []string{metav1.NamespaceAll, "team-a"} {
+					expect(t, id, extensionReads(id.cfg, ns), true)
+				}
+				accessMatrix(t, admin, id, grants{namespaces: map[string]bool{"": true}, patch: true, leaseNS: routerNS, reviews: true, endpointSlicesNS: routerNS,
+					extensions: map[string]bool{"": true}}, "team-a", "team-b", routerNS)
 			})
 		}
 	})
@@ -331,6 +343,33 @@ func reviews(cfg *rest.Config) []probe {
 	}
 }
 
+// extensionReads are the dashboard catalog's requests in ns (all
+// namespaces when empty): a list and a watch of each extension kind.
+func extensionReads(cfg *rest.Config, ns string) []probe {
+	dyn := dynamic.NewForConfigOrDie(cfg)
+	where := ns
+	if where == "" {
+		where = "all namespaces"
+	}
+	var ps []probe
+	for _, r := range extensionResources {
+		res := dyn.Resource(schema.GroupVersionResource{Group: extensionsGroup, Version: "v1beta1", Resource: r}).Namespace(ns)
+		ps = append(ps,
+			probe{"list " + r + " in " + where, func(ctx context.Context) error {
+				_, err := res.List(ctx, metav1.ListOptions{})
+				return err
+			}},
+			probe{"watch " + r + " in " + where, func(ctx context.Context) error {
+				w, err := res.Watch(ctx, metav1.ListOptions{})
+				if err == nil {
+					w.Stop()
+				}
+				return err
+			}})
+	}
+	return ps
+}
+
 // unbindClusterWide deletes every ClusterRoleBinding that binds one of
 // ids (by user name) and waits until none of them may list sandboxes in
 // all namespaces or create TokenReviews any more.
@@ -366,6 +405,7 @@ func unbindClusterWide(t *testing.T, admin kubernetes.Interface, ids []identity)
 			{Verb: "list", Group: "agents.x-k8s.io", Resource: "sandboxes"},
 			{Verb: "create", Group: "authentication.k8s.io", Resource: "tokenreviews"},
 			{Namespace: routerNS, Verb: "watch", Group: "discovery.k8s.io", Resource: "endpointslices"},
+			{Verb: "list", Group: extensionsGroup, Resource: "sandboxtemplates"},
 		} {
 			waitSAR(t, admin, id, a, false)
 		}
@@ -624,6 +664,10 @@ type grants struct {
 	// endpointSlicesNS is where it lists and watches EndpointSlices (the
 	// xDS server's router fleet); "" = nowhere.
 	endpointSlicesNS string
+	// extensions are the namespaces where it gets, lists and watches
+	// SandboxTemplates, SandboxWarmPools and SandboxClaims (the
+	// dashboard's catalog; "" = all of them).
+	extensions map[string]bool
 }
 
 // accessMatrix asks the API server (SubjectAccessReview) about every verb
@@ -632,7 +676,8 @@ type grants struct {
 // with g.patch) of sandboxes (not their status) and get, list and watch of
 // pods in g.namespaces; get, create and update of leases in g.leaseNS;
 // create of TokenReviews and SubjectAccessReviews with g.reviews; list and
-// watch of EndpointSlices in g.endpointSlicesNS.
+// watch of EndpointSlices in g.endpointSlicesNS; get, list and watch of
+// the extensions API's kinds in g.extensions.
 func accessMatrix(t *testing.T, admin kubernetes.Interface, id identity, g grants, namespaces ...string) {
 	t.Helper()
 	type res struct{ group, resource, sub string }
@@ -644,6 +689,7 @@ func accessMatrix(t *testing.T, admin kubernetes.Interface, id identity, g grant
 		{"authentication.k8s.io", "tokenreviews", ""}, {"authorization.k8s.io", "subjectaccessreviews", ""},
 		{"authorization.k8s.io", "localsubjectaccessreviews", ""},
 		{"discovery.k8s.io", "endpointslices", ""},
+		{extensionsGroup, "sandboxtemplates", ""}, {extensionsGroup, "sandboxwarmpools", ""}, {extensionsGroup, "sandboxclaims", ""},
 	}
 	verbs := []string{"get", "list", "watch", "create", "update", "patch", "delete", "deletecollection"}
 	type query struct {
@@ -668,6 +714,8 @@ func accessMatrix(t *testing.T, admin kubernetes.Interface, id identity, g grant
 			return g.leaseNS != "" && q.ns == g.leaseNS && slices.Contains([]string{"get", "create", "update"}, q.verb)
 		case res{"discovery.k8s.io", "endpointslices", ""}:
 			return g.endpointSlicesNS != "" && q.ns == g.endpointSlicesNS && slices.Contains([]string{"list", "watch"}, q.verb)
+		case res{extensionsGroup, "sandboxtemplates", ""}, res{extensionsGroup, "sandboxwarmpools", ""}, res{extensionsGroup, "sandboxclaims", ""}:
+			return (g.extensions[q.ns] || g.extensions[""]) && slices.Contains([]string{"get", "list", "watch"}, q.verb)
 		case res{"authentication.k8s.io", "tokenreviews", ""}, res{"authorization.k8s.io", "subjectaccessreviews", ""}:
 			// Cluster-scoped: a ClusterRoleBinding allows them whatever
 			// namespace the review names.

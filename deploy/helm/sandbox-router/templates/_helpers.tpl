@@ -130,6 +130,16 @@ activator's merge patches of sandboxes (not their status).
 {{- end }}
 
 {{/*
+The rules of the dashboard's (Cluster)Role: reads of the extensions API
+its catalog shows (templates, warm pools, claims), never writes.
+*/}}
+{{- define "sandbox-router.dashboardRules" -}}
+- apiGroups: [extensions.agents.x-k8s.io]
+  resources: [sandboxtemplates, sandboxwarmpools, sandboxclaims]
+  verbs: [get, list, watch]
+{{- end }}
+
+{{/*
 Where the Secrets and ConfigMaps the router reads are mounted.
 */}}
 {{- define "sandbox-router.secretsDir" -}}/var/run/secrets/sandbox-router{{- end }}
