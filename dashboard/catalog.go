@@ -14,6 +14,9 @@ import (
 type item struct {
 	res  resolver.Result
 	warm bool
+	// meta is the sandbox's labels, pod and creation time (nil for a
+	// warm-pool pod, and without SandboxDetails).
+	meta *itemMeta
 	// removed marks the tombstone an event carries for an item that went
 	// away; tombstones never appear in a view.
 	removed bool
@@ -104,6 +107,7 @@ func (v *view) find(k resolver.Key) *item {
 // current view.
 type catalog struct {
 	sb  Sandboxes
+	det SandboxDetails // nil: the resolver keeps no details
 	cur atomic.Pointer[view]
 	// byKey is every item by catalog key: the writer's index, so that a
 	// change finds what it replaces without searching the view.
@@ -111,7 +115,8 @@ type catalog struct {
 }
 
 func newCatalog(sb Sandboxes) *catalog {
-	return &catalog{sb: sb, byKey: make(map[resolver.Key]*item)}
+	det, _ := sb.(SandboxDetails)
+	return &catalog{sb: sb, det: det, byKey: make(map[resolver.Key]*item)}
 }
 
 // load builds the first generation from a snapshot. Subscribe before
@@ -127,6 +132,9 @@ func (c *catalog) load() *view {
 		k := it.key()
 		if _, dup := c.byKey[k]; dup {
 			continue
+		}
+		if !it.warm {
+			it.meta = c.metaOf(k)
 		}
 		c.byKey[k] = it
 		v.items = append(v.items, it)
@@ -155,7 +163,7 @@ func (c *catalog) resolve(k resolver.Key) (resolver.Key, *item) {
 	if k.Name != "" {
 		k = resolver.Key{Namespace: k.Namespace, Name: k.Name}
 		if res := c.sb.Lookup(k); res.State != resolver.StateUnknown {
-			return k, &item{res: res}
+			return k, &item{res: res, meta: c.metaOf(k)}
 		}
 		return k, nil
 	}
@@ -205,7 +213,7 @@ func (c *catalog) apply(keys []resolver.Key) []*item {
 		switch {
 		case prev == nil && nu == nil:
 			continue
-		case prev != nil && nu != nil && prev.res == nu.res:
+		case prev != nil && nu != nil && prev.res == nu.res && prev.meta.equal(nu.meta):
 			continue
 		case prev == nil:
 			added = append(added, nu)

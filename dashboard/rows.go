@@ -24,6 +24,11 @@ type Row struct {
 	UID       string `json:"uid"`
 	// PodIP is the pod's address while the sandbox runs.
 	PodIP string `json:"podIP,omitempty"`
+	// Pod is the name of the pod that serves the sandbox (or will, while
+	// it starts), Created the sandbox's creation time (its age): both
+	// only with SandboxDetails.
+	Pod     string    `json:"pod,omitempty"`
+	Created time.Time `json:"created,omitzero"`
 	// IdleTimeoutSeconds: 0 means never suspended for idleness; absent
 	// when not known (no annotation and no Activity to ask).
 	IdleTimeoutSeconds *int64 `json:"idleTimeoutSeconds,omitempty"`
@@ -76,7 +81,11 @@ func (m *rowMaker) row(it *item) Row {
 		r.PodIP = it.res.PodIP.String()
 	}
 	if it.warm {
+		r.Pod = it.res.Name
 		return r
+	}
+	if it.meta != nil {
+		r.Pod, r.Created = it.meta.pod, it.meta.created
 	}
 	key := resolver.Key{Namespace: it.res.Namespace, Name: it.res.Name}
 	lc, lcOK := m.sb.Lifecycle(resolver.Key{Namespace: key.Namespace, Name: key.Name, UID: it.res.UID})

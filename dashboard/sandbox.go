@@ -12,6 +12,12 @@ import (
 type sandboxAnswer struct {
 	Generation uint64 `json:"generation"`
 	Sandbox    Row    `json:"sandbox"`
+	// Labels, Conditions and Ports are what the sandbox's object says
+	// (only with SandboxDetails); DetailsCut that some were left out.
+	Labels     map[string]string `json:"labels,omitempty"`
+	Conditions []condition       `json:"conditions,omitempty"`
+	Ports      []port            `json:"ports,omitempty"`
+	DetailsCut bool              `json:"detailsCut,omitempty"`
 	// Lifecycle is what the sandbox's annotations say (the row has what is
 	// in effect).
 	Lifecycle *lifecycle `json:"lifecycle,omitempty"`
@@ -153,5 +159,39 @@ func (h *Handler) serveSandbox(w http.ResponseWriter, r *http.Request) {
 	if lc, ok := h.sb.Lifecycle(resolver.Key{Namespace: ns, Name: name, UID: it.res.UID}); ok {
 		ans.Lifecycle = lifecycleOf(lc)
 	}
+	if det, ok := h.sb.(SandboxDetails); ok {
+		if d, ok := det.Details(resolver.Key{Namespace: ns, Name: name, UID: it.res.UID}); ok {
+			ans.addDetails(d)
+		}
+	}
 	writeJSON(w, http.StatusOK, ans)
+}
+
+type condition struct {
+	Type   string `json:"type"`
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+}
+
+type port struct {
+	Container string `json:"container,omitempty"`
+	Name      string `json:"name,omitempty"`
+	Number    int32  `json:"number"`
+	Protocol  string `json:"protocol,omitempty"`
+}
+
+func (a *sandboxAnswer) addDetails(d resolver.Details) {
+	a.DetailsCut = d.Cut
+	if len(d.Labels) > 0 {
+		a.Labels = make(map[string]string, len(d.Labels))
+		for _, l := range d.Labels {
+			a.Labels[l.Key] = l.Value
+		}
+	}
+	for _, c := range d.Conditions {
+		a.Conditions = append(a.Conditions, condition{Type: c.Type, Status: c.Status, Reason: c.Reason})
+	}
+	for _, p := range d.Ports {
+		a.Ports = append(a.Ports, port{Container: p.Container, Name: p.Name, Number: p.Number, Protocol: p.Protocol})
+	}
 }

@@ -24,6 +24,14 @@ type Sandboxes interface {
 	Lifecycle(key resolver.Key) (resolver.Lifecycle, bool)
 }
 
+// SandboxDetails is optional on Sandboxes (resolver/kube's Resolver has
+// it): what a sandbox's object says beyond routing, from the resolver's
+// cache. Without it the table has no label filter, pod or age, and the
+// one-sandbox view no labels, conditions or ports.
+type SandboxDetails interface {
+	Details(key resolver.Key) (resolver.Details, bool)
+}
+
 // Activity is what only the activator knows. It is optional: without it
 // the dashboard shows no held or open requests, and idle timeouts only
 // where a sandbox's annotation sets one.

@@ -22,13 +22,15 @@ type tableQuery struct {
 	namespace string
 	state     resolver.State // StateUnknown: any
 	kind      string         // kindSandbox, kindWarm or "" for both
+	labels    []labelReq     // every term must hold
 	sort      sortKey
 	desc      bool
 	page      int // from 1
 	size      int
 }
 
-// parseTableQuery reads the query string: q, namespace, state, kind
+// parseTableQuery reads the query string: q, label (a selector:
+// parseLabelSelector), namespace, state, kind
 // (sandbox, warm-pool-pod, all), sort (namespace, name, state,
 // lastActivity), order (asc, desc), page (from 1) and size (1-200).
 func parseTableQuery(v url.Values) (tableQuery, error) {
@@ -36,6 +38,10 @@ func parseTableQuery(v url.Values) (tableQuery, error) {
 	q.search = strings.ToLower(strings.TrimSpace(v.Get("q")))
 	if len(q.search) > 253 {
 		return q, fmt.Errorf("q is longer than 253 characters")
+	}
+	var err error
+	if q.labels, err = parseLabelSelector(v.Get("label")); err != nil {
+		return q, err
 	}
 	if ns := v.Get("namespace"); ns != "" {
 		if !resolver.IsDNSLabel(ns) {
@@ -73,7 +79,6 @@ func parseTableQuery(v url.Values) (tableQuery, error) {
 	default:
 		return q, fmt.Errorf("order %q is not asc or desc", o)
 	}
-	var err error
 	if q.page, err = intParam(v, "page", 1, 1, 1<<20); err != nil {
 		return q, err
 	}
@@ -102,6 +107,8 @@ func (q *tableQuery) matches(it *item) bool {
 	case q.kind == kindSandbox && it.warm, q.kind == kindWarm && !it.warm:
 		return false
 	case q.namespace != "" && it.res.Namespace != q.namespace:
+		return false
+	case len(q.labels) > 0 && !matchLabels(q.labels, it.meta.labelsOf()):
 		return false
 	case q.search == "":
 		return true
@@ -140,7 +147,7 @@ func (v *view) table(q tableQuery, vis *visibility, rows *rowMaker, last lastAct
 	var (
 		counts    [numStates]int
 		total     int
-		aggregate = q.search == ""
+		aggregate = q.search == "" && len(q.labels) == 0
 		page      = make([]*item, 0, q.size)
 		first     = (q.page - 1) * q.size
 		seen      int

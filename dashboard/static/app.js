@@ -253,7 +253,7 @@
 
   function tablePage() {
     var form = $('filters');
-    var fields = ['q', 'namespace', 'state', 'kind', 'size'];
+    var fields = ['q', 'label', 'namespace', 'state', 'kind', 'size'];
     var query = { sort: 'namespace', order: 'asc', page: 1 };
     var onPage = new Map(); // row key -> tr
     var refetch = null;
@@ -312,7 +312,11 @@
       }
       tr.appendChild(td);
       tr.appendChild(text('td', r.removed ? 'deleted' : r.state, 'state state-' + (r.removed ? 'deleted' : r.state)));
+      tr.appendChild(text('td', r.pod || '—'));
       tr.appendChild(text('td', r.podIP || '—'));
+      var age = text('td', r.created ? duration(Math.max(0, Math.round((Date.now() - Date.parse(r.created)) / 1000))) : '—');
+      if (r.created) { age.title = r.created; }
+      tr.appendChild(age);
       var act = text('td', ago(r.lastActivity));
       if (r.lastActivity) { act.title = r.lastActivity; }
       tr.appendChild(act);
@@ -365,13 +369,15 @@
       if (kind === 'warm-pool-pod' && r.kind === 'sandbox') { return false; }
       if (ns && r.namespace !== ns) { return false; }
       if (st && r.state !== st && !r.removed) { return false; }
+      // Rows carry no labels: with a label filter, let the server decide.
+      if ($('label').value.trim()) { return true; }
       return !q || (r.namespace + '/' + r.name).indexOf(q) >= 0;
     }
 
     function update(u) {
       u.rows.forEach(function (r) {
         var tr = onPage.get(rowKey(r));
-        if (tr && !r.removed && matches(r) && query.sort !== 'state' && query.sort !== 'lastActivity') {
+        if (tr && !r.removed && matches(r) && !$('label').value.trim() && query.sort !== 'state' && query.sort !== 'lastActivity') {
           cells(tr, r); // in place: its position cannot have changed
         } else if (tr || matches(r)) {
           if (tr) { cells(tr, r); }
@@ -450,7 +456,9 @@
         facts($('details'), [
           ['State', r.state],
           ['UID', r.uid],
+          ['Pod', r.pod || '—'],
           ['Pod address', r.podIP || '—'],
+          ['Created', r.created ? ago(r.created) + ' (' + r.created + ')' : '—'],
           ['Last activity', r.lastActivity ? ago(r.lastActivity) + ' (' + r.lastActivity + ')' : '—'],
           ['Idle timeout in effect', r.idleTimeoutSeconds === 0 ? 'never' : duration(r.idleTimeoutSeconds)],
           ['Suspends in (estimate)', duration(r.idleLeftSeconds)],
@@ -465,10 +473,32 @@
           ['Recorded activity', lc.lastActivity || '—'],
           ['Revision', lc.revision || '—']
         ]);
+        renderObject(a);
         $('curl').textContent = a.curl;
         renderExamples(a.examples || []);
         renderEvents(a.events);
       }, showError);
+    }
+
+    // renderObject shows what the sandbox's object says: labels,
+    // conditions and the ports of its pod template.
+    function renderObject(a) {
+      var labels = Object.keys(a.labels || {}).sort();
+      facts($('labels'), labels.map(function (k) { return [k, a.labels[k]]; }));
+      $('labels-none').hidden = labels.length > 0;
+      var rows = function (id, list, cols) {
+        var body = $(id);
+        body.replaceChildren();
+        (list || []).forEach(function (x) {
+          var tr = document.createElement('tr');
+          cols.forEach(function (c) { tr.appendChild(text('td', x[c] === undefined || x[c] === '' ? '—' : String(x[c]))); });
+          body.appendChild(tr);
+        });
+        $(id + '-none').hidden = (list || []).length > 0;
+      };
+      rows('conditions', a.conditions, ['type', 'status', 'reason']);
+      rows('ports', a.ports, ['container', 'name', 'number', 'protocol']);
+      $('details-cut').hidden = !a.detailsCut;
     }
 
     // renderEvents lists the sandbox's recent events, newest first; the
