@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sandbox-router/sandbox-router/access"
 	"github.com/sandbox-router/sandbox-router/resolver"
 )
 
@@ -88,10 +89,6 @@ func curlExample(routerURL, namespace, name string) string {
 	return "curl -H 'X-Sandbox-ID: " + name + "' -H 'X-Sandbox-Namespace: " + namespace + "' " + routerURL + "/"
 }
 
-// mintPath is where the router mints scoped tokens (access.MintPath,
-// which this package may not import: access talks to Kubernetes).
-const mintPath = "/sandbox-router/v1/tokens"
-
 // examples are the commands beside the plain curl: the host-name form
 // when the router routes by host, and how to mint a preview link, with
 // the caller's own Kubernetes token as a shell variable.
@@ -111,7 +108,7 @@ func examples(routerURL, baseDomain, namespace, name string) []example {
 	}
 	out = append(out, example{
 		Title: "Mint a preview link (a token for this sandbox, 10 minutes; needs the router's minting endpoint and a caller allowed to reach the sandbox)",
-		Command: "curl -s " + routerURL + mintPath + " -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' " +
+		Command: "curl -s " + routerURL + access.MintPath + " -H \"Authorization: Bearer $TOKEN\" -H 'Content-Type: application/json' " +
 			"-d '{\"namespace\":\"" + namespace + "\",\"name\":\"" + name + "\",\"ttl\":\"10m\"}'",
 	})
 	return out
