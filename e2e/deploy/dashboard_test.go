@@ -139,8 +139,8 @@ func TestHelmDashboard(t *testing.T) {
 
 	t.Run("every value", func(t *testing.T) {
 		objs := mustTemplate(t, "sandbox-router", ns, "-f", chartDir+"/ci/dashboard-values.yaml",
-			"--set", "dashboard.extensions=false,dashboard.service.type=LoadBalancer")
-		if got, want := dashboardArgs(objs), []string{"--listen-dashboard=:8091", "--dashboard-router-url=https://sandboxes.example.com", "--dashboard-extensions=false"}; !reflect.DeepEqual(got, want) {
+			"--set", "dashboard.extensions=false,dashboard.service.type=LoadBalancer,dashboard.secureCookies=true")
+		if got, want := dashboardArgs(objs), []string{"--listen-dashboard=:8091", "--dashboard-router-url=https://sandboxes.example.com", "--dashboard-secure-cookies", "--dashboard-extensions=false"}; !reflect.DeepEqual(got, want) {
 			t.Errorf("dashboard flags %v, want %v", got, want)
 		}
 		c := container(t, objs)

@@ -217,6 +217,7 @@ func TestHelmTemplateRefuses(t *testing.T) {
 		// show every sandbox to whoever reaches it, unless that is meant.
 		{"dashboard with allow-all", []string{"--set", "dashboard.enabled=true"}, "dashboard.anonymous=true"},
 		{"dashboard with static routes", []string{"--set", "dashboard.enabled=true,dashboard.anonymous=true,resolver.mode=static"}, "cluster resolver"},
+		{"dashboard secure cookies without sign-in", []string{"--set", "dashboard.enabled=true,dashboard.anonymous=true,dashboard.secureCookies=true"}, "dashboard.anonymous turns off"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
