@@ -16,8 +16,11 @@ import (
 // __Host- (prefix "/") or __Secure- name over HTTPS, so that no plain-HTTP
 // page or sibling host can set or read it.
 
-// cookieBase is the session cookie's name before its HTTPS form.
-const cookieBase = "sandbox_dashboard_token"
+// CookieName is the session cookie's name before its HTTPS form
+// (__Host- or __Secure- + it). It holds the viewer's token, and browsers
+// send a host's cookies to every port of it: the router must take it out
+// of what it forwards to sandboxes (router.Options.CredentialCookies).
+const CookieName = "sandbox_dashboard_token"
 
 // maxTokenBytes bounds a token, in a header or in a sign-in: a Kubernetes
 // ServiceAccount token is about 1 KiB.
@@ -40,11 +43,11 @@ func (h *Handler) secure(r *http.Request) bool { return h.opts.SecureCookies || 
 func (h *Handler) cookieName(r *http.Request) string {
 	switch {
 	case !h.secure(r):
-		return cookieBase
+		return CookieName
 	case h.prefix == "":
-		return "__Host-" + cookieBase
+		return "__Host-" + CookieName
 	default:
-		return "__Secure-" + cookieBase
+		return "__Secure-" + CookieName
 	}
 }
 

@@ -114,7 +114,7 @@ func TestSignInAndOut(t *testing.T) {
 		t.Fatalf("cookies %v", cookies)
 	}
 	c := cookies[0]
-	if c.Name != cookieBase || c.Value != "alpha-token" || c.Path != "/dash/" || !c.HttpOnly || c.Secure ||
+	if c.Name != CookieName || c.Value != "alpha-token" || c.Path != "/dash/" || !c.HttpOnly || c.Secure ||
 		c.SameSite != http.SameSiteStrictMode || c.MaxAge != int(DefaultSessionMaxAge/time.Second) {
 		t.Fatalf("cookie %+v", c)
 	}
@@ -225,11 +225,11 @@ func TestSecureCookie(t *testing.T) {
 		name    string
 		refused bool
 	}{
-		{"/", true, false, "https://example.com", "__Host-" + cookieBase, false},
-		{"/dash/", true, false, "https://example.com", "__Secure-" + cookieBase, false},
-		{"/", false, true, "https://example.com", "__Host-" + cookieBase, false},
+		{"/", true, false, "https://example.com", "__Host-" + CookieName, false},
+		{"/dash/", true, false, "https://example.com", "__Secure-" + CookieName, false},
+		{"/", false, true, "https://example.com", "__Host-" + CookieName, false},
 		{"/", true, false, "http://example.com", "", true}, // an http page cannot be this https origin
-		{"/", false, false, "https://example.com", cookieBase, false},
+		{"/", false, false, "https://example.com", CookieName, false},
 	}
 	for _, tc := range cases {
 		h := start(t, Options{Sandboxes: fixture(), Auth: testAuth, Prefix: tc.prefix, SecureCookies: tc.secure})

@@ -115,27 +115,28 @@ func FuzzParsePath(f *testing.F) {
 	})
 }
 
-// FuzzWithoutSessionCookie: whatever a client writes in Cookie, no pair
-// named like the session cookie (under any of its prefixes) reaches the
-// sandbox, and every other non-empty pair does, in order.
-func FuzzWithoutSessionCookie(f *testing.F) {
-	for _, s := range []string{"sb-session=t; a=1", "__Host-sb-session=t", "a=1;__Secure-sb-session=t;b", "sb-session", " ; ;sb-session=x=y"} {
+// FuzzWithoutCredentialCookies: whatever a client writes in Cookie, no
+// pair named like a credential cookie (the session cookie, the
+// dashboard's; under any of their prefixes) reaches the sandbox, and
+// every other non-empty pair does, in order.
+func FuzzWithoutCredentialCookies(f *testing.F) {
+	for _, s := range []string{"sb-session=t; a=1", "__Host-sb-session=t", "a=1;__Secure-sb-session=t;b", "sb-session", " ; ;sb-session=x=y", "__Host-dash=t; sb-session=u"} {
 		f.Add(s, "b=2")
 	}
-	p := &forwardPolicy{sessionCookie: "sb-session"}
+	p := &forwardPolicy{credentialCookies: []string{"sb-session", "dash"}}
 	f.Fuzz(func(t *testing.T, v1, v2 string) {
 		var want []string
 		for _, v := range []string{v1, v2} {
 			for pair := range strings.SplitSeq(v, ";") {
 				pair = strings.TrimSpace(pair)
 				name, _, _ := strings.Cut(pair, "=")
-				if pair != "" && strings.TrimPrefix(strings.TrimPrefix(name, "__Host-"), "__Secure-") != "sb-session" {
+				if bare := strings.TrimPrefix(strings.TrimPrefix(name, "__Host-"), "__Secure-"); pair != "" && bare != "sb-session" && bare != "dash" {
 					want = append(want, pair)
 				}
 			}
 		}
 		var got []string
-		for _, v := range p.withoutSessionCookie([]string{v1, v2}) {
+		for _, v := range p.withoutCredentialCookies([]string{v1, v2}) {
 			for pair := range strings.SplitSeq(v, ";") {
 				if pair = strings.TrimSpace(pair); pair != "" {
 					got = append(got, pair)

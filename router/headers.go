@@ -58,9 +58,10 @@ const sandboxPrefix = "X-Sandbox-"
 type forwardPolicy struct {
 	trustedProxies       []netip.Prefix
 	forwardAuthorization bool
-	// sessionCookie (and "__Host-" or "__Secure-" + it) is a credential
-	// for the router: taken out of the Cookie header.
-	sessionCookie string
+	// credentialCookies (and "__Host-" or "__Secure-" + each) are
+	// credentials for the router or its dashboard: taken out of the
+	// Cookie header.
+	credentialCookies []string
 }
 
 // endToEnd calls emit with each client header the sandbox receives and its
@@ -72,8 +73,8 @@ func (p *forwardPolicy) endToEnd(h http.Header, emit func(k string, vv []string)
 		if p.skipRequestHeader(k, tokens) {
 			continue
 		}
-		if k == "Cookie" && p.sessionCookie != "" {
-			vv = p.withoutSessionCookie(vv)
+		if k == "Cookie" && len(p.credentialCookies) > 0 {
+			vv = p.withoutCredentialCookies(vv)
 		}
 		if vv = validValues(vv); len(vv) > 0 {
 			emit(k, vv)
@@ -104,17 +105,19 @@ func (p *forwardPolicy) skipRequestHeader(k string, connTokens []string) bool {
 	return false
 }
 
-// withoutSessionCookie removes the session cookie from Cookie values,
-// reusing vv when it is not there.
-func (p *forwardPolicy) withoutSessionCookie(vv []string) []string {
-	hasIt := false
+// withoutCredentialCookies removes the credential cookies from Cookie
+// values, reusing vv when none is there.
+func (p *forwardPolicy) withoutCredentialCookies(vv []string) []string {
+	hasOne := false
 	for _, v := range vv {
-		if strings.Contains(v, p.sessionCookie) {
-			hasIt = true
-			break
+		for _, name := range p.credentialCookies {
+			if strings.Contains(v, name) {
+				hasOne = true
+				break
+			}
 		}
 	}
-	if !hasIt {
+	if !hasOne {
 		return vv
 	}
 	out := make([]string, 0, len(vv))
@@ -123,7 +126,7 @@ func (p *forwardPolicy) withoutSessionCookie(vv []string) []string {
 		for pair := range strings.SplitSeq(v, ";") {
 			name, _, _ := strings.Cut(strings.TrimSpace(pair), "=")
 			bare := strings.TrimPrefix(strings.TrimPrefix(name, "__Host-"), "__Secure-")
-			if bare == p.sessionCookie {
+			if slices.Contains(p.credentialCookies, bare) {
 				continue
 			}
 			if pair = strings.TrimSpace(pair); pair != "" {
@@ -388,4 +391,19 @@ func headerValue(h http.Header, key string) string {
 		return v[0]
 	}
 	return ""
+}
+
+// credentialCookies are the cookie names the sandbox never gets: the
+// access session cookie and the router's other credential cookies.
+func credentialCookies(opts Options) []string {
+	var out []string
+	if opts.SessionCookie != "" {
+		out = append(out, opts.SessionCookie)
+	}
+	for _, c := range opts.CredentialCookies {
+		if c != "" && !slices.Contains(out, c) {
+			out = append(out, c)
+		}
+	}
+	return out
 }

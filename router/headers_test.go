@@ -136,3 +136,25 @@ func TestResponseConnectionTokens(t *testing.T) {
 		t.Fatalf("a response without Connection: %v", got)
 	}
 }
+
+// TestCredentialCookiesNeverForwarded: the access session cookie and the
+// router's other credential cookies (the dashboard's holds the viewer's
+// token, and browsers send a host's cookies to every port of it) are
+// taken out of the Cookie header, under any of their prefixes; the rest
+// passes.
+func TestCredentialCookiesNeverForwarded(t *testing.T) {
+	p := &forwardPolicy{credentialCookies: credentialCookies(Options{SessionCookie: "sb-session", CredentialCookies: []string{"sandbox_dashboard_token", "sb-session"}})}
+	if len(p.credentialCookies) != 2 {
+		t.Fatalf("credential cookies %v", p.credentialCookies)
+	}
+	h := http.Header{"Cookie": {"sandbox_dashboard_token=eyJ.k8s.token; app=1", "__Host-sandbox_dashboard_token=x; __Secure-sb-session=y; theme=dark"}}
+	var got []string
+	p.endToEnd(h, func(k string, vv []string) {
+		if k == "Cookie" {
+			got = append(got, vv...)
+		}
+	})
+	if want := []string{"app=1", "theme=dark"}; !slices.Equal(got, want) {
+		t.Fatalf("Cookie to the sandbox %q, want %q", got, want)
+	}
+}

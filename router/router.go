@@ -142,6 +142,10 @@ type Options struct {
 	// query the sandbox gets.
 	SessionCookie string
 	EntryParam    string
+	// CredentialCookies are more cookies that carry credentials for the
+	// router's own services (the dashboard's sign-in cookie: browsers send
+	// a host's cookies to every port of it), removed like SessionCookie.
+	CredentialCookies []string
 	// MaxRequestBodyBytes rejects larger request bodies with 413; 0 = no limit.
 	MaxRequestBodyBytes int64
 	// MaxClientTimeout caps the deadline a client asks for with
@@ -231,7 +235,7 @@ func New(opts Options) (*Router, error) {
 			pathPrefix:         opts.PathRoutingPrefix,
 		},
 		forward: forwardPolicy{trustedProxies: opts.TrustedProxies, forwardAuthorization: opts.ForwardAuthorization,
-			sessionCookie: opts.SessionCookie},
+			credentialCookies: credentialCookies(opts)},
 		metrics: opts.Metrics,
 		tracing: newTracing(opts.TracerProvider),
 		log:     opts.Log,

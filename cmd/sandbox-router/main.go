@@ -27,6 +27,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/sandbox-router/sandbox-router/access"
+	"github.com/sandbox-router/sandbox-router/dashboard"
 	"github.com/sandbox-router/sandbox-router/resolver/kube"
 	"github.com/sandbox-router/sandbox-router/resolver/static"
 	"github.com/sandbox-router/sandbox-router/router"
@@ -176,9 +177,12 @@ func run(cfg *config) error {
 		ForwardAuthorization: cfg.ForwardAuth,
 		IdentityHeaders:      cfg.IdentityHeaders,
 		SessionCookie:        cfg.AuthzCookieName,
-		EntryParam:           entryParam(cfg),
-		MaxRequestBodyBytes:  cfg.MaxRequestBody,
-		MaxClientTimeout:     cfg.MaxClientTimeout,
+		// The dashboard's sign-in cookie, on whatever replica or port it
+		// was set, never reaches a sandbox.
+		CredentialCookies:   []string{dashboard.CookieName},
+		EntryParam:          entryParam(cfg),
+		MaxRequestBodyBytes: cfg.MaxRequestBody,
+		MaxClientTimeout:    cfg.MaxClientTimeout,
 		Pool: router.PoolOptions{
 			MaxConnsPerEndpoint:   cfg.UpstreamMaxConns,
 			MaxWaitersPerEndpoint: cfg.UpstreamMaxConnWaiters,
