@@ -18,7 +18,7 @@ type ViewQuery struct {
 	Verb      string // ViewList or ViewGet
 	Group     string // the API group of Resource
 	Resource  string // plural, as RBAC names it
-	Namespace string // a DNS label; never "" (no cluster-wide questions)
+	Namespace string // a DNS label; "" for list asks about every namespace at once
 	Name      string // for ViewGet only
 }
 
@@ -89,7 +89,8 @@ func (c *Checker) MayView(ctx context.Context, p Principal, q ViewQuery) (bool, 
 	if err := q.check(); err != nil {
 		return false, err
 	}
-	if !resolver.IsDNSLabel(q.Namespace) || q.Name != "" && !resolver.IsDNSLabel(q.Name) {
+	// Namespace "" asks about every namespace at once: only list may.
+	if (q.Namespace != "" || q.Verb != ViewList) && !resolver.IsDNSLabel(q.Namespace) || q.Name != "" && !resolver.IsDNSLabel(q.Name) {
 		return false, nil
 	}
 	switch p.Auth {

@@ -87,6 +87,8 @@ func TestMayViewKubernetes(t *testing.T) {
 		{bob, getSandbox("team-b", "sb2"), false},
 		{alice, getSandbox("Team-B", "sb1"), false}, // no such name: not asked
 		{Principal{}, list("sandboxes", "team-a"), false},
+		{alice, list("sandboxes", ""), false}, // every namespace at once: asked
+		{bob, getSandbox("", "sb1"), false},   // get needs a namespace: not asked
 	}
 	for _, tc := range cases {
 		got, err := c.MayView(ctx, tc.p, tc.q)
@@ -95,8 +97,8 @@ func TestMayViewKubernetes(t *testing.T) {
 		}
 	}
 	asked := f.n.Load()
-	if asked != 7 {
-		t.Fatalf("%d reviews, want 7", asked)
+	if asked != 8 {
+		t.Fatalf("%d reviews, want 8", asked)
 	}
 	// Cached: asked again, no review; a refusal lives shorter than a yes.
 	for _, tc := range cases {

@@ -17,6 +17,8 @@ import (
 // maxRows (past it the client is told to reload instead).
 type hub struct {
 	maxRows int
+	// maxClients bounds the streams open at once (Options.MaxStreams).
+	maxClients int
 	// behind is how long a client may leave a reload untaken before it
 	// is dropped.
 	behind time.Duration
@@ -38,10 +40,11 @@ type client struct {
 	extensions  bool // the extensions catalog changed: see extensions_live.go
 }
 
-func newHub(maxRows int, behind time.Duration) *hub {
-	return &hub{maxRows: maxRows, behind: behind, clients: make(map[*client]struct{})}
+func newHub(maxRows, maxClients int, behind time.Duration) *hub {
+	return &hub{maxRows: maxRows, maxClients: maxClients, behind: behind, clients: make(map[*client]struct{})}
 }
 
+// join adds a client; nil when maxClients are connected already.
 func (h *hub) join() *client {
 	c := &client{
 		wake:    make(chan struct{}, 1),
@@ -49,8 +52,11 @@ func (h *hub) join() *client {
 		pending: make(map[resolver.Key]*item),
 	}
 	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.clients) >= h.maxClients {
+		return nil
+	}
 	h.clients[c] = struct{}{}
-	h.mu.Unlock()
 	return c
 }
 
@@ -148,6 +154,11 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 	// Join before reading the view the hello carries: a change after that
 	// read is pending already, so none falls between the two.
 	c := h.hub.join()
+	if c == nil {
+		w.Header().Set("Retry-After", "10")
+		writeError(w, http.StatusServiceUnavailable, "too_many_streams", "the dashboard serves as many live pages as it may; try again soon")
+		return
+	}
 	defer h.hub.leave(c)
 	hd := w.Header()
 	hd.Set("Content-Type", "text/event-stream")
@@ -176,6 +187,14 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 		case <-c.drop:
 			return
 		case <-heartbeat.C:
+			// A token revoked or expired since the stream opened ends it
+			// (the review is cached: cheap); the page reconnects, is
+			// refused and goes to sign-in.
+			if h.opts.Auth != nil {
+				if _, err := h.signedIn(r); err != nil {
+					return
+				}
+			}
 			if s.write([]byte(": ping\n\n")) != nil {
 				return
 			}

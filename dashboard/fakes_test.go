@@ -216,8 +216,10 @@ func (a *fakeActivity) IdleTimeout(_ string, lc resolver.Lifecycle) time.Duratio
 // hiding is a viewer who may not list one namespace.
 type hiding string
 
-func (h hiding) MayList(_ context.Context, _ Resource, ns string) bool { return ns != string(h) }
-func (h hiding) MayGet(context.Context, string, string) bool           { return false }
+func (h hiding) MayList(_ context.Context, _ Resource, ns string) bool {
+	return h == "" || ns != "" && ns != string(h) // hiding one namespace: not every one ("")
+}
+func (h hiding) MayGet(context.Context, string, string) bool { return false }
 
 func key(ns, name string) resolver.Key { return resolver.Key{Namespace: ns, Name: name} }
 

@@ -73,6 +73,10 @@ type Options struct {
 	// Heartbeat is how often an idle event stream gets a comment (default
 	// 15s).
 	Heartbeat time.Duration
+	// MaxStreams bounds the event streams open at once (default 1024):
+	// each is a goroutine and a bounded pending set; past it a page gets
+	// 503 and its EventSource tries again later.
+	MaxStreams int
 	// WriteTimeout is how far an event stream may fall behind (default
 	// 10s): a write that takes longer, or a reload the client has not
 	// taken within it, drops the client (the page reconnects and loads
@@ -126,9 +130,10 @@ func New(opts Options) (*Handler, error) {
 	}
 	opts.UpdateInterval = cmp.Or(opts.UpdateInterval, 250*time.Millisecond)
 	opts.MaxEventRows = cmp.Or(opts.MaxEventRows, 100)
+	opts.MaxStreams = cmp.Or(opts.MaxStreams, 1024)
 	opts.Heartbeat = cmp.Or(opts.Heartbeat, 15*time.Second)
 	opts.WriteTimeout = cmp.Or(opts.WriteTimeout, 10*time.Second)
-	if opts.UpdateInterval < 0 || opts.MaxEventRows < 0 || opts.Heartbeat < 0 || opts.WriteTimeout < 0 {
+	if opts.UpdateInterval < 0 || opts.MaxEventRows < 0 || opts.MaxStreams < 0 || opts.Heartbeat < 0 || opts.WriteTimeout < 0 {
 		return nil, errors.New("dashboard: intervals and bounds must not be negative")
 	}
 	if opts.BaseDomain != "" && !isDNSName(opts.BaseDomain) {
@@ -153,7 +158,7 @@ func New(opts Options) (*Handler, error) {
 		routerURL:     routerURL,
 		prefix:        strings.TrimSuffix(opts.Prefix, "/"),
 		cat:           newCatalog(opts.Sandboxes),
-		hub:           newHub(opts.MaxEventRows, opts.WriteTimeout),
+		hub:           newHub(opts.MaxEventRows, opts.MaxStreams, opts.WriteTimeout),
 		stats:         newStats(opts.Activity, opts.Metrics, cmp.Or(opts.Log, slog.New(slog.DiscardHandler))),
 		lastActivity:  lastActivity(opts.Sandboxes, opts.Activity),
 		applyInterval: applyInterval,

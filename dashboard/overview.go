@@ -160,7 +160,11 @@ func (h *Handler) overview(v *view, vis *visibility) overview {
 	if b := h.stats.busiest.Load(); b != nil {
 		o.Busiest = b.visibleTo(vis)
 	}
-	o.LastHour = h.stats.lastHour.Load()
+	// The last hour's figures are the whole replica's: only for viewers
+	// who may list every namespace's sandboxes.
+	if vis.clusterWide() {
+		o.LastHour = h.stats.lastHour.Load()
+	}
 	o.Pools = poolFillOf(h.ext, vis)
 	return o
 }

@@ -137,10 +137,13 @@ func (h *Handler) serveSandbox(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	it := v.find(resolver.Key{Namespace: ns, Name: name})
 	// A sandbox the viewer may neither list nor get answers like one that
-	// does not exist: its existence is not the viewer's to learn.
-	if it == nil || !vis.mayGet(ns, name) {
+	// does not exist: its existence is not the viewer's to learn. The
+	// viewer is asked first, whether the sandbox exists or not, so that
+	// the time of the answer does not tell either.
+	may := vis.mayGet(ns, name)
+	it := v.find(resolver.Key{Namespace: ns, Name: name})
+	if it == nil || !may {
 		writeError(w, http.StatusNotFound, "not_found", "no such sandbox")
 		return
 	}

@@ -74,7 +74,8 @@ type EventLog interface {
 // one sandbox shows that sandbox's own page and nothing else.
 type Viewer interface {
 	// MayList reports whether the viewer may see the objects of resource
-	// in namespace. It is asked once per resource and namespace per answer
+	// in namespace; namespace "" asks about every namespace at once (a
+	// cluster-wide binding), which is asked first. It is asked once per resource and namespace per answer
 	// (and per event message), so implementations backed by reviews must
 	// cache.
 	MayList(ctx context.Context, resource Resource, namespace string) bool
@@ -127,6 +128,11 @@ func (v *visibility) mayList(resource Resource, namespace string) bool {
 	if v.viewer == nil {
 		return true
 	}
+	// One question covers every namespace of a viewer who may list them
+	// all (a cluster-wide binding): asked first, once per answer.
+	if namespace != "" && v.mayList(resource, "") {
+		return true
+	}
 	k := visibilityKey{resource, namespace}
 	if ok, seen := v.memo[k]; seen {
 		return ok
@@ -138,6 +144,10 @@ func (v *visibility) mayList(resource Resource, namespace string) bool {
 	v.memo[k] = ok
 	return ok
 }
+
+// clusterWide reports whether the viewer may list the sandboxes of every
+// namespace: what the replica-wide figures (the last hour) need.
+func (v *visibility) clusterWide() bool { return v.mayList(ResourceSandboxes, "") }
 
 // mayGet reports whether the viewer may see one sandbox: by listing its
 // namespace or by getting it by name.

@@ -1,10 +1,12 @@
 package dashboard
 
 import (
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -196,17 +198,33 @@ func TestActivityFields(t *testing.T) {
 	m.resumes.WithLabelValues("ok").Add(2)
 	m.latency.Observe(1.2)
 	h := startWith(t, Options{Sandboxes: fixture(), Activity: fc, Metrics: m.reg, RouterURL: "https://router.example.com:8443", BaseDomain: "sandboxes.example.com",
-		Viewer: func(*http.Request) (Viewer, error) { return hiding("beta"), nil }}, func(h *Handler) { h.stats.now = func() time.Time { return at } })
+		Viewer: headerViewer}, func(h *Handler) { h.stats.now = func() time.Time { return at } })
 	eventually(t, "the first samples", func() bool { return h.stats.busiest.Load() != nil && h.stats.lastHour.Load() != nil })
 	fc.set(key("alpha", "web-1"), 30)
 	fc.set(key("beta", "cache"), 300)
 	h.stats.sampleRates(at.Add(10 * time.Second))
 
-	var o overview
-	get(t, h, "/api/overview", &o)
+	overviewAs := func(hide string) overview {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, "/api/overview", nil)
+		req.Header.Set("X-Hide", hide)
+		h.ServeHTTP(rec, req)
+		var o overview
+		if err := json.Unmarshal(rec.Body.Bytes(), &o); err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	o := overviewAs("beta")
 	if o.Busiest == nil || o.Busiest.IntervalSeconds != 10 || len(o.Busiest.Sandboxes) != 1 || o.Busiest.Sandboxes[0] != (busySandbox{"alpha", "web-1", 3}) {
 		t.Fatalf("busiest %+v", o.Busiest)
 	}
+	// The last hour is the whole replica's: only for a viewer who may list
+	// every namespace.
+	if o.LastHour != nil {
+		t.Fatalf("a viewer hiding beta sees the replica's last hour: %+v", o.LastHour)
+	}
+	o = overviewAs("")
 	if o.LastHour == nil || !o.LastHour.SinceStart || o.LastHour.Resumes != 2 || o.LastHour.ResumeP50Seconds == nil || *o.LastHour.ResumeP50Seconds != 1.25 {
 		t.Fatalf("last hour %+v", o.LastHour)
 	}

@@ -60,6 +60,18 @@ func startAccess(ctx context.Context, cfg *config, res router.Resolver, restCfg 
 		}
 		opts.Tokens = akube.NewTokenReviewer(cs.AuthenticationV1().TokenReviews(), cfg.AuthzAudiences)
 		opts.Access = akube.NewAccessReviewer(cs.AuthorizationV1().SubjectAccessReviews())
+		if cfg.Dashboard.Listen != "" {
+			// The dashboard's list and get reviews have a client and a
+			// budget of their own: a page view asks per namespace, and
+			// must never slow the data plane's reviews down.
+			vcfg := rest.CopyConfig(restCfg)
+			vcfg.QPS, vcfg.Burst = float32(cfg.Dashboard.ReviewQPS), int(2*cfg.Dashboard.ReviewQPS)
+			vcs, err := kubernetes.NewForConfig(vcfg)
+			if err != nil {
+				return nil, nil, err
+			}
+			opts.Views = akube.NewAccessReviewer(vcs.AuthorizationV1().SubjectAccessReviews())
+		}
 	}
 	if slices.Contains(modes, access.ModeScopedToken) {
 		v, err := scoped.NewVerifier(scoped.VerifierOptions{SecretFile: cfg.AuthzScopedSecretFile, PublicKeyDir: cfg.AuthzScopedKeyDir, Log: log})

@@ -27,6 +27,7 @@ type dashboardConfig struct {
 	RouterURL     string
 	Extensions    bool
 	SecureCookies bool
+	ReviewQPS     float64
 }
 
 func (d *dashboardConfig) flags(fs *flag.FlagSet) {
@@ -34,6 +35,7 @@ func (d *dashboardConfig) flags(fs *flag.FlagSet) {
 	fs.BoolVar(&d.Anonymous, "dashboard-anonymous", false, "serve the dashboard without sign-in: whoever reaches its listener sees every sandbox; required with authz-mode allow-all, which knows no viewers")
 	fs.StringVar(&d.RouterURL, "dashboard-router-url", "", "the router's URL as clients reach it, for the dashboard's curl examples (default http://localhost:8080)")
 	fs.BoolVar(&d.SecureCookies, "dashboard-secure-cookies", false, "the dashboard is reached over HTTPS through a TLS-terminating proxy: its sign-in cookie is sent Secure (and __Host- prefixed) although its own listener is plain HTTP")
+	fs.Float64Var(&d.ReviewQPS, "dashboard-review-qps", 20, "SubjectAccessReviews per second for what dashboard viewers may list and get (burst twice that), on a client of their own: never taken from --authz-qps")
 	fs.BoolVar(&d.Extensions, "dashboard-extensions", true, "show SandboxTemplates, SandboxWarmPools and SandboxClaims (extensions.agents.x-k8s.io; needs list and watch on them: deploy/rbac/dashboard)")
 }
 
@@ -54,6 +56,9 @@ func (d *dashboardConfig) validate(c *config, bad func(string, ...any)) {
 	}
 	if modes, _ := access.ParseModes(c.AuthzMode); len(modes) == 1 && modes[0] == access.ModeAllowAll && !d.Anonymous {
 		bad("listen-dashboard with authz-mode allow-all would show every sandbox to whoever reaches it: set dashboard-anonymous to mean that, or choose an authz-mode that authenticates (kubernetes, tokenreview)")
+	}
+	if d.ReviewQPS <= 0 {
+		bad("dashboard-review-qps must be positive")
 	}
 	if d.Anonymous && d.SecureCookies {
 		bad("dashboard-secure-cookies is for sign-in, which dashboard-anonymous turns off")

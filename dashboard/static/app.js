@@ -161,7 +161,13 @@
       say('Live updates interrupted; reconnecting…');
       // A refused stream is not retried by the browser: ask why (a 401
       // goes to the sign-in page).
-      if (es.readyState === EventSource.CLOSED) { getJSON('api/session').catch(showError); }
+      // Signed in still (the stream was refused for another reason: too
+      // many open pages), try again a little later.
+      if (es.readyState === EventSource.CLOSED) {
+        getJSON('api/session').then(function () {
+          setTimeout(function () { connect(on); }, 10000);
+        }, showError);
+      }
     };
   }
 
