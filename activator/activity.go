@@ -90,23 +90,29 @@ func (t *Tracker) State(key resolver.Key) (inFlight int64, last time.Time) {
 // takes rates from two visits must treat a smaller count as a restart.
 // It holds the tracker's read lock while it visits: visit must be quick.
 func (t *Tracker) Requests(visit func(key resolver.Key, total uint64)) {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	for _, a := range t.entries {
+	for _, a := range t.all() {
 		visit(a.key, a.requests.Load())
 	}
+}
+
+// all copies the entries under the read lock, so that a visit runs
+// without it: a writer waiting on the lock (a new sandbox's Begin) would
+// otherwise hold every Begin until the visit ends.
+func (t *Tracker) all() []*Activity {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	all := make([]*Activity, 0, len(t.entries))
+	for _, a := range t.entries {
+		all = append(all, a)
+	}
+	return all
 }
 
 // sweep visits every entry. It marks connections still open as active now
 // and drops entries without requests whose sandbox is gone or that were
 // idle for longer than keep.
 func (t *Tracker) sweep(now time.Time, keep time.Duration, known func(resolver.Key) bool, visit func(*Activity, time.Time)) {
-	t.mu.RLock()
-	all := make([]*Activity, 0, len(t.entries))
-	for _, a := range t.entries {
-		all = append(all, a)
-	}
-	t.mu.RUnlock()
+	all := t.all()
 	var drop []*Activity
 	for _, a := range all {
 		if a.inFlight.Load() > 0 {

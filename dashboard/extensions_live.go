@@ -22,6 +22,7 @@ func (h *Handler) relayExtensions(ctx context.Context) (stop func()) {
 			case <-ctx.Done():
 				return
 			case <-changes:
+				h.pools.reset() // the next overview reads the change
 				h.hub.extensionsChanged()
 			}
 		}

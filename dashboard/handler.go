@@ -98,10 +98,13 @@ const applyInterval = 100 * time.Millisecond
 // under Options.Prefix. Run must run for it to answer (503 until the
 // first snapshot is loaded).
 type Handler struct {
-	opts      Options
-	sb        Sandboxes
-	act       Activity
-	ext       Extensions // nil: not watched
+	opts Options
+	sb   Sandboxes
+	act  Activity
+	ext  Extensions // nil: not watched
+	// pools are every warm pool, read once per recentFor for all pages'
+	// overviews.
+	pools     recent[[]WarmPool]
 	log       *slog.Logger
 	routerURL string
 	prefix    string // without the trailing slash; "" for "/"
@@ -152,7 +155,7 @@ func New(opts Options) (*Handler, error) {
 	h := &Handler{
 		opts:          opts,
 		sb:            opts.Sandboxes,
-		act:           opts.Activity,
+		act:           newSharedActivity(opts.Activity),
 		ext:           opts.Extensions,
 		log:           cmp.Or(opts.Log, slog.New(slog.DiscardHandler)),
 		routerURL:     routerURL,
@@ -162,6 +165,9 @@ func New(opts Options) (*Handler, error) {
 		stats:         newStats(opts.Activity, opts.Metrics, cmp.Or(opts.Log, slog.New(slog.DiscardHandler))),
 		lastActivity:  lastActivity(opts.Sandboxes, opts.Activity),
 		applyInterval: applyInterval,
+	}
+	if h.ext != nil {
+		h.pools = recent[[]WarmPool]{read: func() []WarmPool { return h.ext.WarmPools("") }, now: time.Now}
 	}
 	h.mux = h.routes()
 	return h, nil

@@ -117,12 +117,8 @@ type poolFill struct {
 
 // poolFillOf sums the warm pools the viewer may list: a pass over pools,
 // keeping only the bounded list of the shortest.
-func poolFillOf(ext Extensions, vis *visibility) poolFill {
-	f := poolFill{Watched: ext != nil, Short: []warmPoolRow{}}
-	if ext == nil {
-		return f
-	}
-	pools := ext.WarmPools("")
+func poolFillOf(pools []WarmPool, watched bool, vis *visibility) poolFill {
+	f := poolFill{Watched: watched, Short: []warmPoolRow{}}
 	for i := range pools {
 		p := &pools[i]
 		if !vis.mayList(ResourceWarmPools, p.Namespace) {
@@ -165,7 +161,11 @@ func (h *Handler) overview(v *view, vis *visibility) overview {
 	if vis.clusterWide() {
 		o.LastHour = h.stats.lastHour.Load()
 	}
-	o.Pools = poolFillOf(h.ext, vis)
+	var pools []WarmPool
+	if h.ext != nil {
+		pools = h.pools.get()
+	}
+	o.Pools = poolFillOf(pools, h.ext != nil, vis)
 	return o
 }
 

@@ -153,7 +153,7 @@ func (h *Handler) serveSandbox(w http.ResponseWriter, r *http.Request) {
 		Curl:       curlExample(h.routerURL, ns, name),
 		Examples:   examples(h.routerURL, h.opts.BaseDomain, ns, name),
 	}
-	if log, ok := h.act.(EventLog); ok {
+	if log, ok := h.opts.Activity.(EventLog); ok {
 		ans.Events = eventsOf(log, resolver.Key{Namespace: ns, Name: name})
 	}
 	if lc, ok := h.sb.Lifecycle(resolver.Key{Namespace: ns, Name: name, UID: it.res.UID}); ok {

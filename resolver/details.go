@@ -43,7 +43,8 @@ const (
 	MaxDetailLabels     = 32
 	MaxDetailConditions = 8
 	MaxDetailPorts      = 16
-	// MaxDetailValue bounds each string kept (a label value is at most 63
-	// bytes and a key 317, but reasons and container names are free).
-	MaxDetailValue = 256
+	// MaxDetailValue bounds each string kept: a label key is at most 317
+	// bytes (a prefix of 253, a slash, a name of 63) and a value 63, so
+	// labels are kept whole; reasons and container names are free text.
+	MaxDetailValue = 317
 )

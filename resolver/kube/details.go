@@ -171,16 +171,22 @@ func entries(s string) func(func([]string) bool) {
 // resolver.Details), from the cache; false for a warm-pool pod and a
 // sandbox not known or going away.
 func (r *Resolver) Details(k resolver.Key) (resolver.Details, bool) {
+	// Copy what is needed under the lock (Lookup takes it too) and
+	// unpack after.
 	r.idx.mu.RLock()
-	defer r.idx.mu.RUnlock()
 	e, sb := r.idx.current(k)
 	if sb == nil {
+		r.idx.mu.RUnlock()
 		return resolver.Details{}, false
 	}
-	d := sb.details()
+	rec := sandboxRecord{created: sb.created, meta: sb.meta}
+	pod := ""
 	if p := e.servingPod(sb); p != nil {
-		d.Pod = p.name
+		pod = p.name
 	}
+	r.idx.mu.RUnlock()
+	d := rec.details()
+	d.Pod = pod
 	return d, true
 }
 

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unique"
 
 	"k8s.io/apimachinery/pkg/types"
 
@@ -251,8 +252,13 @@ func (ix *index) refresh(e *entry, c *change) {
 	if res.State == resolver.StateStarting {
 		cand = e.candidate()
 	}
-	if sig := signature(&res, e.current(), cand); sig != e.sig {
-		e.sig = sig
+	cur := e.current()
+	var meta unique.Handle[sandboxMeta]
+	if cur != nil {
+		meta = cur.meta
+	}
+	if sig := signature(&res, cur, cand); sig != e.sig || meta != e.meta {
+		e.sig, e.meta = sig, meta
 		c.keys = append(c.keys, e.key())
 		if e.warm {
 			// The router's keys always carry a name (the pod's, for a

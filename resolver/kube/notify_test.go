@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"testing"
 	"time"
 
@@ -85,5 +86,32 @@ func TestFeedCoalesces(t *testing.T) {
 	ix.setSandbox(sb("c", "u3", 1))
 	if keys := <-done; len(keys) != 1 || keys[0] != byName("c") {
 		t.Fatalf("got %v, want [c]", keys)
+	}
+}
+
+// TestDetailsChangeNotifies: a change of labels, conditions or ports
+// alone (the same routing answer) reaches the feed, for the views that
+// show them; an update that changes neither does not.
+func TestDetailsChangeNotifies(t *testing.T) {
+	ix := newTestIndex()
+	labelled := func(rv uint64, labels map[string]string) *sandboxRecord {
+		u := &unstructured.Unstructured{Object: map[string]any{"metadata": map[string]any{}}}
+		u.SetLabels(labels)
+		return sb("a", "u1", rv, func(r *sandboxRecord) { r.meta = metaOf(u) })
+	}
+	ix.setSandbox(labelled(1, map[string]string{"app": "x"}))
+	f := ix.notify.subscribe()
+	defer f.Close()
+	ix.setSandbox(labelled(2, map[string]string{"app": "x"})) // nothing a view shows changed
+	ix.setSandbox(labelled(3, map[string]string{"app": "y"}))
+	keys, err := f.Next(t.Context())
+	if err != nil || len(keys) != 1 || keys[0] != byName("a") {
+		t.Fatalf("got %v %v, want [a]", keys, err)
+	}
+	ix.setSandbox(labelled(4, map[string]string{"app": "y"}))
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Millisecond)
+	defer cancel()
+	if keys, err := f.Next(ctx); err == nil {
+		t.Fatalf("Next returned %v for an update that changed nothing", keys)
 	}
 }

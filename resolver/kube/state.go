@@ -27,6 +27,10 @@ type entry struct {
 	// signature), to tell a change (which wakes waiters) from an update
 	// that changed nothing they care about.
 	sig uint64
+	// meta is the current view's details (Details) when last notified: a
+	// new interned handle (one pointer compared, nothing hashed) notifies
+	// too, so that views see a label or condition change.
+	meta unique.Handle[sandboxMeta]
 }
 
 // sandbox returns the view to trust: the newest one, by resource version,
@@ -153,8 +157,7 @@ func (e *entry) compute() resolver.Result {
 // signature digests what waiters and feeds are told about: a result
 // (FNV-1a over its fields); from the current view sb (nil when there is
 // none), the idle and hold timeouts, so that an idle suspender learns a
-// new timeout, the release policy, and what views show of it (labels,
-// conditions, ports: Details); and for a starting sandbox its
+// new timeout, and the release policy; and for a starting sandbox its
 // candidate pod (nil when none) and that pod's address, so that the
 // activator learns the moment a new pod appears, gets its address, or is
 // replaced. The last-activity annotation and the resource version
@@ -190,13 +193,6 @@ func signature(r *resolver.Result, sb *sandboxRecord, cand *podRecord) uint64 {
 		}
 	}
 	if sb != nil {
-		// What views show (labels, conditions, ports) wakes their feeds.
-		if sb.meta != (unique.Handle[sandboxMeta]{}) {
-			m := sb.meta.Value()
-			mixString(m.labels)
-			mixString(m.conditions)
-			mixString(m.ports)
-		}
 		mix(byte(sb.release))
 		mix(byte(sb.flags & (idleSet | holdSet)))
 		for _, v := range [...]uint32{sb.idleTimeout, sb.holdTimeout} {
