@@ -38,6 +38,11 @@
 //     generation and shared by every request;
 //   - rows.go: the JSON row and what it adds from lifecycles and activity;
 //   - table.go: search, filters, sort and pagination (api/sandboxes);
+//   - labels.go: the table's label selector (parse and match);
+//   - details.go: what the catalog keeps of the resolver's Details (pod,
+//     creation time, labels) for the table's columns and label filter;
+//   - recent.go: reads of the activator and the extensions catalog shared
+//     by every open page for a moment;
 //   - overview.go: counts by state, warm-pool pods, the warm pools'
 //     fill, held requests, busiest sandboxes, the last hour
 //     (api/overview);

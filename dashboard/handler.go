@@ -245,8 +245,12 @@ func (h *Handler) Run(ctx context.Context) error {
 	}
 	if h.stats.enabled() {
 		statsCtx, stop := context.WithCancel(ctx)
-		defer stop()
-		go h.stats.run(statsCtx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			h.stats.run(statsCtx)
+		}()
+		defer func() { stop(); <-done }() // Run returns after the samplers
 	}
 	// Subscribe first: a change during the snapshot is then in the feed.
 	feed := h.sb.Subscribe()

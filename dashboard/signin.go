@@ -153,6 +153,9 @@ func (h *Handler) startSession(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "cross_origin", "sign-in must come from the dashboard's own pages")
 		return
 	}
+	// The listener has no read timeout (the event streams are long): a
+	// sign-in's body gets a deadline of its own.
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(10 * time.Second))
 	r.Body = http.MaxBytesReader(w, r.Body, maxSignInBody)
 	var in struct {
 		Token string `json:"token"`

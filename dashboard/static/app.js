@@ -114,6 +114,17 @@
     return el;
   }
 
+  // slashToSearch: "/" outside a field jumps to the search box (#q), as
+  // on many sites; it reports whether it did.
+  function slashToSearch(e) {
+    var t = e.target;
+    var typingHere = t.tagName === 'INPUT' || t.tagName === 'SELECT' || t.tagName === 'TEXTAREA';
+    if (e.key !== '/' || typingHere || e.ctrlKey || e.metaKey || e.altKey || !$('q')) { return false; }
+    e.preventDefault();
+    $('q').focus();
+    return true;
+  }
+
   function sandboxHref(ns, name) {
     return 'sandbox?namespace=' + encodeURIComponent(ns) + '&name=' + encodeURIComponent(name);
   }
@@ -422,12 +433,7 @@
     // between the rows' links.
     document.addEventListener('keydown', function (e) {
       var t = e.target;
-      var typingHere = t.tagName === 'INPUT' || t.tagName === 'SELECT' || t.tagName === 'TEXTAREA';
-      if (e.key === '/' && !typingHere && !e.ctrlKey && !e.metaKey && !e.altKey) {
-        e.preventDefault();
-        $('q').focus();
-        return;
-      }
+      if (slashToSearch(e)) { return; }
       if ((e.key === 'ArrowDown' || e.key === 'ArrowUp') && $('rows').contains(t)) {
         var links = Array.prototype.slice.call($('rows').querySelectorAll('a'));
         var i = links.indexOf(t);
@@ -720,14 +726,7 @@
     form.addEventListener('submit', function (e) { e.preventDefault(); pageNo = 1; load(); });
     $('prev').addEventListener('click', function () { if (pageNo > 1) { pageNo--; load(); } });
     $('next').addEventListener('click', function () { pageNo++; load(); });
-    document.addEventListener('keydown', function (e) {
-      var t = e.target;
-      var typingHere = t.tagName === 'INPUT' || t.tagName === 'SELECT' || t.tagName === 'TEXTAREA';
-      if (e.key === '/' && !typingHere && !e.ctrlKey && !e.metaKey && !e.altKey) {
-        e.preventDefault();
-        $('q').focus();
-      }
-    });
+    document.addEventListener('keydown', slashToSearch);
 
     connect({ load: load, update: function () {}, extensions: load });
   }

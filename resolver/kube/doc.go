@@ -2,7 +2,7 @@
 // cluster's Sandbox objects (agents.x-k8s.io, v1beta1 and v1alpha1) and of
 // their pods.
 //
-// It owns five things, each in its own file:
+// It owns six things, each in its own file:
 //   - transform.go: informer transforms that turn a decoded Sandbox or Pod
 //     into a small record (records.go) holding only what routing needs, so
 //     the cache grows by a small constant per sandbox however big the pod
@@ -16,7 +16,10 @@
 //     change, with no goroutine per sandbox and no polling;
 //   - lifecycle.go: what the activator reads besides the routing answer,
 //     the suspend/resume policy of a sandbox's annotations (Lifecycle) and
-//     the spec fields that suspend it (SpecOf).
+//     the spec fields that suspend it (SpecOf);
+//   - details.go: what views read beyond routing (Details: creation time,
+//     labels, conditions, pod-template ports, the serving pod), bounded
+//     and interned per distinct value, never read on the request path.
 //
 // metrics.go counts what they do. informers.go wires them to client-go: discovery picks the served Sandbox
 // versions, and one Sandbox informer per version plus one Pod informer
