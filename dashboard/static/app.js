@@ -148,21 +148,32 @@
       on.load();
       return;
     }
-    var es = new EventSource('api/events');
-    es.addEventListener('hello', function () { say('Live'); on.load(); });
-    es.addEventListener('reload', function () { on.load(); });
-    es.addEventListener('update', function (e) {
-      var u = JSON.parse(e.data);
-      on.update(u);
-      noteChanges(u.rows.length);
-    });
-    if (on.extensions) { es.addEventListener('extensions', on.extensions); }
-    es.onerror = function () {
-      say('Live updates interrupted; reconnecting…');
-      // A refused stream is not retried by the browser: ask why (a 401
-      // goes to the sign-in page).
-      if (es.readyState === EventSource.CLOSED) { getJSON('api/session').catch(showError); }
-    };
+    var es = null;
+    function open() {
+      es = new EventSource('api/events');
+      es.addEventListener('hello', function () { say('Live'); on.load(); });
+      es.addEventListener('reload', function () { on.load(); });
+      es.addEventListener('update', function (e) {
+        var u = JSON.parse(e.data);
+        on.update(u);
+        noteChanges(u.rows.length);
+      });
+      if (on.extensions) { es.addEventListener('extensions', on.extensions); }
+      es.onerror = function () {
+        say('Live updates interrupted; reconnecting…');
+        // A refused stream is not retried by the browser: ask why (a 401
+        // goes to the sign-in page).
+        if (this.readyState === EventSource.CLOSED) { getJSON('api/session').catch(showError); }
+      };
+    }
+    open();
+    // A page the browser keeps in its back-forward cache would keep its
+    // stream open, and with it one of the six connections a browser
+    // opens to a host over HTTP/1.1: a few pages later the dashboard
+    // stalls. The stream closes with the page and opens again (hello:
+    // everything reloaded) if the page comes back.
+    window.addEventListener('pagehide', function () { es.close(); });
+    window.addEventListener('pageshow', function (e) { if (e.persisted) { open(); } });
   }
 
   // --- overview -----------------------------------------------------------
