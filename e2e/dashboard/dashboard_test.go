@@ -226,12 +226,34 @@ func (b *browser) waitValue(t *testing.T, ctx context.Context, what, expr string
 	}
 	w := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	cond := fmt.Sprintf("JSON.stringify(%s) === %s", expr, mustJSON(string(w)))
-	if _, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](cond, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(waitTimeout))); err != nil {
+	for {
+		_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](cond, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(waitTimeout)))
+		if err == nil {
+			return
+		}
+		if ctx.Err() == nil && contextGone(err) {
+			// The page's script context changed under the poll (the page
+			// before went into the back-forward cache after this one
+			// loaded): poll again in the page that is there.
+			select {
+			case <-ctx.Done():
+			case <-time.After(50 * time.Millisecond):
+				continue
+			}
+		}
 		cctx, cancel := context.WithTimeout(b.tab, 5*time.Second)
 		defer cancel()
 		got, _ := chromedp.Run(cctx, chromedp.Evaluate[any](expr))
 		t.Fatalf("%s: %v\n got %v\nwant %s", what, err, got, w)
 	}
+}
+
+// contextGone reports whether err says that the JavaScript context an
+// evaluation ran in went away, not that the expression failed.
+func contextGone(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "Cannot find context with specified id") || strings.Contains(s, "Execution context was destroyed") ||
+		strings.Contains(s, "Inspected target navigated or closed")
 }
 
 // mustJSON quotes s as a JavaScript string literal.

@@ -224,6 +224,26 @@ func (b *browser) signOut(t *testing.T, ctx context.Context) {
 	b.waitAcross(t, ctx, "signed out", `location.pathname`, "/signin")
 }
 
+// throughRouter sends a request to the sandbox through the router's
+// HTTP listener as the holder of token, and returns the answer's status
+// and the start of its body.
+func throughRouter(ctx context.Context, p *routerproc.Proc, ns, name, token string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.HTTPAddr+"/", nil)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("X-Sandbox-ID", name)
+	req.Header.Set("X-Sandbox-Namespace", ns)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp.StatusCode, string(body), err
+}
+
 // apiGet reads a dashboard API path with a bearer token.
 func apiGet(t *testing.T, url, token string) (int, string) {
 	t.Helper()
@@ -289,7 +309,7 @@ func TestDashboardThroughTheRouter(t *testing.T) {
 		b.waitValue(t, ctx, "total", `document.getElementById('total').textContent`, fmt.Sprintf("(%d in all)", nA))
 		b.waitValue(t, ctx, "one namespace", `document.getElementById('namespaces').textContent`, "1")
 		b.waitValue(t, ctx, "team-a's pool only", `['fill-pools', 'fill-desired', 'fill-ready'].map(id => document.getElementById(id).textContent)`, []string{"1", "3", "2"})
-		b.waitValue(t, ctx, "signed in as", `document.querySelector('header .session').textContent`, "Signed in as system:serviceaccount:"+viewersNS+":viewer-a Sign out")
+		b.waitValue(t, ctx, "signed in as", `(document.querySelector('header .session') || {}).textContent`, "Signed in as system:serviceaccount:"+viewersNS+":viewer-a Sign out")
 		b.waitValue(t, ctx, "team-b nowhere", noTeamB, true)
 	})
 	if !ok {
@@ -310,22 +330,9 @@ func TestDashboardThroughTheRouter(t *testing.T) {
 		e.setMode(t, ns, name, "Suspended")
 		b.waitValue(t, ctx, "suspended on the open page", state, "suspended")
 
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.HTTPAddr+"/", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("X-Sandbox-ID", name)
-		req.Header.Set("X-Sandbox-Namespace", ns)
-		req.Header.Set("Authorization", "Bearer "+tok.a)
 		woke := time.Now()
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatalf("request through the router: %v", err)
-		}
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			t.Fatalf("request through the router: %d %s", resp.StatusCode, body)
+		if code, body, err := throughRouter(ctx, p, ns, name, tok.a); err != nil || code != http.StatusOK {
+			t.Fatalf("request through the router: %d %s %v", code, body, err)
 		}
 		t.Logf("the held request answered 200 after %v", time.Since(woke).Round(time.Millisecond))
 		b.waitValue(t, ctx, "running again on the open page", state, "running")
@@ -360,7 +367,34 @@ func TestDashboardThroughTheRouter(t *testing.T) {
 
 	t.Run("activity", func(t *testing.T) {
 		// The busiest sandboxes are request rates between two samples,
-		// taken every 10 s: the wake-up's request shows within one more.
+		// taken every 10 s: a sample shows the wake-up's request within
+		// 20 s. A request every half second keeps the sandbox among them
+		// in every later sample, so the page opened after the API showed
+		// it cannot fall between two samples.
+		trafficCtx, stopTraffic := context.WithCancel(t.Context())
+		traffic := make(chan error, 1)
+		go func() {
+			tick := time.NewTicker(500 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-trafficCtx.Done():
+					traffic <- nil
+					return
+				case <-tick.C:
+				}
+				if code, body, err := throughRouter(trafficCtx, p, ns, name, tok.a); err != nil && trafficCtx.Err() == nil || err == nil && code != http.StatusOK {
+					traffic <- fmt.Errorf("request through the router: %d %s %v", code, body, err)
+					return
+				}
+			}
+		}()
+		t.Cleanup(func() {
+			stopTraffic()
+			if err := <-traffic; err != nil {
+				t.Error(err)
+			}
+		})
 		var o struct {
 			Busiest *struct {
 				IntervalSeconds float64 `json:"intervalSeconds"`
@@ -419,7 +453,7 @@ func TestDashboardThroughTheRouter(t *testing.T) {
 		b.signOut(t, ctx)
 		b.signIn(t, ctx, tok.one)
 		b.waitAcross(t, ctx, "back on the overview", `location.pathname`, "/")
-		b.waitValue(t, ctx, "signed in as", `document.querySelector('header .session').textContent`, "Signed in as system:serviceaccount:"+viewersNS+":viewer-one Sign out")
+		b.waitValue(t, ctx, "signed in as", `(document.querySelector('header .session') || {}).textContent`, "Signed in as system:serviceaccount:"+viewersNS+":viewer-one Sign out")
 		b.waitValue(t, ctx, "no counts", jsCounts, counts(0, 0))
 		b.waitValue(t, ctx, "nothing in all", `document.getElementById('total').textContent`, "(0 in all)")
 		b.waitValue(t, ctx, "no namespace", `document.getElementById('namespaces').textContent`, "0")
