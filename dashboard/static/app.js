@@ -159,27 +159,39 @@
       on.load();
       return;
     }
-    var es = new EventSource('api/events');
-    es.addEventListener('hello', function () { say('Live'); on.load(); });
-    es.addEventListener('reload', function () { on.load(); });
-    es.addEventListener('update', function (e) {
-      var u = JSON.parse(e.data);
-      on.update(u);
-      noteChanges(u.rows.length);
-    });
-    if (on.extensions) { es.addEventListener('extensions', on.extensions); }
-    es.onerror = function () {
-      say('Live updates interrupted; reconnecting…');
-      // A refused stream is not retried by the browser: ask why (a 401
-      // goes to the sign-in page).
-      // Signed in still (the stream was refused for another reason: too
-      // many open pages), try again a little later.
-      if (es.readyState === EventSource.CLOSED) {
-        getJSON('api/session').then(function () {
-          setTimeout(function () { connect(on); }, 10000);
-        }, showError);
-      }
-    };
+    var es = null;
+    function open() {
+      es = new EventSource('api/events');
+      es.addEventListener('hello', function () { say('Live'); on.load(); });
+      es.addEventListener('reload', function () { on.load(); });
+      es.addEventListener('update', function (e) {
+        var u = JSON.parse(e.data);
+        on.update(u);
+        noteChanges(u.rows.length);
+      });
+      if (on.extensions) { es.addEventListener('extensions', on.extensions); }
+      es.onerror = function () {
+        say('Live updates interrupted; reconnecting…');
+        // A refused stream is not retried by the browser: ask why (a 401
+        // goes to the sign-in page).
+        // Signed in still (the stream was refused for another reason: too
+        // many open pages), try again a little later.
+        var closed = this;
+        if (closed.readyState === EventSource.CLOSED) {
+          getJSON('api/session').then(function () {
+            setTimeout(function () { if (es === closed) { open(); } }, 10000);
+          }, showError);
+        }
+      };
+    }
+    open();
+    // A page the browser keeps in its back-forward cache would keep its
+    // stream open, and with it one of the six connections a browser
+    // opens to a host over HTTP/1.1: a few pages later the dashboard
+    // stalls. The stream closes with the page and opens again (hello:
+    // everything reloaded) if the page comes back.
+    window.addEventListener('pagehide', function () { es.close(); });
+    window.addEventListener('pageshow', function (e) { if (e.persisted) { open(); } });
   }
 
   // --- overview -----------------------------------------------------------

@@ -70,7 +70,9 @@ func (m *memSandboxes) Lookup(k resolver.Key) resolver.Result {
 	return m.byKey[[2]string{k.Namespace, k.Name}]
 }
 
-func (m *memSandboxes) Lifecycle(resolver.Key) (resolver.Lifecycle, bool) { return resolver.Lifecycle{}, false }
+func (m *memSandboxes) Lifecycle(resolver.Key) (resolver.Lifecycle, bool) {
+	return resolver.Lifecycle{}, false
+}
 
 func (m *memSandboxes) Subscribe() resolver.Feed {
 	f := &memFeed{m: m, wake: make(chan struct{}, 1), pending: make(map[resolver.Key]struct{})}

@@ -52,6 +52,21 @@ func (e *env) createExt(t *testing.T, gvr schema.GroupVersionResource, kind, ns,
 	}
 }
 
+// deleteExts deletes every template, warm pool and claim in the teams'
+// namespaces, as the admin.
+func (e *env) deleteExts(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	for _, gvr := range []schema.GroupVersionResource{claimGVR, poolGVR, templateGVR} {
+		for _, ns := range []string{teamA, teamB} {
+			if err := e.dyn.Resource(gvr).Namespace(ns).DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{}); err != nil {
+				t.Errorf("delete %s in %s: %v", gvr.Resource, ns, err)
+			}
+		}
+	}
+}
+
 func (e *env) patchExtStatus(t *testing.T, gvr schema.GroupVersionResource, ns, name, patch string) {
 	t.Helper()
 	if _, err := e.dyn.Resource(gvr).Namespace(ns).Patch(t.Context(), name, types.MergePatchType, []byte(patch), metav1.PatchOptions{}, "status"); err != nil {
@@ -67,11 +82,10 @@ const jsCells = `Array.from(document.querySelectorAll('#rows tr')).map(tr => Arr
 // open page without a reload, and a viewer hiding a namespace sees none
 // of its objects.
 func TestExtensionViews(t *testing.T) {
-	if testing.Short() {
-		t.Skip("real etcd and kube-apiserver: skipped in -short mode")
-	}
 	chromium(t)
 	e := newEnv(t)
+	// The cluster is the package's: what this test makes goes with it.
+	t.Cleanup(func() { e.deleteExts(t) })
 	for _, ns := range []string{teamA, teamB} {
 		e.createExt(t, templateGVR, "SandboxTemplate", ns, "python", map[string]any{"podTemplate": map[string]any{"spec": map[string]any{
 			"containers": []any{map[string]any{"name": "runtime", "image": "registry.example/python:3.13",
