@@ -395,13 +395,8 @@ func (c *config) validate() error {
 		bad("listen-https needs tls-cert and tls-key")
 	}
 	for _, a := range []struct{ name, v string }{{"listen-http", c.ListenHTTP}, {"listen-https", c.ListenHTTPS}, {"listen-admin", c.ListenAdmin}} {
-		if a.v == "" {
-			continue
-		}
-		if _, port, err := splitHostPort(a.v); err != nil {
-			bad("%s: %q is not host:port: %v", a.name, a.v, err)
-		} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-			bad("%s: %q has an invalid port", a.name, a.v)
+		if a.v != "" {
+			checkListen(a.name, a.v, bad)
 		}
 	}
 	switch c.PodIPMode {
@@ -663,6 +658,16 @@ func parseNamespaceTimeouts(pairs []string) (map[string]time.Duration, error) {
 		out[ns] = d
 	}
 	return out, nil
+}
+
+// checkListen checks a listener's address flag: host:port, a port of
+// 0-65535.
+func checkListen(name, addr string, bad func(string, ...any)) {
+	if _, port, err := splitHostPort(addr); err != nil {
+		bad("%s: %q is not host:port: %v", name, addr, err)
+	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
+		bad("%s: %q has an invalid port", name, addr)
+	}
 }
 
 func splitHostPort(s string) (string, string, error) {

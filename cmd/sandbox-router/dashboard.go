@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,11 +45,7 @@ func (d *dashboardConfig) validate(c *config, bad func(string, ...any)) {
 		}
 		return
 	}
-	if _, port, err := splitHostPort(d.Listen); err != nil {
-		bad("listen-dashboard: %q is not host:port: %v", d.Listen, err)
-	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		bad("listen-dashboard: %q has an invalid port", d.Listen)
-	}
+	checkListen("listen-dashboard", d.Listen, bad)
 	if c.Routes != "" {
 		bad("listen-dashboard needs the Kubernetes resolver (routes selects the static one, which reports no changes)")
 	}

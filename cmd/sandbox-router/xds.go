@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -55,11 +54,7 @@ func (x *xdsConfig) validate(c *config, bad func(string, ...any)) {
 	if x.Listen == "" {
 		return
 	}
-	if _, port, err := splitHostPort(x.Listen); err != nil {
-		bad("xds-listen: %q is not host:port: %v", x.Listen, err)
-	} else if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
-		bad("xds-listen: %q has an invalid port", x.Listen)
-	}
+	checkListen("xds-listen", x.Listen, bad)
 	if c.Routes != "" {
 		bad("xds-listen needs the Kubernetes resolver (routes selects the static one, which reports no changes)")
 	}

@@ -139,7 +139,8 @@ func (f *memFeed) Close() {
 	f.m.mu.Unlock()
 }
 
-// serveHandler serves h on a loopback listener until the test ends.
+// serveHandler serves h on a loopback listener until the test ends; the
+// open pages' event streams are closed with it.
 func serveHandler(tb testing.TB, h http.Handler) string {
 	tb.Helper()
 	srv := httptest.NewUnstartedServer(h)
@@ -159,20 +160,7 @@ func serveHandler(tb testing.TB, h http.Handler) string {
 // serveMemDashboard runs a dashboard on m until the test ends.
 func serveMemDashboard(tb testing.TB, m *memSandboxes) string {
 	tb.Helper()
-	h, err := dashboard.New(dashboard.Options{Sandboxes: m, RouterURL: routerURL})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- h.Run(ctx) }()
-	base := serveHandler(tb, h)
-	tb.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			tb.Errorf("dashboard Run: %v", err)
-		}
-	})
+	base := runDashboard(tb, dashboard.Options{Sandboxes: m, RouterURL: routerURL})
 	// It answers 503 until Run has loaded the resolver's snapshot.
 	deadline := time.Now().Add(waitTimeout)
 	for {

@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/http/httptest"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -94,30 +92,28 @@ func (e *env) serve(t *testing.T, viewer func(*http.Request) (dashboard.Viewer, 
 func (e *env) serveOptions(t *testing.T, opts dashboard.Options) string {
 	t.Helper()
 	opts.Sandboxes, opts.RouterURL = e.r, routerURL
+	return runDashboard(t, opts)
+}
+
+// runDashboard runs a dashboard with opts and serves it on a loopback
+// listener until the test ends; it returns its URL (with the trailing
+// slash).
+func runDashboard(tb testing.TB, opts dashboard.Options) string {
+	tb.Helper()
 	h, err := dashboard.New(opts)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- h.Run(ctx) }()
-	srv := httptest.NewUnstartedServer(h)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Listener = ln
-	srv.Start()
-	t.Cleanup(func() {
-		// The pages' event streams are open: close them with the server.
-		srv.CloseClientConnections()
-		srv.Close()
+	tb.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("dashboard Run: %v", err)
+			tb.Errorf("dashboard Run: %v", err)
 		}
 	})
-	return srv.URL + "/"
+	return serveHandler(tb, h)
 }
 
 // hideNamespace is a Viewer that may list every namespace but one.
