@@ -183,7 +183,10 @@ func TestHeld(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, n := range []string{"a", "a", "b"} {
 		wg.Add(1)
-		go func() { defer wg.Done(); a.Activate(ctx, resolver.Key{Namespace: "ns", Name: n, UID: "u-" + n}, 80, resolver.Result{}) }()
+		go func() {
+			defer wg.Done()
+			a.Activate(ctx, resolver.Key{Namespace: "ns", Name: n, UID: "u-" + n}, 80, resolver.Result{})
+		}()
 	}
 	eventually(t, "three held", func() bool { return a.heldNow() == 3 })
 	if got := a.Held(); len(got) != 2 || got[nameKey("ns", "a")] != 2 || got[nameKey("ns", "b")] != 1 {
