@@ -147,6 +147,17 @@ type update struct {
 //   - a comment every Heartbeat, so proxies keep the stream open and a
 //     dead client is noticed.
 func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) {
+	// A one-sandbox page names its sandbox (namespace and name): a viewer
+	// who may get it but not list its namespace follows it too.
+	var follow *resolver.Key
+	if q := r.URL.Query(); q.Has("namespace") || q.Has("name") {
+		ns, name := q.Get("namespace"), q.Get("name")
+		if !resolver.IsDNSLabel(ns) || !resolver.IsDNSLabel(name) {
+			writeError(w, http.StatusBadRequest, "bad_key", "namespace and name must be DNS labels")
+			return
+		}
+		follow = &resolver.Key{Namespace: ns, Name: name}
+	}
 	_, vis, ok := h.begin(w, r)
 	if !ok {
 		return
@@ -220,7 +231,7 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 		if reload {
 			err = s.event("reload", struct{}{}, "")
 		} else {
-			err = h.sendUpdate(s, items, newVisibility(ctx, vis.viewer))
+			err = h.sendUpdate(s, items, newVisibility(ctx, vis.viewer), follow)
 		}
 		if err == nil && c.takeExtensions() {
 			err = s.event("extensions", struct{}{}, "")
@@ -234,12 +245,13 @@ func (h *Handler) serveEvents(w http.ResponseWriter, r *http.Request) {
 
 // sendUpdate writes the rows of items the viewer may see; nothing when it
 // may see none of them.
-func (h *Handler) sendUpdate(s *stream, items []*item, vis *visibility) error {
+func (h *Handler) sendUpdate(s *stream, items []*item, vis *visibility, follow *resolver.Key) error {
 	v := h.current()
 	rows := newRowMaker(h.sb, h.act, h.now())
 	u := update{Generation: v.gen, Rows: make([]Row, 0, len(items))}
 	for _, it := range items {
-		if vis.may(it.res.Namespace) {
+		if vis.may(it.res.Namespace) || follow != nil && !it.warm && it.res.Namespace == follow.Namespace &&
+			it.res.Name == follow.Name && vis.mayGet(follow.Namespace, follow.Name) {
 			u.Rows = append(u.Rows, rows.row(it))
 		}
 	}

@@ -161,7 +161,7 @@
     }
     var es = null;
     function open() {
-      es = new EventSource('api/events');
+      es = new EventSource('api/events' + (on.query || ''));
       es.addEventListener('hello', function () { say('Live'); on.load(); });
       es.addEventListener('reload', function () { on.load(); });
       es.addEventListener('update', function (e) {
@@ -584,6 +584,9 @@
 
     connect({
       load: load,
+      // Named, so that a viewer who may get this sandbox but not list its
+      // namespace follows it too.
+      query: '?namespace=' + encodeURIComponent(ns) + '&name=' + encodeURIComponent(name),
       update: function (u) {
         if (u.rows.some(function (r) { return r.kind === 'sandbox' && r.namespace === ns && r.name === name; })) { load(); }
       }
