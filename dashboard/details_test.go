@@ -85,3 +85,23 @@ func TestDetailsInTableAndSandbox(t *testing.T) {
 		return slices.Equal(rowNames(a.Rows), []string{"alpha/web-1", "alpha/web-2", "beta/web-3"})
 	})
 }
+
+// TestEventsOfAPredecessorLeftOut: the event log is kept by name; a
+// sandbox recreated under its name does not show the events from before
+// its creation.
+func TestEventsOfAPredecessorLeftOut(t *testing.T) {
+	created := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	dr := &detailsResolver{fakeResolver: fixture(), details: map[resolver.Key]resolver.Details{key("alpha", "web-1"): {Created: created}}}
+	fc := &fakeCounts{fakeActivity: newFakeActivity(0), counts: map[resolver.Key]uint64{}, events: map[resolver.Key][]sandboxEvent{
+		key("alpha", "web-1"): {
+			{At: created.Add(time.Minute), Kind: "wake", Text: "this one's", Count: 1},
+			{At: created.Add(-time.Hour), Kind: "suspended", Text: "the predecessor's", Count: 1},
+		},
+	}}
+	h := start(t, Options{Sandboxes: dr, Activity: fc})
+	var a sandboxAnswer
+	get(t, h, "/api/sandboxes/alpha/web-1", &a)
+	if len(a.Events) != 1 || a.Events[0].Text != "this one's" {
+		t.Fatalf("events %+v, want this sandbox's only", a.Events)
+	}
+}

@@ -51,10 +51,13 @@ type sandboxEvent struct {
 // EventLog visits.
 const maxSandboxEvents = 64
 
-func eventsOf(log EventLog, key resolver.Key) []sandboxEvent {
+// The log is kept by namespace and name: events before since (the
+// sandbox's creation, when known) are a predecessor's of the same name,
+// and left out.
+func eventsOf(log EventLog, key resolver.Key, since time.Time) []sandboxEvent {
 	out := []sandboxEvent{}
 	log.VisitEvents(key, func(at time.Time, kind, text string, count int) {
-		if len(out) < maxSandboxEvents {
+		if len(out) < maxSandboxEvents && !at.Before(since) {
 			out = append(out, sandboxEvent{At: at, Kind: kind, Text: text, Count: count})
 		}
 	})
@@ -154,7 +157,11 @@ func (h *Handler) serveSandbox(w http.ResponseWriter, r *http.Request) {
 		Examples:   examples(h.routerURL, h.opts.BaseDomain, ns, name),
 	}
 	if log, ok := h.opts.Activity.(EventLog); ok {
-		ans.Events = eventsOf(log, resolver.Key{Namespace: ns, Name: name})
+		var since time.Time
+		if it.meta != nil && !it.meta.created.IsZero() {
+			since = it.meta.created.Add(-time.Second) // creation times are whole seconds
+		}
+		ans.Events = eventsOf(log, resolver.Key{Namespace: ns, Name: name}, since)
 	}
 	if lc, ok := h.sb.Lifecycle(resolver.Key{Namespace: ns, Name: name, UID: it.res.UID}); ok {
 		ans.Lifecycle = lifecycleOf(lc)
