@@ -72,73 +72,43 @@ const RouterNamespace = "sandbox-router"
 // pods, cluster-wide), the review ClusterRole, the dashboard's
 // ClusterRole (reads of the extensions API), the leader-election Role
 // and the xDS EndpointSlice Role in RouterNamespace.
-const routerUserBindings = `apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
+var routerUserBindings = []struct{ role, namespace string }{
+	{"sandbox-router", ""},
+	{"sandbox-router-access", ""},
+	{"sandbox-router-dashboard", ""},
+	{"sandbox-router-leader-election", RouterNamespace},
+	{"sandbox-router-xds", RouterNamespace},
+}
+
+// routerUserBindingsYAML is routerUserBindings as manifests: a
+// ClusterRoleBinding for a ClusterRole, a RoleBinding in its namespace
+// for a Role, each named after the role with "-e2e-user".
+func routerUserBindingsYAML() string {
+	var b strings.Builder
+	for i, rb := range routerUserBindings {
+		kind, roleKind, ns := "ClusterRoleBinding", "ClusterRole", ""
+		if rb.namespace != "" {
+			kind, roleKind, ns = "RoleBinding", "Role", "\n  namespace: "+rb.namespace
+		}
+		if i > 0 {
+			b.WriteString("---\n")
+		}
+		fmt.Fprintf(&b, `apiVersion: rbac.authorization.k8s.io/v1
+kind: %s
 metadata:
-  name: sandbox-router-e2e-user
+  name: %s-e2e-user%s
 roleRef:
   apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: sandbox-router
+  kind: %s
+  name: %s
 subjects:
   - apiGroup: rbac.authorization.k8s.io
     kind: User
     name: router
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: sandbox-router-access-e2e-user
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: sandbox-router-access
-subjects:
-  - apiGroup: rbac.authorization.k8s.io
-    kind: User
-    name: router
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: sandbox-router-dashboard-e2e-user
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: ClusterRole
-  name: sandbox-router-dashboard
-subjects:
-  - apiGroup: rbac.authorization.k8s.io
-    kind: User
-    name: router
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: sandbox-router-leader-election-e2e-user
-  namespace: ` + RouterNamespace + `
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: Role
-  name: sandbox-router-leader-election
-subjects:
-  - apiGroup: rbac.authorization.k8s.io
-    kind: User
-    name: router
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: RoleBinding
-metadata:
-  name: sandbox-router-xds-e2e-user
-  namespace: ` + RouterNamespace + `
-roleRef:
-  apiGroup: rbac.authorization.k8s.io
-  kind: Role
-  name: sandbox-router-xds
-subjects:
-  - apiGroup: rbac.authorization.k8s.io
-    kind: User
-    name: router
-`
+`, kind, rb.role, ns, roleKind, rb.role)
+	}
+	return b.String()
+}
 
 // GrantRouter creates the router's namespace (deploy/base/namespace.yaml),
 // applies deploy/rbac as a real install does (the ClusterRole
@@ -158,7 +128,7 @@ func (c *Cluster) GrantRouter(ctx context.Context) error {
 		return err
 	}
 	bindings := filepath.Join(c.Dir, "router-user-bindings.yaml")
-	if err := os.WriteFile(bindings, []byte(routerUserBindings), 0o600); err != nil {
+	if err := os.WriteFile(bindings, []byte(routerUserBindingsYAML()), 0o600); err != nil {
 		return err
 	}
 	paths := []string{
@@ -225,27 +195,9 @@ func (c *Cluster) waitGranted(ctx context.Context, user string, objs []manifest)
 		defer cancel()
 	}
 	for _, ch := range checks {
-		sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User: user, Groups: []string{"system:authenticated"},
-			ResourceAttributes: &authorizationv1.ResourceAttributes{
-				Namespace: ch.ns, Verb: ch.verb, Group: ch.group, Resource: ch.resource, Subresource: ch.subresource,
-			},
-		}}
-		for {
-			got, err := cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
-			if err != nil {
-				return fmt.Errorf("wait for the grants of user %s: %w", user, err)
-			}
-			if got.Status.Allowed {
-				break
-			}
-			t := time.NewTimer(20 * time.Millisecond)
-			select {
-			case <-ctx.Done():
-				t.Stop()
-				return fmt.Errorf("user %s is still not allowed to %s %s.%s in %q: %w", user, ch.verb, ch.resource, ch.group, ch.ns, ctx.Err())
-			case <-t.C:
-			}
+		attrs := authorizationv1.ResourceAttributes{Namespace: ch.ns, Verb: ch.verb, Group: ch.group, Resource: ch.resource, Subresource: ch.subresource}
+		if err := WaitAllowed(ctx, cs, user, []string{"system:authenticated"}, attrs, true); err != nil {
+			return fmt.Errorf("wait for the grants of user %s: %w", user, err)
 		}
 	}
 	return nil

@@ -23,6 +23,14 @@
 // ServiceAccount (the ClusterRole, and the leader-election Role in
 // RouterNamespace, which it creates) and waits until the grants take
 // effect.
+// CreateNamespaces, CreateServiceAccount (with ServiceAccountToken, a
+// TokenRequest token), Grant and BindRole (a Role and RoleBinding in a
+// namespace) make the identities of a test as admin, so that what they
+// may do is decided by the real RBAC authorizer; WaitAllowed polls
+// SubjectAccessReviews until a new grant has taken effect (a binding does
+// a moment after it is written), and ServiceAccountUser and
+// ServiceAccountGroups name a ServiceAccount's token in such a review.
+// GrantRouter waits for its own grants the same way.
 // ApplyCRDs installs deploy/crds and waits until the versions are served;
 // ApplyManifests server-side applies any multi-document YAML (RBAC,
 // namespaces, CRDs, custom objects) through discovery.
