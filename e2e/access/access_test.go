@@ -15,8 +15,6 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -116,10 +114,8 @@ func (e *env) populate(ctx context.Context) error {
 	if err := e.c.GrantRouter(ctx); err != nil {
 		return err
 	}
-	for _, ns := range []string{teamA, teamB, agents, crowd} {
-		if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			return err
-		}
+	if err := cluster.CreateNamespaces(ctx, e.cs, teamA, teamB, agents, crowd); err != nil {
+		return err
 	}
 	s, err := sim.New(sim.Options{Config: e.c.AdminConfig(), Namespaces: []string{teamA, teamB}, IPBase: ipBase})
 	if err != nil {
@@ -158,22 +154,20 @@ func (e *env) populate(ctx context.Context) error {
 // the TokenRequest API, for the given audiences (none: the API server's).
 func (e *env) serviceAccount(t testing.TB, ns, name string, audiences ...string) string {
 	t.Helper()
-	_, err := e.cs.CoreV1().ServiceAccounts(ns).Create(t.Context(), &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{})
+	tok, err := cluster.CreateServiceAccount(t.Context(), e.cs, ns, name, audiences...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return e.token(t, ns, name, audiences...)
+	return tok
 }
 
 func (e *env) token(t testing.TB, ns, name string, audiences ...string) string {
 	t.Helper()
-	hour := int64(3600)
-	tr, err := e.cs.CoreV1().ServiceAccounts(ns).CreateToken(t.Context(), name,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{Audiences: audiences, ExpirationSeconds: &hour}}, metav1.CreateOptions{})
+	tok, err := cluster.ServiceAccountToken(t.Context(), e.cs, ns, name, audiences...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tr.Status.Token
+	return tok
 }
 
 // proxyRule is what reaching a sandbox through the router takes.
@@ -186,21 +180,12 @@ func proxyRule(names ...string) rbacv1.PolicyRule {
 // them without names) with a Role and a RoleBinding called name.
 func (e *env) grant(t testing.TB, ns, name string, subjects []rbacv1.Subject, names ...string) {
 	t.Helper()
-	ctx := t.Context()
-	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Rules: []rbacv1.PolicyRule{proxyRule(names...)}}
-	if _, err := e.cs.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Subjects: subjects,
-		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}}
-	if _, err := e.cs.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
+	if err := cluster.Grant(t.Context(), e.cs, ns, name, []rbacv1.PolicyRule{proxyRule(names...)}, subjects...); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func sa(ns, name string) rbacv1.Subject {
-	return rbacv1.Subject{Kind: rbacv1.ServiceAccountKind, Namespace: ns, Name: name}
-}
+func sa(ns, name string) rbacv1.Subject { return cluster.ServiceAccountSubject(ns, name) }
 
 // startRouter runs the router binary as the non-admin user "router".
 func (e *env) startRouter(t testing.TB, args ...string) *routerproc.Proc {

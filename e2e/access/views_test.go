@@ -9,12 +9,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/sandbox-router/sandbox-router/access"
 	akube "github.com/sandbox-router/sandbox-router/access/kube"
 	"github.com/sandbox-router/sandbox-router/dashboard"
+	"github.com/sandbox-router/sandbox-router/e2e/cluster"
 )
 
 // countingViews counts the view reviews that reach the API server.
@@ -139,15 +139,8 @@ func TestViewAccess(t *testing.T) {
 // grantView lets subject verb (list, or get on names) the sandboxes of ns.
 func (e *env) grantView(t *testing.T, ns, name, verb string, subject rbacv1.Subject, names ...string) {
 	t.Helper()
-	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Rules: []rbacv1.PolicyRule{{
-		APIGroups: []string{akube.Group}, Resources: []string{akube.Resource}, Verbs: []string{verb}, ResourceNames: names,
-	}}}
-	if _, err := e.cs.RbacV1().Roles(ns).Create(t.Context(), role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Subjects: []rbacv1.Subject{subject},
-		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}}
-	if _, err := e.cs.RbacV1().RoleBindings(ns).Create(t.Context(), rb, metav1.CreateOptions{}); err != nil {
+	rules := []rbacv1.PolicyRule{{APIGroups: []string{akube.Group}, Resources: []string{akube.Resource}, Verbs: []string{verb}, ResourceNames: names}}
+	if err := cluster.Grant(t.Context(), e.cs, ns, name, rules, subject); err != nil {
 		t.Fatal(err)
 	}
 }
