@@ -18,8 +18,6 @@ import (
 	"time"
 
 	sdk "github.com/modelcontextprotocol/go-sdk/mcp"
-	authenticationv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -143,10 +141,8 @@ func (e *env) populate(ctx context.Context) error {
 	if err := e.c.GrantRouter(ctx); err != nil {
 		return err
 	}
-	for _, ns := range []string{teamA, teamB, agents} {
-		if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			return err
-		}
+	if err := cluster.CreateNamespaces(ctx, e.cs, teamA, teamB, agents); err != nil {
+		return err
 	}
 	s, err := sim.New(sim.Options{Config: e.c.AdminConfig(), Namespaces: []string{teamA, teamB}, IPBase: ipBase})
 	if err != nil {
@@ -210,28 +206,17 @@ func (e *env) identities(ctx context.Context) error {
 		"bob": {reach("beta")},
 	}
 	for who, rules := range roles {
-		if _, err := e.cs.CoreV1().ServiceAccounts(agents).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: who}}, metav1.CreateOptions{}); err != nil {
+		if err := cluster.Grant(ctx, e.cs, teamA, who, rules, cluster.ServiceAccountSubject(agents, who)); err != nil {
 			return err
 		}
-		if _, err := e.cs.RbacV1().Roles(teamA).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: who}, Rules: rules}, metav1.CreateOptions{}); err != nil {
-			return err
-		}
-		rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: who},
-			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: agents, Name: who}},
-			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: who}}
-		if _, err := e.cs.RbacV1().RoleBindings(teamA).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
-			return err
-		}
-		hour := int64(3600)
-		tr, err := e.cs.CoreV1().ServiceAccounts(agents).CreateToken(ctx, who,
-			&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &hour}}, metav1.CreateOptions{})
+		tok, err := cluster.CreateServiceAccount(ctx, e.cs, agents, who)
 		if err != nil {
 			return err
 		}
 		if who == "alice" {
-			e.alice = tr.Status.Token
+			e.alice = tok
 		} else {
-			e.bob = tr.Status.Token
+			e.bob = tok
 		}
 	}
 	return nil
