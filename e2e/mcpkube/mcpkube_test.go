@@ -10,9 +10,7 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
-	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -61,7 +59,7 @@ var roles = map[string][]rbacv1.PolicyRule{
 	},
 }
 
-func username(sa string) string { return "system:serviceaccount:" + agents + ":" + sa }
+func username(sa string) string { return cluster.ServiceAccountUser(agents, sa) }
 
 // env is the cluster with both CRDs, the sim and the claim controller on
 // team-a, the identities' tokens, and mcp/kube built from the router's
@@ -90,10 +88,8 @@ func newEnv(t *testing.T) *env {
 	if err := cluster.ApplyManifests(ctx, c.AdminConfig(), crd); err != nil {
 		t.Fatal(err)
 	}
-	for _, ns := range []string{teamA, teamB, agents} {
-		if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+	if err := cluster.CreateNamespaces(ctx, e.cs, teamA, teamB, agents); err != nil {
+		t.Fatal(err)
 	}
 	for sa, rules := range roles {
 		e.tokens[sa] = e.identity(t, sa, rules)
@@ -134,41 +130,26 @@ func newEnv(t *testing.T) *env {
 func (e *env) identity(t *testing.T, name string, rules []rbacv1.PolicyRule) string {
 	t.Helper()
 	ctx := t.Context()
-	if _, err := e.cs.CoreV1().ServiceAccounts(agents).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: teamA}, Rules: rules}
-	if _, err := e.cs.RbacV1().Roles(teamA).Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: teamA},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: agents, Name: name}},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}}
-	if _, err := e.cs.RbacV1().RoleBindings(teamA).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	hour := int64(3600)
-	tr, err := e.cs.CoreV1().ServiceAccounts(agents).CreateToken(ctx, name,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &hour}}, metav1.CreateOptions{})
+	tok, err := cluster.CreateServiceAccount(ctx, e.cs, agents, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tr.Status.Token
+	if err := cluster.Grant(ctx, e.cs, teamA, name, rules, cluster.ServiceAccountSubject(agents, name)); err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // waitAllowed waits until a SubjectAccessReview of the ServiceAccount
 // answers want.
 func (e *env) waitAllowed(t *testing.T, sa, verb, group, resource, ns string, want bool) {
 	t.Helper()
-	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-		User:               username(sa),
-		Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + agents, "system:authenticated"},
-		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: verb, Group: group, Resource: resource},
-	}}
-	waitFor(t, fmt.Sprintf("%s may %s %s: %v", sa, verb, resource, want), func() (bool, error) {
-		got, err := e.cs.AuthorizationV1().SubjectAccessReviews().Create(t.Context(), sar, metav1.CreateOptions{})
-		return err == nil && got.Status.Allowed == want, err
-	})
+	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
+	defer cancel()
+	attrs := authorizationv1.ResourceAttributes{Namespace: ns, Verb: verb, Group: group, Resource: resource}
+	if err := cluster.WaitAllowed(ctx, e.cs, username(sa), cluster.ServiceAccountGroups(agents), attrs, want); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // TestCallerIdentity drives mcp/kube with three identities' own tokens
@@ -387,25 +368,4 @@ func waitObject(t *testing.T, res dynamic.ResourceInterface, name, what string, 
 		t.Fatalf("%s (%s): %v; last seen: %s", name, what, err, desc)
 	}
 	return last
-}
-
-// waitFor polls cond (for answers that have no watch, such as
-// SubjectAccessReviews) until it is true or waitTimeout passes.
-func waitFor(t *testing.T, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v (last error: %v)", what, waitTimeout, err)
-		}
-		select {
-		case <-t.Context().Done():
-			t.Fatalf("%s: %v", what, t.Context().Err())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
 }
