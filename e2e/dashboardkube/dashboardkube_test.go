@@ -10,7 +10,6 @@ import (
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
-	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -116,10 +115,8 @@ func TestCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	e := &env{c: c, cs: kubernetes.NewForConfigOrDie(c.AdminConfig()), dyn: dynamic.NewForConfigOrDie(c.AdminConfig()), dir: dir}
-	for _, ns := range []string{teamA, teamB, teamC} {
-		if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+	if err := cluster.CreateNamespaces(ctx, e.cs, teamA, teamB, teamC); err != nil {
+		t.Fatal(err)
 	}
 	all := map[kube.Kind]string{kube.KindTemplate: "v1beta1", kube.KindWarmPool: "v1beta1", kube.KindClaim: "v1beta1"}
 
@@ -321,23 +318,10 @@ func (e *env) waitAllowed(t *testing.T, user, ns, resource string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
 	for _, verb := range []string{"list", "watch"} {
-		for {
-			sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-				User: user, Groups: []string{"system:authenticated"},
-				ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: verb, Group: kube.Group, Resource: resource},
-			}}
-			got, err := e.cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
-			if err == nil && got.Status.Allowed {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				t.Fatalf("%s still may not %s %s in %s (err %v)", user, verb, resource, ns, err)
-			case <-tick.C:
-			}
+		attrs := authorizationv1.ResourceAttributes{Namespace: ns, Verb: verb, Group: kube.Group, Resource: resource}
+		if err := cluster.WaitAllowed(ctx, e.cs, user, []string{"system:authenticated"}, attrs, true); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
