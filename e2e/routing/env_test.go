@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -74,10 +73,8 @@ func newEnv(t *testing.T, simOpts sim.Options, namespaces ...string) *env {
 		t.Fatalf("ApplyCRDs: %v", err)
 	}
 	e := &env{c: c, dyn: dynamic.NewForConfigOrDie(c.AdminConfig()), cs: kubernetes.NewForConfigOrDie(c.AdminConfig())}
-	for _, ns := range namespaces {
-		if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			t.Fatalf("namespace %s: %v", ns, err)
-		}
+	if err := cluster.CreateNamespaces(ctx, e.cs, namespaces...); err != nil {
+		t.Fatal(err)
 	}
 	simOpts.Config = c.AdminConfig()
 	simOpts.Logf = t.Logf
