@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
@@ -119,10 +118,8 @@ func (e *env) populate(ctx context.Context) error {
 	if err := e.c.GrantRouter(ctx); err != nil {
 		return err
 	}
-	for _, ns := range []string{teamA, teamB} {
-		if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			return err
-		}
+	if err := cluster.CreateNamespaces(ctx, e.cs, teamA, teamB); err != nil {
+		return err
 	}
 	s, err := sim.New(sim.Options{Config: e.c.AdminConfig(), Namespaces: []string{teamA, teamB}, IPBase: ipBase})
 	if err != nil {

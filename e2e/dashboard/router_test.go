@@ -14,14 +14,12 @@ import (
 
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
-	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	akube "github.com/sandbox-router/sandbox-router/access/kube"
 	extkube "github.com/sandbox-router/sandbox-router/dashboard/kube"
+	"github.com/sandbox-router/sandbox-router/e2e/cluster"
 	"github.com/sandbox-router/sandbox-router/e2e/routerproc"
 	"github.com/sandbox-router/sandbox-router/e2e/sim"
 	"github.com/sandbox-router/sandbox-router/resolver"
@@ -65,7 +63,7 @@ func (e *env) identities(t *testing.T) viewerTokens {
 
 func (e *env) createViewers(ctx context.Context) (viewerTokens, error) {
 	var tok viewerTokens
-	if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: viewersNS}}, metav1.CreateOptions{}); err != nil {
+	if err := cluster.CreateNamespaces(ctx, e.cs, viewersNS); err != nil {
 		return tok, err
 	}
 	type grant struct {
@@ -92,56 +90,25 @@ func (e *env) createViewers(ctx context.Context) (viewerTokens, error) {
 		}},
 	}
 	for who, g := range grants {
-		if _, err := e.cs.CoreV1().ServiceAccounts(viewersNS).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: who}}, metav1.CreateOptions{}); err != nil {
+		if err := cluster.Grant(ctx, e.cs, g.ns, who, g.rules, cluster.ServiceAccountSubject(viewersNS, who)); err != nil {
 			return tok, err
 		}
-		if _, err := e.cs.RbacV1().Roles(g.ns).Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: who}, Rules: g.rules}, metav1.CreateOptions{}); err != nil {
-			return tok, err
-		}
-		rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: who},
-			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: viewersNS, Name: who}},
-			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: who}}
-		if _, err := e.cs.RbacV1().RoleBindings(g.ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
-			return tok, err
-		}
-		hour := int64(3600)
-		tr, err := e.cs.CoreV1().ServiceAccounts(viewersNS).CreateToken(ctx, who,
-			&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &hour}}, metav1.CreateOptions{})
+		token, err := cluster.CreateServiceAccount(ctx, e.cs, viewersNS, who)
 		if err != nil {
 			return tok, err
 		}
 		if who == "viewer-a" {
-			tok.a = tr.Status.Token
+			tok.a = token
 		} else {
-			tok.one = tr.Status.Token
+			tok.one = token
 		}
-		user := "system:serviceaccount:" + viewersNS + ":" + who
 		for _, attrs := range g.checks {
-			if err := e.waitAllowed(ctx, user, attrs); err != nil {
+			if err := cluster.WaitAllowed(ctx, e.cs, cluster.ServiceAccountUser(viewersNS, who), cluster.ServiceAccountGroups(viewersNS), attrs, true); err != nil {
 				return tok, err
 			}
 		}
 	}
 	return tok, nil
-}
-
-// waitAllowed waits until a SubjectAccessReview allows user attrs.
-func (e *env) waitAllowed(ctx context.Context, user string, attrs authorizationv1.ResourceAttributes) error {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		sar, err := e.cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-			User: user, Groups: []string{"system:serviceaccounts", "system:authenticated"}, ResourceAttributes: &attrs,
-		}}, metav1.CreateOptions{})
-		if err == nil && sar.Status.Allowed {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s never allowed %+v: %v", user, attrs, err)
-		case <-tick.C:
-		}
-	}
 }
 
 // startRouter runs the router binary as the user "router" on the env's
