@@ -11,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -115,10 +113,8 @@ func (e *env) populate(ctx context.Context) error {
 	if err := e.c.GrantRouter(ctx); err != nil {
 		return err
 	}
-	for _, ns := range []string{namespace, agents} {
-		if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			return err
-		}
+	if err := cluster.CreateNamespaces(ctx, e.cs, namespace, agents); err != nil {
+		return err
 	}
 	s, err := sim.New(sim.Options{Config: e.c.AdminConfig(), Namespaces: []string{namespace}, IPBase: ipBase,
 		Logf: func(format string, args ...any) { fmt.Fprintf(e.simLog, format+"\n", args...) }})
@@ -195,29 +191,16 @@ func (e *env) serviceAccountFor(t *testing.T, name string) string {
 	t.Helper()
 	ctx := t.Context()
 	sa := "viewer-" + name
-	if _, err := e.cs.CoreV1().ServiceAccounts(agents).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: sa, Namespace: namespace}, Rules: []rbacv1.PolicyRule{{
-		APIGroups: []string{akube.Group}, Resources: []string{akube.Resource + "/" + akube.Subresource},
-		Verbs: []string{akube.Verb}, ResourceNames: []string{name},
-	}}}
-	if _, err := e.cs.RbacV1().Roles(namespace).Create(ctx, role, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: sa, Namespace: namespace},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: agents, Name: sa}},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: sa}}
-	if _, err := e.cs.RbacV1().RoleBindings(namespace).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	hour := int64(3600)
-	tr, err := e.cs.CoreV1().ServiceAccounts(agents).CreateToken(ctx, sa,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &hour}}, metav1.CreateOptions{})
+	tok, err := cluster.CreateServiceAccount(ctx, e.cs, agents, sa)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tr.Status.Token
+	rules := []rbacv1.PolicyRule{{APIGroups: []string{akube.Group}, Resources: []string{akube.Resource + "/" + akube.Subresource},
+		Verbs: []string{akube.Verb}, ResourceNames: []string{name}}}
+	if err := cluster.Grant(ctx, e.cs, namespace, sa, rules, cluster.ServiceAccountSubject(agents, sa)); err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // startRouter runs the router binary as the non-admin user "router" with
