@@ -16,7 +16,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -166,10 +165,8 @@ func newEnv(tb testing.TB, sims ...simSpec) *env {
 		sims: map[string]*sim.Sim{}, killed: map[*routerproc.Proc]bool{},
 	}
 	for _, spec := range sims {
-		for _, ns := range spec.namespaces {
-			if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-				tb.Fatalf("namespace %s: %v", ns, err)
-			}
+		if err := cluster.CreateNamespaces(ctx, e.cs, spec.namespaces...); err != nil {
+			tb.Fatal(err)
 		}
 		s, err := sim.New(sim.Options{
 			Config:      c.AdminConfig(),
