@@ -17,9 +17,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr/testr"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	authorizationv1 "k8s.io/api/authorization/v1"
-	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -93,10 +91,8 @@ func newEnv(t *testing.T, sdkDir string) *env {
 	if err := c.GrantRouter(ctx); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{ns, agents} {
-		if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
+	if err := cluster.CreateNamespaces(ctx, e.cs, ns, agents); err != nil {
+		t.Fatal(err)
 	}
 	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: sdkUserRole, Namespace: ns}, Rules: []rbacv1.PolicyRule{
 		{APIGroups: []string{claimGVR.Group}, Resources: []string{claimGVR.Resource}, Verbs: []string{"create", "get", "list", "watch", "delete"}},
@@ -188,22 +184,14 @@ func waitRoutable(t *testing.T, router *routerproc.Proc, name, token string) {
 func (e *env) serviceAccount(t *testing.T, name string) string {
 	t.Helper()
 	ctx := t.Context()
-	if _, err := e.cs.CoreV1().ServiceAccounts(agents).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name + "-" + sdkUserRole, Namespace: ns},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: agents, Name: name}},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: sdkUserRole}}
-	if _, err := e.cs.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	hour := int64(3600)
-	tr, err := e.cs.CoreV1().ServiceAccounts(agents).CreateToken(ctx, name,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &hour}}, metav1.CreateOptions{})
+	tok, err := cluster.CreateServiceAccount(ctx, e.cs, agents, name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tr.Status.Token
+	if err := cluster.BindRole(ctx, e.cs, ns, name+"-"+sdkUserRole, sdkUserRole, cluster.ServiceAccountSubject(agents, name)); err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }
 
 // grantProxy lets the ServiceAccount reach the one sandbox through the
@@ -214,28 +202,18 @@ func (e *env) grantProxy(t *testing.T, sa, sandboxName string) {
 	t.Helper()
 	ctx := t.Context()
 	name := sa + "-proxy-" + sandboxName
-	role := &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Rules: []rbacv1.PolicyRule{{
-		APIGroups: []string{akube.Group}, Resources: []string{akube.Resource + "/" + akube.Subresource},
-		Verbs: []string{akube.Verb}, ResourceNames: []string{sandboxName}}}}
-	if _, err := e.cs.RbacV1().Roles(ns).Create(ctx, role, metav1.CreateOptions{}); err != nil {
+	rules := []rbacv1.PolicyRule{{APIGroups: []string{akube.Group}, Resources: []string{akube.Resource + "/" + akube.Subresource},
+		Verbs: []string{akube.Verb}, ResourceNames: []string{sandboxName}}}
+	if err := cluster.Grant(ctx, e.cs, ns, name, rules, cluster.ServiceAccountSubject(agents, sa)); err != nil {
 		t.Fatal(err)
 	}
-	rb := &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
-		Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: agents, Name: sa}},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: name}}
-	if _, err := e.cs.RbacV1().RoleBindings(ns).Create(ctx, rb, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	wctx, cancel := context.WithTimeout(ctx, waitTimeout)
+	defer cancel()
+	attrs := authorizationv1.ResourceAttributes{Namespace: ns, Verb: akube.Verb, Group: akube.Group,
+		Resource: akube.Resource, Subresource: akube.Subresource, Name: sandboxName}
+	if err := cluster.WaitAllowed(wctx, e.cs, cluster.ServiceAccountUser(agents, sa), cluster.ServiceAccountGroups(agents), attrs, true); err != nil {
+		t.Fatalf("the grant of %s to %s in effect: %v", sandboxName, sa, err)
 	}
-	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-		User:   "system:serviceaccount:" + agents + ":" + sa,
-		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + agents, "system:authenticated"},
-		ResourceAttributes: &authorizationv1.ResourceAttributes{Namespace: ns, Verb: akube.Verb, Group: akube.Group,
-			Resource: akube.Resource, Subresource: akube.Subresource, Name: sandboxName},
-	}}
-	waitFor(t, "the grant of "+sandboxName+" to "+sa+" in effect", func() (bool, error) {
-		got, err := e.cs.AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
-		return err == nil && got.Status.Allowed, err
-	})
 }
 
 // mint makes a v2 scoped token for the sandbox name (bound to its uid)
