@@ -164,16 +164,12 @@ func serveMemDashboard(tb testing.TB, m *memSandboxes) string {
 	// It answers 503 until Run has loaded the resolver's snapshot.
 	deadline := time.Now().Add(waitTimeout)
 	for {
-		resp, err := http.Get(base + "api/overview")
-		if err != nil {
-			tb.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
+		code, _ := apiGet(tb, base+"api/overview", "")
+		if code == http.StatusOK {
 			return base
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("dashboard not loaded: %d", resp.StatusCode)
+			tb.Fatalf("dashboard not loaded: %d", code)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -225,16 +221,11 @@ func cmpOr(s, def string) string {
 
 func httpGet(tb testing.TB, url string) string {
 	tb.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		tb.Fatal(err)
+	code, body := apiGet(tb, url, "")
+	if code != http.StatusOK {
+		tb.Fatalf("GET %s: %d", url, code)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		tb.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
-	}
-	return string(body)
+	return body
 }
 
 // instrument runs in every page before its own script: it notes when the

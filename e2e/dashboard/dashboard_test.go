@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/netip"
 	"os"
@@ -457,17 +456,9 @@ func TestDashboard(t *testing.T) {
 		}
 		// The API answers alike.
 		for _, path := range []string{"api/overview", "api/sandboxes?kind=all&size=200", "api/sandboxes?namespace=team-b", "api/sandboxes/team-b/beta-01"} {
-			resp, err := http.Get(hidden + path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if s := string(body); strings.Contains(s, "team-b") || strings.Contains(s, "beta-") || strings.Contains(s, uid) {
-				t.Errorf("GET %s (%d) shows team-b: %s", path, resp.StatusCode, s)
+			code, s := apiGet(t, hidden+path, "")
+			if strings.Contains(s, "team-b") || strings.Contains(s, "beta-") || strings.Contains(s, uid) {
+				t.Errorf("GET %s (%d) shows team-b: %s", path, code, s)
 			}
 		}
 		e.setMode(t, teamB, "beta-00", "Running")

@@ -2,7 +2,6 @@ package dashboard
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -188,17 +187,9 @@ func TestExtensionViews(t *testing.T) {
 		b.waitValue(t, ctx, "fill without team-b", `['fill-pools', 'fill-desired'].map(id => document.getElementById(id).textContent)`, []string{"1", "3"})
 		b.waitValue(t, ctx, "team-b nowhere on the overview", noTeamB, true)
 		for _, path := range []string{"api/warmpools?size=200", "api/warmpools?namespace=team-b", "api/templates", "api/claims?q=theirs", "api/overview", "api/kinds"} {
-			resp, err := http.Get(hidden + path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			body, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if s := string(body); resp.StatusCode != http.StatusOK || strings.Contains(s, "team-b") || strings.Contains(s, "beta-pool") || strings.Contains(s, "theirs") {
-				t.Errorf("GET %s (%d) shows team-b: %s", path, resp.StatusCode, s)
+			code, s := apiGet(t, hidden+path, "")
+			if code != http.StatusOK || strings.Contains(s, "team-b") || strings.Contains(s, "beta-pool") || strings.Contains(s, "theirs") {
+				t.Errorf("GET %s (%d) shows team-b: %s", path, code, s)
 			}
 		}
 	})
