@@ -76,7 +76,7 @@ func (f *fakeResolver) Lifecycle(k resolver.Key) (resolver.Lifecycle, bool) {
 
 func (f *fakeResolver) Subscribe() resolver.Feed {
 	f.subscribes.Add(1)
-	fd := &fakeFeed{r: f, pending: make(map[resolver.Key]struct{}), ready: make(chan struct{}, 1)}
+	fd := &fakeFeed{r: f, PendingKeys: resolver.NewPendingKeys()}
 	f.mu.Lock()
 	f.feeds[fd] = struct{}{}
 	f.mu.Unlock()
@@ -86,7 +86,7 @@ func (f *fakeResolver) Subscribe() resolver.Feed {
 // fire is called with f.mu held.
 func (f *fakeResolver) fire(keys ...resolver.Key) {
 	for fd := range f.feeds {
-		fd.add(keys)
+		fd.Add(keys...)
 	}
 }
 
@@ -127,43 +127,8 @@ func (f *fakeResolver) removeWarm(ns, uid string) {
 }
 
 type fakeFeed struct {
-	r       *fakeResolver
-	mu      sync.Mutex
-	pending map[resolver.Key]struct{}
-	ready   chan struct{}
-}
-
-func (fd *fakeFeed) add(keys []resolver.Key) {
-	fd.mu.Lock()
-	for _, k := range keys {
-		fd.pending[k] = struct{}{}
-	}
-	fd.mu.Unlock()
-	select {
-	case fd.ready <- struct{}{}:
-	default:
-	}
-}
-
-func (fd *fakeFeed) Next(ctx context.Context) ([]resolver.Key, error) {
-	for {
-		fd.mu.Lock()
-		if len(fd.pending) > 0 {
-			keys := make([]resolver.Key, 0, len(fd.pending))
-			for k := range fd.pending {
-				keys = append(keys, k)
-			}
-			clear(fd.pending)
-			fd.mu.Unlock()
-			return keys, nil
-		}
-		fd.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-fd.ready:
-		}
-	}
+	r *fakeResolver
+	*resolver.PendingKeys
 }
 
 func (fd *fakeFeed) Close() {

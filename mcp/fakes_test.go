@@ -110,7 +110,7 @@ func (s *fakeSandboxes) Snapshot() []resolver.Result {
 }
 
 func (s *fakeSandboxes) Subscribe() resolver.Feed {
-	f := &fakeFeed{s: s, pending: make(map[resolver.Key]struct{}), wake: make(chan struct{}, 1)}
+	f := &fakeFeed{s: s, PendingKeys: resolver.NewPendingKeys()}
 	s.mu.Lock()
 	s.feeds[f] = struct{}{}
 	s.mu.Unlock()
@@ -173,47 +173,14 @@ func (s *fakeSandboxes) notify(k resolver.Key) {
 	}
 	delete(s.waiters, k)
 	for f := range s.feeds {
-		f.push(k)
+		f.Add(k)
 	}
 }
 
 // fakeFeed is a coalescing resolver.Feed.
 type fakeFeed struct {
-	s       *fakeSandboxes
-	mu      sync.Mutex
-	pending map[resolver.Key]struct{}
-	wake    chan struct{}
-}
-
-func (f *fakeFeed) push(k resolver.Key) {
-	f.mu.Lock()
-	f.pending[k] = struct{}{}
-	f.mu.Unlock()
-	select {
-	case f.wake <- struct{}{}:
-	default:
-	}
-}
-
-func (f *fakeFeed) Next(ctx context.Context) ([]resolver.Key, error) {
-	for {
-		f.mu.Lock()
-		if len(f.pending) > 0 {
-			keys := make([]resolver.Key, 0, len(f.pending))
-			for k := range f.pending {
-				keys = append(keys, k)
-			}
-			clear(f.pending)
-			f.mu.Unlock()
-			return keys, nil
-		}
-		f.mu.Unlock()
-		select {
-		case <-f.wake:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
-	}
+	s *fakeSandboxes
+	*resolver.PendingKeys
 }
 
 func (f *fakeFeed) Close() {

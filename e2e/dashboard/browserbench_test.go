@@ -75,7 +75,7 @@ func (m *memSandboxes) Lifecycle(resolver.Key) (resolver.Lifecycle, bool) {
 }
 
 func (m *memSandboxes) Subscribe() resolver.Feed {
-	f := &memFeed{m: m, wake: make(chan struct{}, 1), pending: make(map[resolver.Key]struct{})}
+	f := &memFeed{m: m, PendingKeys: resolver.NewPendingKeys()}
 	m.mu.Lock()
 	m.feeds[f] = struct{}{}
 	m.mu.Unlock()
@@ -95,42 +95,13 @@ func (m *memSandboxes) flip(i int) {
 	}
 	m.byKey[[2]string{ns, name}] = r
 	for f := range m.feeds {
-		f.mu.Lock()
-		f.pending[resolver.Key{Namespace: ns, Name: name}] = struct{}{}
-		f.mu.Unlock()
-		select {
-		case f.wake <- struct{}{}:
-		default:
-		}
+		f.Add(resolver.Key{Namespace: ns, Name: name})
 	}
 }
 
 type memFeed struct {
-	m       *memSandboxes
-	wake    chan struct{}
-	mu      sync.Mutex
-	pending map[resolver.Key]struct{}
-}
-
-func (f *memFeed) Next(ctx context.Context) ([]resolver.Key, error) {
-	for {
-		f.mu.Lock()
-		if len(f.pending) > 0 {
-			keys := make([]resolver.Key, 0, len(f.pending))
-			for k := range f.pending {
-				keys = append(keys, k)
-			}
-			clear(f.pending)
-			f.mu.Unlock()
-			return keys, nil
-		}
-		f.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-f.wake:
-		}
-	}
+	m *memSandboxes
+	*resolver.PendingKeys
 }
 
 func (f *memFeed) Close() {

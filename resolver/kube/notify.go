@@ -1,7 +1,6 @@
 package kube
 
 import (
-	"context"
 	"sync"
 
 	"github.com/sandbox-router/sandbox-router/resolver"
@@ -65,59 +64,25 @@ func (n *notifier) fire(k resolver.Key) {
 		delete(n.waiters, k)
 	}
 	for f := range n.feeds {
-		f.add(k)
+		f.Add(k)
 	}
 }
 
 // feed implements resolver.Feed: changed keys collect in a set until the
 // next call of Next, so its memory is bounded by the number of sandboxes.
 type feed struct {
-	n       *notifier
-	mu      sync.Mutex
-	pending map[resolver.Key]struct{}
-	ready   chan struct{} // capacity 1: "pending is not empty"
+	n *notifier
+	*resolver.PendingKeys
 }
 
 var _ resolver.Feed = (*feed)(nil)
 
 func (n *notifier) subscribe() *feed {
-	f := &feed{n: n, pending: make(map[resolver.Key]struct{}), ready: make(chan struct{}, 1)}
+	f := &feed{n: n, PendingKeys: resolver.NewPendingKeys()}
 	n.mu.Lock()
 	n.feeds[f] = struct{}{}
 	n.mu.Unlock()
 	return f
-}
-
-func (f *feed) add(k resolver.Key) {
-	f.mu.Lock()
-	f.pending[k] = struct{}{}
-	f.mu.Unlock()
-	select {
-	case f.ready <- struct{}{}:
-	default:
-	}
-}
-
-// Next implements resolver.Feed.
-func (f *feed) Next(ctx context.Context) ([]resolver.Key, error) {
-	for {
-		f.mu.Lock()
-		if len(f.pending) > 0 {
-			keys := make([]resolver.Key, 0, len(f.pending))
-			for k := range f.pending {
-				keys = append(keys, k)
-			}
-			clear(f.pending)
-			f.mu.Unlock()
-			return keys, nil
-		}
-		f.mu.Unlock()
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-f.ready:
-		}
-	}
 }
 
 // Close implements resolver.Feed.
